@@ -1,0 +1,337 @@
+// Package jobs defines the jobs the worker receives and the responses it sends
+// (CONTRACT.md sections 1 and 2), their strict decoding and validation, and the
+// Handler the worker calls to run a job. It knows what a job does, not where it
+// came from: nothing here imports SQS.
+package jobs
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/url"
+	"regexp"
+	"strings"
+	"unicode/utf8"
+)
+
+// Type is the kind of a job.
+type Type string
+
+// The job types.
+const (
+	TypeInit    Type = "init"
+	TypeExecute Type = "execute"
+)
+
+// Mode says whether an execute job may change files.
+type Mode string
+
+// The execute modes.
+const (
+	ModeExecute Mode = "execute" // edits allowed, changes committed
+	ModePlan    Mode = "plan"    // read-only: nothing is changed or committed
+)
+
+// MaxInstructionBytes is the largest instruction an execute job may carry.
+const MaxInstructionBytes = 100_000
+
+// MaxMessageBytes bounds the message body the decoder reads: SQS itself caps
+// bodies at 256 KiB (1 MiB with newer limits).
+const MaxMessageBytes = 1 << 20
+
+var (
+	idPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+)
+
+// Job is one unit of work, decoded from a queue message.
+type Job struct {
+	Type        Type   `json:"type"`
+	JobID       string `json:"jobId,omitempty"`
+	ClientID    string `json:"clientId"`
+	UserID      string `json:"userId"`
+	ThreadID    string `json:"threadId"`
+	RepoURL     string `json:"repoUrl,omitempty"`
+	BaseBranch  string `json:"baseBranch,omitempty"`
+	Instruction string `json:"instruction,omitempty"`
+	Mode        Mode   `json:"mode,omitempty"`
+}
+
+// Branch is the git branch of the job's thread.
+func (j Job) Branch() string { return BranchName(j.ThreadID) }
+
+// UserKey names the job's user: the per-user lane and the FIFO message group.
+func (j Job) UserKey() string { return j.ClientID + "/" + j.UserID }
+
+// BranchName is the git branch of a thread.
+func BranchName(threadID string) string { return "thread-" + threadID }
+
+// ErrInvalid is wrapped by every validation error.
+var ErrInvalid = errors.New("invalid job")
+
+// InvalidError says why a message is not a valid job. Job holds whatever
+// could be read of it, so the answer can still be addressed when its ids are
+// valid (see Addressable).
+type InvalidError struct {
+	Field  string // the JSON field at fault, "" for the message as a whole
+	Reason string
+	Job    Job
+}
+
+func (e *InvalidError) Error() string {
+	if e.Field == "" {
+		return "invalid job: " + e.Reason
+	}
+	return fmt.Sprintf("invalid job: %s: %s", e.Field, e.Reason)
+}
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *InvalidError) Unwrap() error { return ErrInvalid }
+
+// Addressable reports whether the invalid job's answer can be routed: its
+// client and user ids are valid, so it has a user and a FIFO group.
+func (e *InvalidError) Addressable() bool {
+	return ValidID(e.Job.ClientID) && ValidID(e.Job.UserID)
+}
+
+// ValidID reports whether s is a valid client, user or thread id: 1-64
+// characters of [A-Za-z0-9_-], not starting with '-' or '_'.
+func ValidID(s string) bool { return idPattern.MatchString(s) }
+
+// ValidJobID reports whether s is a valid job id: 1-128 characters of
+// [A-Za-z0-9._:-], and not "." or "..".
+func ValidJobID(s string) bool {
+	return jobIDPattern.MatchString(s) && strings.Trim(s, ".") != ""
+}
+
+// rawJob decodes fields leniently (any JSON type), so an invalid message still
+// yields whatever ids it has and the error names the field at fault.
+type rawJob map[string]json.RawMessage
+
+// Decode parses and validates a message body. messageID is the queue's id for
+// the message, the job id when the body has none. On failure the error is an
+// *InvalidError.
+func Decode(body []byte, messageID string) (Job, error) {
+	if len(body) > MaxMessageBytes {
+		return Job{}, &InvalidError{Reason: fmt.Sprintf("message is %d bytes, more than %d", len(body), MaxMessageBytes)}
+	}
+	if !utf8.Valid(body) {
+		return Job{}, &InvalidError{Reason: "message is not UTF-8"}
+	}
+	var raw rawJob
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&raw); err != nil || raw == nil {
+		return Job{}, &InvalidError{Reason: "message is not a JSON object"}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return Job{}, &InvalidError{Reason: "message has data after the JSON object"}
+	}
+
+	var job Job
+	// Read the addressing fields first, so that later errors can be answered.
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{
+		{"clientId", &job.ClientID}, {"userId", &job.UserID}, {"threadId", &job.ThreadID},
+		{"jobId", &job.JobID}, {"type", (*string)(&job.Type)},
+	} {
+		_ = stringField(raw, f.name, f.dst) // errors reported below, in order
+	}
+	if job.JobID == "" {
+		job.JobID = messageID
+	}
+	invalid := func(field, reason string) (Job, error) {
+		return Job{}, &InvalidError{Field: field, Reason: reason, Job: job}
+	}
+
+	known := map[string]bool{"type": true, "jobId": true, "clientId": true, "userId": true, "threadId": true,
+		"repoUrl": true, "baseBranch": true, "instruction": true, "mode": true}
+	for name := range raw {
+		if !known[name] {
+			return invalid(name, "unknown field")
+		}
+	}
+
+	var typ string
+	if err := stringField(raw, "type", &typ); err != nil {
+		return invalid("type", err.Error())
+	}
+	switch Type(typ) {
+	case TypeInit, TypeExecute:
+	case "":
+		return invalid("type", `is required ("init" or "execute")`)
+	default:
+		return invalid("type", fmt.Sprintf(`%q is not "init" or "execute"`, truncate(typ, 40)))
+	}
+
+	if _, ok := raw["jobId"]; ok {
+		var id string
+		if err := stringField(raw, "jobId", &id); err != nil {
+			return invalid("jobId", err.Error())
+		}
+		if !ValidJobID(id) {
+			return invalid("jobId", "must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+		}
+	} else if !ValidJobID(messageID) {
+		return invalid("jobId", "missing, and the message id cannot stand in for it")
+	}
+
+	for _, name := range []string{"clientId", "userId", "threadId"} {
+		var v string
+		if err := stringField(raw, name, &v); err != nil {
+			return invalid(name, err.Error())
+		}
+		switch {
+		case v == "":
+			return invalid(name, "is required")
+		case !ValidID(v):
+			return invalid(name, "must be 1-64 characters of A-Z a-z 0-9 _ -, not starting with - or _")
+		}
+	}
+
+	for _, f := range []struct {
+		name string
+		dst  *string
+	}{{"repoUrl", &job.RepoURL}, {"baseBranch", &job.BaseBranch}, {"instruction", &job.Instruction}, {"mode", (*string)(&job.Mode)}} {
+		if err := stringField(raw, f.name, f.dst); err != nil {
+			return invalid(f.name, err.Error())
+		}
+	}
+
+	switch job.Type {
+	case TypeInit:
+		for _, name := range []string{"instruction", "mode"} {
+			if _, ok := raw[name]; ok {
+				return invalid(name, "is not allowed in an init job")
+			}
+		}
+		if job.RepoURL != "" {
+			if err := ValidateRepoURL(job.RepoURL); err != nil {
+				return invalid("repoUrl", err.Error())
+			}
+		}
+		if job.BaseBranch != "" && !validBranch(job.BaseBranch) {
+			return invalid("baseBranch", "is not a valid branch name")
+		}
+	case TypeExecute:
+		for _, name := range []string{"repoUrl", "baseBranch"} {
+			if _, ok := raw[name]; ok {
+				return invalid(name, "is not allowed in an execute job")
+			}
+		}
+		switch {
+		case strings.TrimSpace(job.Instruction) == "":
+			return invalid("instruction", "is required and must not be empty")
+		case len(job.Instruction) > MaxInstructionBytes:
+			return invalid("instruction", fmt.Sprintf("is %d bytes, more than %d", len(job.Instruction), MaxInstructionBytes))
+		case strings.ContainsRune(job.Instruction, 0):
+			return invalid("instruction", "contains a NUL character")
+		}
+		switch job.Mode {
+		case "":
+			job.Mode = ModeExecute
+		case ModeExecute, ModePlan:
+		default:
+			return invalid("mode", fmt.Sprintf(`%q is not "execute" or "plan"`, truncate(string(job.Mode), 40)))
+		}
+	}
+	return job, nil
+}
+
+// stringField reads raw[name] into dst when present. A present field must be a
+// JSON string.
+func stringField(raw rawJob, name string, dst *string) error {
+	v, ok := raw[name]
+	if !ok {
+		return nil
+	}
+	if err := json.Unmarshal(v, dst); err != nil {
+		*dst = ""
+		return errors.New("must be a string")
+	}
+	return nil
+}
+
+// validBranch accepts a conservative subset of git's ref-name rules.
+func validBranch(b string) bool {
+	if len(b) > 200 || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") || strings.HasSuffix(b, "/") ||
+		strings.HasSuffix(b, ".lock") || strings.Contains(b, "..") || strings.Contains(b, "//") || strings.Contains(b, "@{") {
+		return false
+	}
+	for _, r := range b {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/", r)) {
+			return false
+		}
+	}
+	return true
+}
+
+// scpLike matches git's "user@host:path" form.
+var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$`)
+
+// ValidateRepoURL checks a repository address against CONTRACT.md: https://,
+// ssh://, git@host:path, file://, an absolute path, or http:// to a loopback
+// host; never one with credentials in it. The error never echoes the URL.
+func ValidateRepoURL(s string) error {
+	if strings.ContainsAny(s, "\x00\n\r\t ") {
+		return errors.New("must not contain spaces or control characters")
+	}
+	if strings.HasPrefix(s, "-") {
+		return errors.New("must not start with '-'")
+	}
+	if strings.HasPrefix(s, "/") {
+		return nil
+	}
+	if !strings.Contains(s, "://") && scpLike.MatchString(s) {
+		return nil
+	}
+	u, err := url.Parse(s)
+	if err != nil {
+		return errors.New("is not a valid URL")
+	}
+	switch u.Scheme {
+	case "https", "ssh":
+		if u.Host == "" {
+			return errors.New("has no host")
+		}
+		if _, hasPassword := u.User.Password(); hasPassword || (u.User != nil && u.Scheme == "https") {
+			return errors.New("must not contain credentials: give the token as GITHUB_TOKEN")
+		}
+	case "file":
+		if u.User != nil || (u.Host != "" && u.Host != "localhost") {
+			return errors.New("file:// URL must name a local path")
+		}
+	case "http":
+		if u.User != nil {
+			return errors.New("must not contain credentials: give the token as GITHUB_TOKEN")
+		}
+		if !isLoopback(u.Hostname()) {
+			return errors.New("http:// is allowed only to a loopback host; use https://")
+		}
+	default:
+		return errors.New("must be https://, ssh://, git@host:path, file:// or an absolute path")
+	}
+	return nil
+}
+
+func isLoopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	for n > 0 && !utf8.RuneStart(s[n]) {
+		n--
+	}
+	return s[:n] + "…"
+}

@@ -1,0 +1,158 @@
+package jobs
+
+import (
+	"errors"
+	"strings"
+	"testing"
+)
+
+func TestDecodeValid(t *testing.T) {
+	tests := []struct {
+		name string
+		body string
+		want Job
+	}{
+		{"init minimal", `{"type":"init","clientId":"acme","userId":"u1","threadId":"t1"}`,
+			Job{Type: TypeInit, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t1"}},
+		{"init full", `{"type":"init","jobId":"j:1.a-b","clientId":"acme","userId":"u1","threadId":"t1","repoUrl":"https://github.com/a/b.git","baseBranch":"main"}`,
+			Job{Type: TypeInit, JobID: "j:1.a-b", ClientID: "acme", UserID: "u1", ThreadID: "t1", RepoURL: "https://github.com/a/b.git", BaseBranch: "main"}},
+		{"execute default mode", `{"type":"execute","clientId":"acme","userId":"u1","threadId":"t1","instruction":"make it blue"}`,
+			Job{Type: TypeExecute, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t1", Instruction: "make it blue", Mode: ModeExecute}},
+		{"execute plan", `{"type":"execute","clientId":"a","userId":"b","threadId":"c","instruction":"x","mode":"plan"}`,
+			Job{Type: TypeExecute, JobID: "msg-1", ClientID: "a", UserID: "b", ThreadID: "c", Instruction: "x", Mode: ModePlan}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := Decode([]byte(tt.body), "msg-1")
+			if err != nil {
+				t.Fatalf("Decode: %v", err)
+			}
+			if got != tt.want {
+				t.Errorf("got %+v, want %+v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestDecodeInvalid(t *testing.T) {
+	const ok = `"clientId":"acme","userId":"u1","threadId":"t1"`
+	tests := []struct {
+		name        string
+		body        string
+		field       string
+		addressable bool
+		msg         string
+	}{
+		{"not json", `hello`, "", false, "not a JSON object"},
+		{"array", `[1,2]`, "", false, "not a JSON object"},
+		{"null", `null`, "", false, "not a JSON object"},
+		{"trailing data", `{"type":"init",` + ok + `} {}`, "", false, "after the JSON object"},
+		{"missing type", `{` + ok + `}`, "type", true, "required"},
+		{"unknown type", `{"type":"deploy",` + ok + `}`, "type", true, `"deploy" is not`},
+		{"type not string", `{"type":1,` + ok + `}`, "type", true, "must be a string"},
+		{"unknown field", `{"type":"init","shell":"rm",` + ok + `}`, "shell", true, "unknown field"},
+		{"missing client", `{"type":"init","userId":"u1","threadId":"t1"}`, "clientId", false, "required"},
+		{"dotdot client", `{"type":"init","clientId":"../x","userId":"u1","threadId":"t1"}`, "clientId", false, "must be 1-64"},
+		{"slash user", `{"type":"init","clientId":"acme","userId":"a/b","threadId":"t1"}`, "userId", false, "must be 1-64"},
+		{"dash thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":"-rf"}`, "threadId", true, "not starting"},
+		{"underscore thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":"_x"}`, "threadId", true, "not starting"},
+		{"empty thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":""}`, "threadId", true, "required"},
+		{"long thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":"` + strings.Repeat("a", 200) + `"}`, "threadId", true, "must be 1-64"},
+		{"nul in id", `{"type":"init","clientId":"acme","userId":"u1","threadId":"a\u0000b"}`, "threadId", true, "must be 1-64"},
+		{"bad job id", `{"type":"init","jobId":"a/b",` + ok + `}`, "jobId", true, "1-128"},
+		{"dotdot job id", `{"type":"init","jobId":"..",` + ok + `}`, "jobId", true, "1-128"},
+		{"long job id", `{"type":"init","jobId":"` + strings.Repeat("j", 129) + `",` + ok + `}`, "jobId", true, "1-128"},
+		{"init with instruction", `{"type":"init","instruction":"x",` + ok + `}`, "instruction", true, "not allowed"},
+		{"execute without instruction", `{"type":"execute",` + ok + `}`, "instruction", true, "required"},
+		{"execute blank instruction", `{"type":"execute","instruction":"  ",` + ok + `}`, "instruction", true, "required"},
+		{"oversize instruction", `{"type":"execute","instruction":"` + strings.Repeat("x", MaxInstructionBytes+1) + `",` + ok + `}`, "instruction", true, "more than 100000"},
+		{"bad mode", `{"type":"execute","instruction":"x","mode":"yolo",` + ok + `}`, "mode", true, `"yolo"`},
+		{"execute with repo", `{"type":"execute","instruction":"x","repoUrl":"https://h/r",` + ok + `}`, "repoUrl", true, "not allowed"},
+		{"repo with token", `{"type":"init","repoUrl":"https://user:ghp_secret@github.com/a/b",` + ok + `}`, "repoUrl", true, "credentials"},
+		{"repo http public", `{"type":"init","repoUrl":"http://github.com/a/b",` + ok + `}`, "repoUrl", true, "loopback"},
+		{"repo option", `{"type":"init","repoUrl":"--upload-pack=evil",` + ok + `}`, "repoUrl", true, "'-'"},
+		{"repo ftp", `{"type":"init","repoUrl":"ftp://h/r",` + ok + `}`, "repoUrl", true, "must be https"},
+		{"bad base branch", `{"type":"init","baseBranch":"-x",` + ok + `}`, "baseBranch", true, "branch"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Decode([]byte(tt.body), "msg-1")
+			var ie *InvalidError
+			if !errors.As(err, &ie) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("Decode error = %v, want *InvalidError", err)
+			}
+			if ie.Field != tt.field {
+				t.Errorf("field = %q, want %q (%v)", ie.Field, tt.field, err)
+			}
+			if ie.Addressable() != tt.addressable {
+				t.Errorf("addressable = %v, want %v", ie.Addressable(), tt.addressable)
+			}
+			if !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %q does not say %q", err, tt.msg)
+			}
+			if strings.Contains(err.Error(), "ghp_secret") {
+				t.Errorf("error echoes the credential: %q", err)
+			}
+		})
+	}
+}
+
+func TestValidateRepoURL(t *testing.T) {
+	tests := []struct {
+		url string
+		ok  bool
+	}{
+		{"https://github.com/a/b.git", true},
+		{"ssh://git@github.com/a/b.git", true},
+		{"git@github.com:a/b.git", true},
+		{"file:///srv/repo.git", true},
+		{"/srv/repo.git", true},
+		{"http://127.0.0.1:9000/repo.git", true},
+		{"http://localhost/repo.git", true},
+		{"http://[::1]:80/r", true},
+		{"http://10.0.0.1/r", false},
+		{"https://tok@github.com/a/b", false},
+		{"ssh://git:pw@github.com/a/b", false},
+		{"relative/path", false},
+		{"https:///nohost", false},
+	}
+	for _, tt := range tests {
+		if err := ValidateRepoURL(tt.url); (err == nil) != tt.ok {
+			t.Errorf("ValidateRepoURL(%q) = %v, want ok=%v", tt.url, err, tt.ok)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	f.Add([]byte(`{"type":"init","clientId":"acme","userId":"u1","threadId":"t1"}`), "m1")
+	f.Add([]byte(`{"type":"execute","clientId":"a","userId":"b","threadId":"c","instruction":"x","mode":"plan"}`), "m2")
+	f.Add([]byte(`{"type":"init","clientId":"../x","userId":"u1","threadId":"t1","repoUrl":"git@h:p"}`), "")
+	f.Add([]byte(`not json`), "m3")
+	f.Fuzz(func(t *testing.T, body []byte, messageID string) {
+		job, err := Decode(body, messageID)
+		if err != nil {
+			var ie *InvalidError
+			if !errors.As(err, &ie) {
+				t.Fatalf("error is not *InvalidError: %v", err)
+			}
+			if ie.Addressable() && (!ValidID(ie.Job.ClientID) || !ValidID(ie.Job.UserID)) {
+				t.Fatalf("addressable with invalid ids: %+v", ie.Job)
+			}
+			return
+		}
+		for _, id := range []string{job.ClientID, job.UserID, job.ThreadID} {
+			if !ValidID(id) || strings.ContainsAny(id, "/.\x00 ") {
+				t.Fatalf("accepted unsafe id %q", id)
+			}
+		}
+		if !ValidJobID(job.JobID) {
+			t.Fatalf("accepted job id %q", job.JobID)
+		}
+		if job.Type != TypeInit && job.Type != TypeExecute {
+			t.Fatalf("accepted type %q", job.Type)
+		}
+		if job.Type == TypeExecute && (job.Instruction == "" || len(job.Instruction) > MaxInstructionBytes) {
+			t.Fatalf("accepted instruction of %d bytes", len(job.Instruction))
+		}
+	})
+}

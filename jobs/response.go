@@ -1,0 +1,139 @@
+package jobs
+
+import (
+	"errors"
+	"fmt"
+	"time"
+)
+
+// Status is a response's status.
+type Status string
+
+// The response statuses.
+const (
+	StatusSucceeded Status = "succeeded"
+	StatusFailed    Status = "failed"
+	StatusProgress  Status = "progress"
+)
+
+// Code is a failed response's error code.
+type Code string
+
+// The error codes of CONTRACT.md section 2.
+const (
+	CodeInvalidJob     Code = "invalid_job"
+	CodeNotInitialized Code = "workspace_not_initialized"
+	CodeGitFailed      Code = "git_failed"
+	CodeInstallFailed  Code = "install_failed"
+	CodeAgentFailed    Code = "agent_failed"
+	CodeTimeout        Code = "timeout"
+	CodeCancelled      Code = "cancelled"
+	CodeInternal       Code = "internal"
+)
+
+// Response is one message on the response queue.
+type Response struct {
+	JobID    string `json:"jobId"`
+	Type     Type   `json:"type,omitempty"`
+	ClientID string `json:"clientId,omitempty"`
+	UserID   string `json:"userId,omitempty"`
+	ThreadID string `json:"threadId,omitempty"`
+	Status   Status `json:"status"`
+
+	Branch       string        `json:"branch,omitempty"`
+	Resumed      *bool         `json:"resumed,omitempty"`
+	Commit       string        `json:"commit,omitempty"`
+	Pushed       *bool         `json:"pushed,omitempty"`
+	PushError    string        `json:"pushError,omitempty"`
+	FilesChanged []string      `json:"filesChanged,omitempty"`
+	PreviewURL   string        `json:"previewUrl,omitempty"`
+	Claude       *ClaudeResult `json:"claude,omitempty"`
+	Progress     *Progress     `json:"progress,omitempty"`
+	Error        *ErrorBody    `json:"error,omitempty"`
+
+	ReceivedAt string `json:"receivedAt,omitempty"`
+	FinishedAt string `json:"finishedAt,omitempty"`
+	DurationMs int64  `json:"durationMs"`
+}
+
+// ClaudeResult is what the agent reported for an execute job.
+type ClaudeResult struct {
+	SessionID    string  `json:"sessionId"`
+	Result       string  `json:"result"`
+	NumTurns     int     `json:"numTurns"`
+	CostUSD      float64 `json:"costUsd"`
+	DurationMs   int64   `json:"durationMs"`
+	IsError      bool    `json:"isError"`
+	FreshSession bool    `json:"freshSession,omitempty"` // the thread's earlier session could not be resumed
+}
+
+// Progress is the body of a progress response.
+type Progress struct {
+	Kind    string `json:"kind"` // "tool_use" or "text"
+	Tool    string `json:"tool,omitempty"`
+	Summary string `json:"summary,omitempty"`
+}
+
+// ErrorBody is a failed response's error.
+type ErrorBody struct {
+	Code    Code   `json:"code"`
+	Message string `json:"message"`
+}
+
+// Error is a job failure with its response code. Handlers return it (wrapped
+// or not); any other error is answered as CodeInternal.
+type Error struct {
+	Code Code
+	Msg  string
+	Err  error // the cause, optional; not shown in the response
+}
+
+func (e *Error) Error() string {
+	if e.Err != nil && e.Msg == "" {
+		return string(e.Code) + ": " + e.Err.Error()
+	}
+	return string(e.Code) + ": " + e.Msg
+}
+
+func (e *Error) Unwrap() error { return e.Err }
+
+// Errorf returns an *Error with a formatted message.
+func Errorf(code Code, format string, args ...any) *Error {
+	return &Error{Code: code, Msg: fmt.Sprintf(format, args...)}
+}
+
+// ErrorBodyOf turns any error into the response's error body.
+func ErrorBodyOf(err error) *ErrorBody {
+	var je *Error
+	if errors.As(err, &je) {
+		msg := je.Msg
+		if msg == "" && je.Err != nil {
+			msg = je.Err.Error()
+		}
+		return &ErrorBody{Code: je.Code, Message: msg}
+	}
+	var ie *InvalidError
+	if errors.As(err, &ie) {
+		return &ErrorBody{Code: CodeInvalidJob, Message: ie.Error()}
+	}
+	return &ErrorBody{Code: CodeInternal, Message: err.Error()}
+}
+
+// NewResponse returns the response envelope for job: ids echoed, branch set.
+func NewResponse(job Job, status Status) Response {
+	r := Response{JobID: job.JobID, Type: job.Type, ClientID: job.ClientID, UserID: job.UserID, ThreadID: job.ThreadID, Status: status}
+	if ValidID(job.ThreadID) {
+		r.Branch = job.Branch()
+	}
+	return r
+}
+
+// Finish sets the response's times.
+func (r *Response) Finish(received, finished time.Time) {
+	r.ReceivedAt = received.UTC().Format(time.RFC3339Nano)
+	r.FinishedAt = finished.UTC().Format(time.RFC3339Nano)
+	r.DurationMs = finished.Sub(received).Milliseconds()
+}
+
+// Bool returns a pointer to b, for the optional boolean fields.
+func Bool(b bool) *bool { return &b }
