@@ -1,0 +1,274 @@
+// Package config reads the worker's configuration from the environment
+// (CONTRACT.md section 5): defaults in one value, the environment layered on
+// top, then validation that names the variable at fault.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// ErrInvalid is wrapped by every configuration error.
+var ErrInvalid = errors.New("invalid configuration")
+
+// FieldError names the environment variable at fault.
+type FieldError struct {
+	Var    string
+	Reason string
+}
+
+func (e *FieldError) Error() string { return e.Var + ": " + e.Reason }
+
+// Unwrap makes errors.Is(err, ErrInvalid) true.
+func (e *FieldError) Unwrap() error { return ErrInvalid }
+
+// Config is the worker's configuration. The zero value is not useful: start
+// from Default.
+type Config struct {
+	JobQueueURL      string
+	ResponseQueueURL string
+	WorkspacePath    string
+	HTTPAddr         string
+	AstroPort        int
+	AstroDevMode     bool
+	PreviewBaseURL   string
+	// AutoShutdown is the idle time before the worker stops itself; 0 never.
+	AutoShutdown time.Duration
+
+	AnthropicAPIKey         string
+	AnthropicAPIKeySecretID string
+	AnthropicBaseURL        string
+	GitHubToken             string
+	GitHubTokenSecretID     string
+
+	RepoURL        string
+	GitAuthorName  string
+	GitAuthorEmail string
+
+	ClaudeBin      string
+	ClaudeModel    string
+	ClaudeMaxTurns int
+
+	JobTimeout         time.Duration
+	MaxConcurrentUsers int
+
+	LogLevel  slog.Level
+	LogFormat string // "auto", "json" or "text"
+
+	// ECSMetadataURI is ECS_CONTAINER_METADATA_URI_V4, empty off ECS.
+	ECSMetadataURI string
+}
+
+// Default returns the configuration with every default of CONTRACT.md.
+func Default() Config {
+	return Config{
+		WorkspacePath:      "/workspace",
+		HTTPAddr:           ":8080",
+		AstroPort:          4321,
+		AstroDevMode:       true,
+		AutoShutdown:       5 * time.Minute,
+		GitAuthorName:      "Claude Code",
+		GitAuthorEmail:     "claude@webordinary.com",
+		ClaudeBin:          "claude",
+		ClaudeMaxTurns:     30,
+		JobTimeout:         15 * time.Minute,
+		MaxConcurrentUsers: 2,
+		LogLevel:           slog.LevelInfo,
+		LogFormat:          "auto",
+	}
+}
+
+// FromEnv layers the environment, read through getenv, over Default and
+// validates the result. The error names the first variable at fault.
+func FromEnv(getenv func(string) string) (Config, error) {
+	c := Default()
+	p := parser{getenv: getenv}
+	p.str("JOB_QUEUE_URL", &c.JobQueueURL)
+	p.str("RESPONSE_QUEUE_URL", &c.ResponseQueueURL)
+	p.str("WORKSPACE_PATH", &c.WorkspacePath)
+	p.str("HTTP_ADDR", &c.HTTPAddr)
+	p.integer("ASTRO_PORT", &c.AstroPort, 1, 65535)
+	p.boolean("ASTRO_DEV_MODE", &c.AstroDevMode)
+	p.str("PREVIEW_BASE_URL", &c.PreviewBaseURL)
+	p.minutes("AUTO_SHUTDOWN_MINUTES", &c.AutoShutdown)
+	p.str("ANTHROPIC_API_KEY", &c.AnthropicAPIKey)
+	p.str("ANTHROPIC_API_KEY_SECRET_ID", &c.AnthropicAPIKeySecretID)
+	p.str("ANTHROPIC_BASE_URL", &c.AnthropicBaseURL)
+	p.str("GITHUB_TOKEN", &c.GitHubToken)
+	p.str("GITHUB_TOKEN_SECRET_ID", &c.GitHubTokenSecretID)
+	p.str("REPO_URL", &c.RepoURL)
+	p.str("GIT_AUTHOR_NAME", &c.GitAuthorName)
+	p.str("GIT_AUTHOR_EMAIL", &c.GitAuthorEmail)
+	p.str("CLAUDE_BIN", &c.ClaudeBin)
+	p.str("CLAUDE_MODEL", &c.ClaudeModel)
+	p.integer("CLAUDE_MAX_TURNS", &c.ClaudeMaxTurns, 1, 1000)
+	p.duration("JOB_TIMEOUT", &c.JobTimeout)
+	p.integer("MAX_CONCURRENT_USERS", &c.MaxConcurrentUsers, 1, 64)
+	p.level("LOG_LEVEL", &c.LogLevel)
+	p.str("LOG_FORMAT", &c.LogFormat)
+	p.str("ECS_CONTAINER_METADATA_URI_V4", &c.ECSMetadataURI)
+	if p.err != nil {
+		return Config{}, p.err
+	}
+	return c, c.Validate()
+}
+
+// Validate checks the configuration as a whole.
+func (c Config) Validate() error {
+	for _, q := range []struct{ name, val string }{{"JOB_QUEUE_URL", c.JobQueueURL}, {"RESPONSE_QUEUE_URL", c.ResponseQueueURL}} {
+		if q.val == "" {
+			return &FieldError{q.name, "is required (the SQS queue URL)"}
+		}
+		if u, err := url.Parse(q.val); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return &FieldError{q.name, "must be an http(s) SQS queue URL"}
+		}
+	}
+	if c.JobQueueURL == c.ResponseQueueURL {
+		return &FieldError{"RESPONSE_QUEUE_URL", "must differ from JOB_QUEUE_URL"}
+	}
+	if !strings.HasPrefix(c.WorkspacePath, "/") {
+		return &FieldError{"WORKSPACE_PATH", "must be an absolute path"}
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		return &FieldError{"HTTP_ADDR", "must be host:port or :port"}
+	}
+	if c.PreviewBaseURL != "" {
+		if u, err := url.Parse(c.PreviewBaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+			return &FieldError{"PREVIEW_BASE_URL", "must be an http(s) URL"}
+		}
+	}
+	if c.AnthropicAPIKey != "" && c.AnthropicAPIKeySecretID != "" {
+		return &FieldError{"ANTHROPIC_API_KEY_SECRET_ID", "set either ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID, not both"}
+	}
+	if c.GitHubToken != "" && c.GitHubTokenSecretID != "" {
+		return &FieldError{"GITHUB_TOKEN_SECRET_ID", "set either GITHUB_TOKEN or GITHUB_TOKEN_SECRET_ID, not both"}
+	}
+	if c.AnthropicBaseURL != "" {
+		if u, err := url.Parse(c.AnthropicBaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" || u.User != nil {
+			return &FieldError{"ANTHROPIC_BASE_URL", "must be an http(s) URL without credentials"}
+		}
+	}
+	if c.RepoURL != "" && strings.Contains(c.RepoURL, "@") && strings.Contains(c.RepoURL, "://") {
+		if u, err := url.Parse(c.RepoURL); err == nil && u.User != nil && (u.Scheme == "https" || u.Scheme == "http") {
+			return &FieldError{"REPO_URL", "must not contain credentials: give the token as GITHUB_TOKEN"}
+		}
+	}
+	if c.ClaudeBin == "" {
+		return &FieldError{"CLAUDE_BIN", "must not be empty"}
+	}
+	if c.JobTimeout <= 0 {
+		return &FieldError{"JOB_TIMEOUT", "must be positive"}
+	}
+	switch c.LogFormat {
+	case "auto", "json", "text":
+	default:
+		return &FieldError{"LOG_FORMAT", `must be "auto", "json" or "text"`}
+	}
+	if c.ECSMetadataURI != "" {
+		if u, err := url.Parse(c.ECSMetadataURI); err != nil || u.Scheme != "http" || u.Host == "" {
+			return &FieldError{"ECS_CONTAINER_METADATA_URI_V4", "must be an http URL"}
+		}
+	}
+	return nil
+}
+
+// parser reads variables, keeping the first error.
+type parser struct {
+	getenv func(string) string
+	err    error
+}
+
+func (p *parser) lookup(name string) (string, bool) {
+	if p.err != nil {
+		return "", false
+	}
+	v := strings.TrimSpace(p.getenv(name))
+	return v, v != ""
+}
+
+func (p *parser) fail(name, format string, args ...any) {
+	p.err = &FieldError{name, fmt.Sprintf(format, args...)}
+}
+
+func (p *parser) str(name string, dst *string) {
+	if v, ok := p.lookup(name); ok {
+		*dst = v
+	}
+}
+
+func (p *parser) integer(name string, dst *int, lo, hi int) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	n, err := strconv.Atoi(v)
+	if err != nil || n < lo || n > hi {
+		p.fail(name, "must be a whole number from %d to %d, not %q", lo, hi, v)
+		return
+	}
+	*dst = n
+}
+
+func (p *parser) boolean(name string, dst *bool) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	b, err := strconv.ParseBool(v)
+	if err != nil {
+		p.fail(name, `must be "true" or "false", not %q`, v)
+		return
+	}
+	*dst = b
+}
+
+func (p *parser) minutes(name string, dst *time.Duration) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	m, err := strconv.ParseFloat(v, 64)
+	if err != nil || m < 0 || m > 7*24*60 {
+		p.fail(name, "must be a number of minutes from 0 (never) up, not %q", v)
+		return
+	}
+	*dst = time.Duration(m * float64(time.Minute))
+}
+
+func (p *parser) duration(name string, dst *time.Duration) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d <= 0 {
+		p.fail(name, "must be a positive duration such as 15m or 90s, not %q", v)
+		return
+	}
+	*dst = d
+}
+
+func (p *parser) level(name string, dst *slog.Level) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	switch strings.ToLower(v) {
+	case "debug":
+		*dst = slog.LevelDebug
+	case "info":
+		*dst = slog.LevelInfo
+	case "warn", "warning":
+		*dst = slog.LevelWarn
+	case "error":
+		*dst = slog.LevelError
+	default:
+		p.fail(name, `must be "debug", "info", "warn" or "error", not %q`, v)
+	}
+}

@@ -1,0 +1,100 @@
+package config
+
+import (
+	"errors"
+	"log/slog"
+	"strings"
+	"testing"
+	"time"
+)
+
+func env(kv map[string]string) func(string) string {
+	return func(k string) string { return kv[k] }
+}
+
+const (
+	jobQ  = "http://localhost:4566/000000000000/jobs.fifo"
+	respQ = "http://localhost:4566/000000000000/responses.fifo"
+)
+
+func TestFromEnvDefaults(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Default()
+	want.JobQueueURL, want.ResponseQueueURL = jobQ, respQ
+	if c != want {
+		t.Errorf("got %+v\nwant %+v", c, want)
+	}
+	if c.WorkspacePath != "/workspace" || c.HTTPAddr != ":8080" || c.AstroPort != 4321 || !c.AstroDevMode ||
+		c.AutoShutdown != 5*time.Minute || c.ClaudeBin != "claude" || c.ClaudeMaxTurns != 30 ||
+		c.JobTimeout != 15*time.Minute || c.MaxConcurrentUsers != 2 || c.LogLevel != slog.LevelInfo || c.LogFormat != "auto" {
+		t.Errorf("defaults differ from CONTRACT.md: %+v", c)
+	}
+}
+
+func TestFromEnvOverrides(t *testing.T) {
+	c, err := FromEnv(env(map[string]string{
+		"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ, "WORKSPACE_PATH": "/tmp/ws", "HTTP_ADDR": "127.0.0.1:9000",
+		"ASTRO_PORT": "5000", "ASTRO_DEV_MODE": "false", "AUTO_SHUTDOWN_MINUTES": "0.05", "CLAUDE_MAX_TURNS": "5",
+		"JOB_TIMEOUT": "90s", "MAX_CONCURRENT_USERS": "4", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
+	}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.WorkspacePath != "/tmp/ws" || c.HTTPAddr != "127.0.0.1:9000" || c.AstroPort != 5000 || c.AstroDevMode ||
+		c.AutoShutdown != 3*time.Second || c.ClaudeMaxTurns != 5 || c.JobTimeout != 90*time.Second ||
+		c.MaxConcurrentUsers != 4 || c.LogLevel != slog.LevelDebug || c.LogFormat != "json" {
+		t.Errorf("overrides not applied: %+v", c)
+	}
+}
+
+func TestFromEnvInvalid(t *testing.T) {
+	base := map[string]string{"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ}
+	tests := []struct {
+		name, key, val, wantVar string
+	}{
+		{"missing job queue", "JOB_QUEUE_URL", "", "JOB_QUEUE_URL"},
+		{"job queue not url", "JOB_QUEUE_URL", "jobs", "JOB_QUEUE_URL"},
+		{"missing response queue", "RESPONSE_QUEUE_URL", "", "RESPONSE_QUEUE_URL"},
+		{"same queues", "RESPONSE_QUEUE_URL", jobQ, "RESPONSE_QUEUE_URL"},
+		{"relative workspace", "WORKSPACE_PATH", "ws", "WORKSPACE_PATH"},
+		{"bad http addr", "HTTP_ADDR", "8080", "HTTP_ADDR"},
+		{"bad port", "ASTRO_PORT", "70000", "ASTRO_PORT"},
+		{"bad bool", "ASTRO_DEV_MODE", "yes please", "ASTRO_DEV_MODE"},
+		{"negative minutes", "AUTO_SHUTDOWN_MINUTES", "-1", "AUTO_SHUTDOWN_MINUTES"},
+		{"minutes word", "AUTO_SHUTDOWN_MINUTES", "five", "AUTO_SHUTDOWN_MINUTES"},
+		{"turns zero", "CLAUDE_MAX_TURNS", "0", "CLAUDE_MAX_TURNS"},
+		{"timeout number", "JOB_TIMEOUT", "15", "JOB_TIMEOUT"},
+		{"users zero", "MAX_CONCURRENT_USERS", "0", "MAX_CONCURRENT_USERS"},
+		{"log level", "LOG_LEVEL", "loud", "LOG_LEVEL"},
+		{"log format", "LOG_FORMAT", "xml", "LOG_FORMAT"},
+		{"preview url", "PREVIEW_BASE_URL", "preview", "PREVIEW_BASE_URL"},
+		{"repo with creds", "REPO_URL", "https://x:ghp_abc@github.com/a/b", "REPO_URL"},
+		{"both keys", "ANTHROPIC_API_KEY_SECRET_ID", "arn:secret", "ANTHROPIC_API_KEY_SECRET_ID"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kv := map[string]string{"ANTHROPIC_API_KEY": "sk-test-key"}
+			for k, v := range base {
+				kv[k] = v
+			}
+			kv[tt.key] = tt.val
+			_, err := FromEnv(env(kv))
+			var fe *FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrInvalid) {
+				t.Fatalf("err = %v, want a *FieldError", err)
+			}
+			if fe.Var != tt.wantVar || !strings.HasPrefix(err.Error(), tt.wantVar+": ") {
+				t.Errorf("error %q does not name %s", err, tt.wantVar)
+			}
+			if strings.Contains(err.Error(), "ghp_abc") || strings.Contains(err.Error(), "sk-test-key") {
+				t.Errorf("error leaks a secret: %q", err)
+			}
+			if strings.Contains(err.Error(), "\n") {
+				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
