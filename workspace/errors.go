@@ -1,0 +1,84 @@
+package workspace
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Sentinel errors. The job layer maps them to response error codes with
+// errors.Is: ErrInvalidID, ErrOutsideRoot, ErrInvalidRepoURL and
+// ErrRepoMismatch to invalid_job, ErrNotInitialized to
+// workspace_not_initialized.
+var (
+	// ErrInvalidID reports a client, user, thread or job id that is not
+	// 1-64 (jobs: 1-128) characters of the allowed set.
+	ErrInvalidID = errors.New("invalid id")
+
+	// ErrOutsideRoot reports a workspace path that resolves, symlinks
+	// included, outside the workspace root.
+	ErrOutsideRoot = errors.New("path outside workspace root")
+
+	// ErrInvalidRepoURL reports a repository URL of a refused form (a
+	// scheme that is not allowed, credentials in it). The URL itself is
+	// never part of the message.
+	ErrInvalidRepoURL = errors.New("invalid repository url")
+
+	// ErrRepoMismatch reports an init naming a repository other than the
+	// one the workspace was cloned from.
+	ErrRepoMismatch = errors.New("workspace holds another repository")
+
+	// ErrNotInitialized reports an operation on a user or thread that was
+	// never initialised (no metadata, no repository, no thread branch), or
+	// whose repository is damaged and needs an init to repair it.
+	ErrNotInitialized = errors.New("workspace not initialized")
+
+	// ErrWrongBranch reports a commit asked for a thread whose branch is
+	// not the one checked out.
+	ErrWrongBranch = errors.New("thread branch not checked out")
+)
+
+// GitError is a failed git command. Stderr is the redacted tail of its
+// standard error. It maps to the git_failed response code.
+type GitError struct {
+	// Op is the git subcommand, such as "clone" or "push".
+	Op string
+	// Stderr is the last few KB of git's standard error, secrets masked.
+	Stderr string
+	// Err is the underlying error: an *exec.ExitError, or the context's
+	// error when the command was cancelled.
+	Err error
+}
+
+// Error returns "git OP: ERR: STDERR".
+func (e *GitError) Error() string {
+	if e.Stderr == "" {
+		return fmt.Sprintf("git %s: %v", e.Op, e.Err)
+	}
+	return fmt.Sprintf("git %s: %v: %s", e.Op, e.Err, e.Stderr)
+}
+
+// Unwrap returns the underlying error.
+func (e *GitError) Unwrap() error { return e.Err }
+
+// InstallError is a failed dependency install. It maps to the
+// install_failed response code.
+type InstallError struct {
+	// Command is the install command, such as "npm ci".
+	Command string
+	// Output is the last few KB of the installer's combined output,
+	// secrets masked.
+	Output string
+	// Err is the underlying error.
+	Err error
+}
+
+// Error returns "install dependencies (COMMAND): ERR: OUTPUT".
+func (e *InstallError) Error() string {
+	if e.Output == "" {
+		return fmt.Sprintf("install dependencies (%s): %v", e.Command, e.Err)
+	}
+	return fmt.Sprintf("install dependencies (%s): %v: %s", e.Command, e.Err, e.Output)
+}
+
+// Unwrap returns the underlying error.
+func (e *InstallError) Unwrap() error { return e.Err }

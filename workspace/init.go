@@ -1,0 +1,193 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"time"
+)
+
+// InitOptions are the inputs of an init job.
+type InitOptions struct {
+	// RepoURL is the repository to clone. Required the first time; later
+	// it may be empty or must equal the recorded one.
+	RepoURL string
+	// BaseBranch is where a new thread branch starts. Empty means the
+	// remote's default branch.
+	BaseBranch string
+	// ThreadID is the thread to create or resume.
+	ThreadID string
+}
+
+// InitResult says what Init did.
+type InitResult struct {
+	// Branch is thread-{threadId}, now checked out.
+	Branch string
+	// Resumed reports that the thread branch already existed, locally or
+	// on the remote.
+	Resumed bool
+	// Cloned reports that the repository was cloned (first use or repair).
+	Cloned bool
+	// Installed reports that dependencies were installed.
+	Installed bool
+}
+
+// Init prepares the user's workspace for a thread: creates the folders,
+// clones the repository the first time (or when project/ is damaged),
+// otherwise fetches; checks out or creates the thread branch; installs
+// dependencies when the lockfile changed; writes metadata.json.
+func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
+	var res InitResult
+	if err := ValidateID(opt.ThreadID); err != nil {
+		return res, fmt.Errorf("init workspace: thread id: %w", err)
+	}
+	if opt.RepoURL != "" {
+		if err := ValidateRepoURL(opt.RepoURL); err != nil {
+			return res, fmt.Errorf("init workspace: %w", err)
+		}
+	}
+	if opt.BaseBranch != "" {
+		if err := validateBranchName(opt.BaseBranch); err != nil {
+			return res, fmt.Errorf("init workspace: %w", err)
+		}
+	}
+	if err := u.checkPaths(); err != nil {
+		return res, fmt.Errorf("init workspace: %w", err)
+	}
+	if err := os.MkdirAll(u.ThreadsDir, 0o755); err != nil {
+		return res, fmt.Errorf("init workspace: %w", err)
+	}
+	if err := u.checkPaths(); err != nil {
+		return res, fmt.Errorf("init workspace: %w", err)
+	}
+	if err := u.removeTemps(); err != nil {
+		return res, fmt.Errorf("init workspace: %w", err)
+	}
+
+	meta, err := u.Metadata()
+	if err != nil && !errors.Is(err, ErrNotInitialized) {
+		u.log.Warn("unreadable metadata, rewriting it", "err", err)
+		meta = Metadata{}
+	}
+	repoURL := opt.RepoURL
+	switch {
+	case meta.RepoURL != "" && repoURL != "" && repoURL != meta.RepoURL:
+		return res, fmt.Errorf("init workspace: %w", ErrRepoMismatch)
+	case meta.RepoURL != "":
+		repoURL = meta.RepoURL
+	case repoURL == "":
+		return res, fmt.Errorf("init workspace: %w: no repository url", ErrInvalidRepoURL)
+	}
+	now := time.Now().UTC()
+	if meta.Created.IsZero() {
+		meta.Created = now
+	}
+	meta.ClientID, meta.UserID, meta.RepoURL, meta.LastAccessed = u.ClientID, u.UserID, repoURL, now
+
+	if u.repoHealthy(ctx) {
+		if err := u.removeStaleLock(); err != nil {
+			return res, fmt.Errorf("init workspace: %w", err)
+		}
+		u.fetch(ctx, repoURL)
+	} else {
+		if err := ctx.Err(); err != nil {
+			return res, fmt.Errorf("init workspace: %w", err)
+		}
+		u.log.Info("cloning repository")
+		if err := u.cloneProject(ctx, repoURL); err != nil {
+			return res, fmt.Errorf("init workspace: %w", err)
+		}
+		res.Cloned = true
+		meta.LockfileHash, meta.Lockfile = "", ""
+	}
+	if err := u.writeMetadata(meta); err != nil {
+		return res, fmt.Errorf("init workspace: %w", err)
+	}
+	if err := u.ensureExcludes(); err != nil {
+		return res, fmt.Errorf("init workspace: %w", err)
+	}
+
+	res.Branch = Branch(opt.ThreadID)
+	if res.Resumed, err = u.checkoutThread(ctx, opt.ThreadID, true, opt.BaseBranch); err != nil {
+		return res, fmt.Errorf("init workspace: check out %s: %w", res.Branch, err)
+	}
+	if res.Resumed && !res.Cloned {
+		u.fastForward(ctx, opt.ThreadID)
+	}
+	if err := u.ensureThreadRecord(opt.ThreadID); err != nil {
+		return res, fmt.Errorf("init workspace: %w", err)
+	}
+
+	res.Installed, err = u.install(ctx, &meta)
+	if werr := u.writeMetadata(meta); werr != nil {
+		err = errors.Join(err, werr)
+	}
+	if err != nil {
+		return res, fmt.Errorf("init workspace: %w", err)
+	}
+	u.log.Info("workspace ready", "branch", res.Branch, "resumed", res.Resumed, "cloned", res.Cloned, "installed", res.Installed)
+	return res, nil
+}
+
+// fetch updates the remote-tracking branches. A failure is logged, not
+// returned: the workspace works from what it has.
+func (u *User) fetch(ctx context.Context, repoURL string) {
+	ok, err := u.hasOrigin(ctx)
+	if err != nil || !ok {
+		return
+	}
+	if _, err := u.git(ctx, gitCall{authURL: repoURL, args: []string{"fetch", "--prune", "--quiet", "origin"}}); err != nil {
+		u.log.Warn("fetch failed; continuing with local state", "err", err)
+	}
+}
+
+func (u *User) ensureThreadRecord(threadID string) error {
+	p, err := u.threadPath(threadID)
+	if err != nil {
+		return err
+	}
+	if _, err := os.Stat(p); err == nil {
+		return nil
+	}
+	return u.SaveThread(Thread{ThreadID: threadID})
+}
+
+// SwitchThread checks out an initialised thread's branch, first committing
+// the current branch's uncommitted changes to that branch as a
+// work-in-progress commit. It fails with ErrNotInitialized when the user
+// has no workspace, its repository is damaged, or the thread has no branch
+// locally or on the remote.
+func (u *User) SwitchThread(ctx context.Context, threadID string) (string, error) {
+	if err := ValidateID(threadID); err != nil {
+		return "", fmt.Errorf("switch thread: thread id: %w", err)
+	}
+	if err := u.ready(ctx); err != nil {
+		return "", fmt.Errorf("switch thread: %w", err)
+	}
+	if err := u.removeStaleLock(); err != nil {
+		return "", fmt.Errorf("switch thread: %w", err)
+	}
+	if _, err := u.checkoutThread(ctx, threadID, false, ""); err != nil {
+		return "", fmt.Errorf("switch thread: %w", err)
+	}
+	return Branch(threadID), nil
+}
+
+// ready checks that the workspace was initialised and its repository is
+// usable.
+func (u *User) ready(ctx context.Context) error {
+	if err := u.checkPaths(); err != nil {
+		return err
+	}
+	if _, err := u.Metadata(); err != nil {
+		return err
+	}
+	if !u.repoHealthy(ctx) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		return fmt.Errorf("repository missing or damaged: %w", ErrNotInitialized)
+	}
+	return nil
+}

@@ -1,0 +1,306 @@
+package workspace
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+	"time"
+)
+
+// ErrBaseBranchNotFound reports a baseBranch that is neither on the remote
+// nor local. It maps to invalid_job.
+var ErrBaseBranchNotFound = errors.New("base branch not found")
+
+// Name prefixes of the temporary directories beside project/.
+const (
+	cloneTempPrefix  = ".project-clone-"
+	brokenTempPrefix = ".project-broken-"
+)
+
+// repoHealthy reports whether project/ is a usable git repository of its
+// own: .git present, git finds it as the top level, and HEAD resolves to a
+// commit unless the repository has no refs at all (an empty remote).
+func (u *User) repoHealthy(ctx context.Context) bool {
+	fi, err := os.Lstat(filepath.Join(u.ProjectDir, ".git"))
+	if err != nil || !fi.IsDir() {
+		return false
+	}
+	top, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--show-toplevel"}})
+	if err != nil || filepath.Clean(strings.TrimSpace(top)) != u.ProjectDir {
+		return false
+	}
+	if _, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--verify", "--quiet", "HEAD^{commit}"}}); err == nil {
+		return true
+	}
+	refs, err := u.git(ctx, gitCall{args: []string{"for-each-ref", "--count=1", "--format=%(refname)"}})
+	return err == nil && strings.TrimSpace(refs) == ""
+}
+
+// removeTemps deletes clone and repair leftovers of an earlier, killed init.
+func (u *User) removeTemps() error {
+	for _, prefix := range []string{cloneTempPrefix, brokenTempPrefix} {
+		matches, err := filepath.Glob(filepath.Join(u.Dir, prefix+"*"))
+		if err != nil {
+			return fmt.Errorf("remove leftovers: %w", err)
+		}
+		for _, m := range matches {
+			if err := os.RemoveAll(m); err != nil {
+				return fmt.Errorf("remove leftovers: %w", err)
+			}
+		}
+	}
+	return nil
+}
+
+// cloneProject clones repoURL into a temporary directory beside project/
+// and renames it into place, so a killed clone never leaves a half
+// project/. A damaged project/ is moved aside first and removed after.
+func (u *User) cloneProject(ctx context.Context, repoURL string) error {
+	tmp, err := os.MkdirTemp(u.Dir, cloneTempPrefix)
+	if err != nil {
+		return fmt.Errorf("clone repository: %w", err)
+	}
+	if _, err := u.git(ctx, gitCall{dir: u.Dir, authURL: repoURL,
+		args: []string{"clone", "--origin", "origin", "--", repoURL, tmp}}); err != nil {
+		return errors.Join(fmt.Errorf("clone repository: %w", err), os.RemoveAll(tmp))
+	}
+	var broken string
+	if _, err := os.Lstat(u.ProjectDir); err == nil {
+		broken = filepath.Join(u.Dir, fmt.Sprintf("%s%d", brokenTempPrefix, time.Now().UnixNano()))
+		u.log.Warn("replacing damaged repository", "moved_to", filepath.Base(broken))
+		if err := os.Rename(u.ProjectDir, broken); err != nil {
+			return errors.Join(fmt.Errorf("clone repository: move damaged project: %w", err), os.RemoveAll(tmp))
+		}
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return errors.Join(fmt.Errorf("clone repository: %w", err), os.RemoveAll(tmp))
+	}
+	if err := os.Rename(tmp, u.ProjectDir); err != nil {
+		return errors.Join(fmt.Errorf("clone repository: %w", err), os.RemoveAll(tmp))
+	}
+	if err := syncDir(u.Dir); err != nil {
+		return fmt.Errorf("clone repository: %w", err)
+	}
+	if broken != "" {
+		if err := os.RemoveAll(broken); err != nil {
+			return fmt.Errorf("clone repository: remove damaged project: %w", err)
+		}
+	}
+	return nil
+}
+
+// excludeLines are kept out of every commit even when the site's
+// .gitignore forgets them.
+var excludeLines = []string{"node_modules/"}
+
+// ensureExcludes adds excludeLines to .git/info/exclude.
+func (u *User) ensureExcludes() error {
+	p := filepath.Join(u.ProjectDir, ".git", "info", "exclude")
+	data, err := os.ReadFile(p)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("write git excludes: %w", err)
+	}
+	have := map[string]bool{}
+	for _, l := range strings.Split(string(data), "\n") {
+		have[strings.TrimSpace(l)] = true
+	}
+	out := string(data)
+	changed := false
+	for _, l := range excludeLines {
+		if !have[l] {
+			if out != "" && !strings.HasSuffix(out, "\n") {
+				out += "\n"
+			}
+			out += l + "\n"
+			changed = true
+		}
+	}
+	if !changed {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		return fmt.Errorf("write git excludes: %w", err)
+	}
+	if err := writeFileAtomic(p, []byte(out), 0o644); err != nil {
+		return fmt.Errorf("write git excludes: %w", err)
+	}
+	return nil
+}
+
+// removeStaleLock deletes .git/index.lock left by a killed git. The caller
+// runs one operation per user at a time, so no live git holds it.
+func (u *User) removeStaleLock() error {
+	p := filepath.Join(u.ProjectDir, ".git", "index.lock")
+	err := os.Remove(p)
+	if err == nil {
+		u.log.Warn("removed stale git index lock")
+		return nil
+	}
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("remove stale index lock: %w", err)
+}
+
+func (u *User) hasOrigin(ctx context.Context) (bool, error) {
+	out, err := u.git(ctx, gitCall{args: []string{"remote"}})
+	if err != nil {
+		return false, err
+	}
+	for _, r := range strings.Fields(out) {
+		if r == "origin" {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// refExists reports whether a full ref name resolves to a commit.
+func (u *User) refExists(ctx context.Context, ref string) bool {
+	_, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--verify", "--quiet", ref + "^{commit}"}})
+	return err == nil
+}
+
+// currentBranch returns the checked-out branch, "" when HEAD is detached.
+func (u *User) currentBranch(ctx context.Context) (string, error) {
+	out, err := u.git(ctx, gitCall{args: []string{"symbolic-ref", "--quiet", "--short", "HEAD"}})
+	if err != nil {
+		var ge *GitError
+		if errors.As(err, &ge) && exitCode(ge.Err) == 1 {
+			return "", nil
+		}
+		return "", err
+	}
+	return strings.TrimSpace(out), nil
+}
+
+func (u *User) dirty(ctx context.Context) (bool, error) {
+	out, err := u.git(ctx, gitCall{args: []string{"status", "--porcelain", "-z"}})
+	if err != nil {
+		return false, err
+	}
+	return out != "", nil
+}
+
+// saveWIP commits every uncommitted change, untracked files included, to
+// the current branch before toThread is checked out. Nothing is stashed.
+func (u *User) saveWIP(ctx context.Context, toThread string) error {
+	dirty, err := u.dirty(ctx)
+	if err != nil || !dirty {
+		return err
+	}
+	cur, err := u.currentBranch(ctx)
+	if err != nil {
+		return err
+	}
+	if cur == "" {
+		// Detached: give the work a branch so it stays reachable.
+		cur = fmt.Sprintf("wip-detached-%d", time.Now().UnixNano())
+		if _, err := u.git(ctx, gitCall{args: []string{"checkout", "-b", cur}}); err != nil {
+			return err
+		}
+	}
+	from := "branch " + cur
+	if id, ok := strings.CutPrefix(cur, "thread-"); ok {
+		from = "thread " + id
+	}
+	msg := fmt.Sprintf("WIP: %s (saved before switching to thread %s)", from, toThread)
+	if _, err := u.git(ctx, gitCall{args: []string{"add", "-A"}}); err != nil {
+		return err
+	}
+	if _, err := u.git(ctx, gitCall{args: []string{"commit", "--no-verify", "--quiet", "-m", msg}}); err != nil {
+		return err
+	}
+	u.log.Info("saved uncommitted work before switching", "branch", cur, "to_thread", toThread)
+	return nil
+}
+
+// checkoutThread makes thread-{threadID} the checked-out branch, saving
+// the current branch's uncommitted work first. The branch is taken from
+// the local repository, else from the remote; only when create is set is
+// a missing branch started from base (or the remote's default branch).
+// resumed reports that the branch already existed.
+func (u *User) checkoutThread(ctx context.Context, threadID string, create bool, base string) (resumed bool, err error) {
+	b := Branch(threadID)
+	local := "refs/heads/" + b
+	remote := "refs/remotes/origin/" + b
+	cur, err := u.currentBranch(ctx)
+	if err != nil {
+		return false, err
+	}
+	if cur == b {
+		return u.refExists(ctx, local) || u.refExists(ctx, remote), nil
+	}
+	if err := u.saveWIP(ctx, threadID); err != nil {
+		return false, fmt.Errorf("save work of %s: %w", cur, err)
+	}
+	switch {
+	case u.refExists(ctx, local):
+		_, err = u.git(ctx, gitCall{args: []string{"checkout", "--quiet", b, "--"}})
+		return true, err
+	case u.refExists(ctx, remote):
+		_, err = u.git(ctx, gitCall{args: []string{"checkout", "--quiet", "--track", "-b", b, "origin/" + b, "--"}})
+		return true, err
+	case !create:
+		return false, fmt.Errorf("thread %s has no branch: %w", threadID, ErrNotInitialized)
+	}
+	start, err := u.resolveBase(ctx, base)
+	if err != nil {
+		return false, err
+	}
+	args := []string{"checkout", "--quiet", "--no-track", "-b", b}
+	if start != "" {
+		args = append(args, start)
+	}
+	_, err = u.git(ctx, gitCall{args: append(args, "--")})
+	return false, err
+}
+
+// resolveBase returns the start point of a new thread branch: base on the
+// remote or locally, or without base the remote's default branch
+// (origin/HEAD), then main or master, then HEAD. "" means the repository
+// has no commit at all.
+func (u *User) resolveBase(ctx context.Context, base string) (string, error) {
+	if base != "" {
+		for _, ref := range []string{"refs/remotes/origin/" + base, "refs/heads/" + base} {
+			if u.refExists(ctx, ref) {
+				return ref, nil
+			}
+		}
+		return "", fmt.Errorf("resolve base branch: %w", ErrBaseBranchNotFound)
+	}
+	if out, err := u.git(ctx, gitCall{args: []string{"symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"}}); err == nil {
+		if ref := strings.TrimSpace(out); ref != "" && u.refExists(ctx, ref) {
+			return ref, nil
+		}
+	}
+	for _, ref := range []string{"refs/remotes/origin/main", "refs/remotes/origin/master", "refs/heads/main", "refs/heads/master", "HEAD"} {
+		if u.refExists(ctx, ref) {
+			return ref, nil
+		}
+	}
+	return "", nil
+}
+
+// fastForward moves the checked-out thread branch to origin's copy when
+// that is strictly ahead (pushed from elsewhere). Divergence is left alone:
+// the next push reports it.
+func (u *User) fastForward(ctx context.Context, threadID string) {
+	b := Branch(threadID)
+	remote := "refs/remotes/origin/" + b
+	if !u.refExists(ctx, remote) {
+		return
+	}
+	if _, err := u.git(ctx, gitCall{args: []string{"merge-base", "--is-ancestor", "refs/heads/" + b, remote}}); err != nil {
+		return
+	}
+	if dirty, err := u.dirty(ctx); err != nil || dirty {
+		return
+	}
+	if _, err := u.git(ctx, gitCall{args: []string{"merge", "--ff-only", "--quiet", remote}}); err != nil {
+		u.log.Warn("fast-forward thread branch", "branch", b, "err", err)
+	}
+}
