@@ -1,0 +1,693 @@
+package preview
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// The states of a DevServer, as State reports them.
+const (
+	// StateStopped: no dev server runs (before the first Target, after Close).
+	StateStopped = "stopped"
+	// StateStarting: the dev server of a new target is starting.
+	StateStarting = "starting"
+	// StateReady: the dev server answers on its port.
+	StateReady = "ready"
+	// StateRestarting: the dev server died and is being started again.
+	StateRestarting = "restarting"
+	// StateFailed: the dev server could not be started at all (port in use,
+	// no astro executable); a new Target tries again.
+	StateFailed = "failed"
+)
+
+var (
+	// ErrClosed is returned by Target after Close.
+	ErrClosed = errors.New("dev server closed")
+	// ErrPortInUse means another process listens on the dev server's port.
+	ErrPortInUse = errors.New("port in use")
+	// ErrRetargeted is returned by a Target whose wait was cut short by
+	// another Target for a different project.
+	ErrRetargeted = errors.New("dev server re-targeted to another project")
+	// ErrNotReady is returned by Target when the dev server did not answer
+	// within ReadyTimeout.
+	ErrNotReady = errors.New("dev server not ready")
+)
+
+// Defaults for the zero fields of DevServerConfig.
+const (
+	DefaultPATH         = "/usr/local/bin:/usr/bin:/bin"
+	DefaultReadyTimeout = 60 * time.Second
+	DefaultMinBackoff   = 250 * time.Millisecond
+	DefaultMaxBackoff   = 30 * time.Second
+	DefaultStopTimeout  = 5 * time.Second
+)
+
+// stableAfter is how long a dev server must have been ready for a later
+// crash to restart with the minimum backoff again.
+const stableAfter = 30 * time.Second
+
+// probeInterval is the pause between two readiness probes.
+const probeInterval = 50 * time.Millisecond
+
+// maxLogLine is the longest line of dev server output logged whole.
+const maxLogLine = 16 << 10
+
+// ansi matches terminal colour sequences in the dev server's output.
+var ansi = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]")
+
+// portTaken is what Vite prints when it moves to another port.
+var portTaken = []byte("is in use, trying another one")
+
+// DevServerConfig configures a DevServer. Only Port is required.
+type DevServerConfig struct {
+	// Port is the loopback TCP port the dev server listens on (ASTRO_PORT).
+	Port int
+	// PATH is the dev server's PATH, where it finds node. Empty means
+	// DefaultPATH.
+	PATH string
+	// Home is the dev server's HOME. Empty leaves HOME unset.
+	Home string
+	// Logger receives the dev server's output, one record per line with the
+	// attribute source=astro, and its lifecycle events. Nil discards them.
+	Logger *slog.Logger
+	// ReadyTimeout bounds how long Target waits for the dev server to
+	// answer. Zero means DefaultReadyTimeout.
+	ReadyTimeout time.Duration
+	// MinBackoff and MaxBackoff bound the pause before restarting a dev
+	// server that died; the pause doubles after each quick death. Zero means
+	// DefaultMinBackoff and DefaultMaxBackoff.
+	MinBackoff, MaxBackoff time.Duration
+	// StopTimeout is how long a stopping dev server gets after SIGTERM
+	// before its process group is killed. Zero means DefaultStopTimeout.
+	StopTimeout time.Duration
+}
+
+// DevServer runs the Astro dev server (`astro dev`) of one project directory
+// on 127.0.0.1:Port and keeps it running: a supervising goroutine restarts it
+// with exponential backoff when it dies, until Close. It runs in its own
+// process group, which is killed whole when it stops.
+//
+// Switching git branches inside the served directory needs no restart: the
+// dev server's file watcher sees the checkout.
+//
+// The zero value is not usable: call NewDevServer. Its methods are safe for
+// concurrent use.
+type DevServer struct {
+	cfg      DevServerConfig
+	log      *slog.Logger
+	upstream *url.URL
+	probe    *http.Client
+
+	switchMu sync.Mutex // serialises Target and Close while they stop and start runs
+
+	mu      sync.Mutex
+	state   string
+	dir     string
+	pid     int
+	gen     uint64 // counts targets; a run only changes state while it is current
+	lastErr error
+	changed chan struct{} // closed and replaced at every change of state
+	closed  bool
+	run     *run
+}
+
+// run is one target's supervising goroutine.
+type run struct {
+	gen    uint64
+	dir    string
+	ctx    context.Context
+	cancel context.CancelFunc
+	done   chan struct{}
+}
+
+// NewDevServer returns a stopped DevServer; Target starts it.
+func NewDevServer(cfg DevServerConfig) *DevServer {
+	if cfg.PATH == "" {
+		cfg.PATH = DefaultPATH
+	}
+	if cfg.ReadyTimeout <= 0 {
+		cfg.ReadyTimeout = DefaultReadyTimeout
+	}
+	if cfg.MinBackoff <= 0 {
+		cfg.MinBackoff = DefaultMinBackoff
+	}
+	if cfg.MaxBackoff <= 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.MaxBackoff < cfg.MinBackoff {
+		cfg.MaxBackoff = cfg.MinBackoff
+	}
+	if cfg.StopTimeout <= 0 {
+		cfg.StopTimeout = DefaultStopTimeout
+	}
+	logger := cfg.Logger
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &DevServer{
+		cfg:      cfg,
+		log:      logger,
+		upstream: &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))},
+		probe: &http.Client{
+			Timeout: 10 * time.Second, // a cold first page waits for Vite's dependency scan
+			Transport: &http.Transport{
+				Proxy:             nil,
+				DisableKeepAlives: true,
+			},
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
+		},
+		state:   StateStopped,
+		changed: make(chan struct{}),
+	}
+}
+
+// Target makes the dev server serve projectDir: it starts it, or stops the
+// one serving another directory and starts it anew. It does nothing when the
+// dev server already serves projectDir (unless it failed). It returns once
+// the dev server answers GET /, or with an error when it failed to start, ctx
+// ended, ReadyTimeout passed or another Target re-targeted it. A dev server
+// still starting when Target returns keeps starting in the background.
+func (d *DevServer) Target(ctx context.Context, projectDir string) error {
+	if d.cfg.Port <= 0 || d.cfg.Port > 65535 {
+		return fmt.Errorf("target dev server: invalid port %d", d.cfg.Port)
+	}
+	dir, err := filepath.Abs(projectDir)
+	if err != nil {
+		return fmt.Errorf("target dev server: resolve %s: %w", projectDir, err)
+	}
+	if info, err := os.Stat(dir); err != nil {
+		return fmt.Errorf("target dev server: %w", err)
+	} else if !info.IsDir() {
+		return fmt.Errorf("target dev server: %s is not a directory", dir)
+	}
+
+	d.switchMu.Lock()
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		d.switchMu.Unlock()
+		return ErrClosed
+	}
+	if d.run != nil && d.dir == dir && d.state != StateFailed {
+		gen := d.gen
+		d.mu.Unlock()
+		d.switchMu.Unlock()
+		return d.waitReady(ctx, gen, dir)
+	}
+	old := d.run
+	d.mu.Unlock()
+	if old != nil {
+		d.log.Info("re-targeting dev server", "from", old.dir, "to", dir)
+		old.cancel()
+		<-old.done
+	}
+	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
+	d.mu.Lock()
+	d.gen++
+	r := &run{gen: d.gen, dir: dir, ctx: runCtx, cancel: cancel, done: make(chan struct{})}
+	d.run = r
+	d.dir = dir
+	d.pid = 0
+	d.lastErr = nil
+	d.setStateLocked(StateStarting)
+	d.mu.Unlock()
+	go d.supervise(r)
+	d.switchMu.Unlock()
+	return d.waitReady(ctx, r.gen, dir)
+}
+
+// State returns the dev server's state: StateStopped, StateStarting,
+// StateReady, StateRestarting or StateFailed.
+func (d *DevServer) State() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.state
+}
+
+// URL returns the dev server's address, http://127.0.0.1:Port, and whether it
+// is ready to be proxied to.
+func (d *DevServer) URL() (*url.URL, bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state != StateReady {
+		return nil, false
+	}
+	u := *d.upstream
+	return &u, true
+}
+
+// ProjectDir returns the directory the dev server serves or is starting in,
+// or "" before the first Target and after Close.
+func (d *DevServer) ProjectDir() string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.dir
+}
+
+// PID returns the process id of the running dev server, which is also its
+// process group id, or 0 when none runs.
+func (d *DevServer) PID() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.pid
+}
+
+// Close stops the dev server, killing its whole process group, and stops
+// supervising it. Later Targets fail with ErrClosed. It returns ctx's error
+// if ctx ends first; the process group is still killed in the background.
+func (d *DevServer) Close(ctx context.Context) error {
+	d.switchMu.Lock()
+	defer d.switchMu.Unlock()
+	d.mu.Lock()
+	d.closed = true
+	r := d.run
+	d.mu.Unlock()
+	if r == nil {
+		return nil
+	}
+	r.cancel()
+	select {
+	case <-r.done:
+	case <-ctx.Done():
+		return fmt.Errorf("close dev server: %w", ctx.Err())
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.run = nil
+	d.dir = ""
+	d.setStateLocked(StateStopped)
+	return nil
+}
+
+// waitReady waits until the run gen is ready, fails or is replaced.
+func (d *DevServer) waitReady(ctx context.Context, gen uint64, dir string) error {
+	timer := time.NewTimer(d.cfg.ReadyTimeout)
+	defer timer.Stop()
+	for {
+		d.mu.Lock()
+		state, lastErr, changed := d.state, d.lastErr, d.changed
+		switch {
+		case d.closed:
+			d.mu.Unlock()
+			return ErrClosed
+		case d.gen != gen:
+			d.mu.Unlock()
+			return fmt.Errorf("wait for dev server in %s: %w", dir, ErrRetargeted)
+		}
+		d.mu.Unlock()
+		switch state {
+		case StateReady:
+			return nil
+		case StateFailed:
+			return fmt.Errorf("start dev server in %s: %w", dir, lastErr)
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("wait for dev server in %s: %w", dir, ctx.Err())
+		case <-timer.C:
+			if lastErr != nil {
+				return fmt.Errorf("wait for dev server in %s: %w after %s (last error: %w)", dir, ErrNotReady, d.cfg.ReadyTimeout, lastErr)
+			}
+			return fmt.Errorf("wait for dev server in %s: %w after %s", dir, ErrNotReady, d.cfg.ReadyTimeout)
+		}
+	}
+}
+
+// setStateLocked changes the state and wakes the waiters. d.mu must be held.
+func (d *DevServer) setStateLocked(state string) {
+	if d.state == state {
+		return
+	}
+	d.state = state
+	close(d.changed)
+	d.changed = make(chan struct{})
+}
+
+// update changes the state of run r, if it is still current.
+func (d *DevServer) update(r *run, state string, pid int, err error) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gen != r.gen || d.closed && state != StateStopped {
+		return
+	}
+	d.pid = pid
+	switch {
+	case state == StateReady:
+		d.lastErr = nil
+	case err != nil:
+		d.lastErr = err
+	}
+	d.setStateLocked(state)
+}
+
+// supervise runs the dev server of r until r is cancelled, restarting it
+// with backoff when it dies.
+func (d *DevServer) supervise(r *run) {
+	defer close(r.done)
+	backoff := d.cfg.MinBackoff
+	for attempt := 0; ; attempt++ {
+		if attempt > 0 {
+			wait := jitter(backoff)
+			d.log.Warn("restarting dev server", "dir", r.dir, "in", wait.Round(time.Millisecond), "attempt", attempt)
+			t := time.NewTimer(wait)
+			select {
+			case <-r.ctx.Done():
+				t.Stop()
+				d.update(r, StateStopped, 0, nil)
+				return
+			case <-t.C:
+			}
+			backoff = min(backoff*2, d.cfg.MaxBackoff)
+		}
+		readyFor, err := d.runOnce(r)
+		if r.ctx.Err() != nil {
+			d.update(r, StateStopped, 0, nil)
+			return
+		}
+		var fatal *startError
+		if attempt == 0 && errors.As(err, &fatal) {
+			d.log.Error("dev server failed to start", "dir", r.dir, "err", err)
+			d.update(r, StateFailed, 0, err)
+			return
+		}
+		if readyFor >= stableAfter {
+			backoff = d.cfg.MinBackoff
+		}
+		d.log.Warn("dev server exited", "dir", r.dir, "err", err, "readyFor", readyFor.Round(time.Millisecond))
+		d.update(r, StateRestarting, 0, err)
+	}
+}
+
+// startError is a failure to start the dev server at all, which a first
+// attempt does not retry.
+type startError struct{ err error }
+
+func (e *startError) Error() string { return e.err.Error() }
+func (e *startError) Unwrap() error { return e.err }
+
+// runOnce starts the dev server, waits for it to answer, and waits for it to
+// exit or r to be cancelled; then it kills the process group. It returns how
+// long the dev server was ready and why it ended.
+func (d *DevServer) runOnce(r *run) (time.Duration, error) {
+	addr := d.upstream.Host
+	probe, err := net.Listen("tcp", addr)
+	if err != nil {
+		return 0, &startError{fmt.Errorf("listen on %s: %w: %w", addr, ErrPortInUse, err)}
+	}
+	if err := probe.Close(); err != nil {
+		return 0, fmt.Errorf("close port probe: %w", err)
+	}
+
+	astro := filepath.Join(r.dir, "node_modules", ".bin", "astro")
+	cmd := exec.Command(astro, "dev", "--host", "127.0.0.1", "--port", strconv.Itoa(d.cfg.Port))
+	cmd.Dir = r.dir
+	cmd.Env = d.env()
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("create stdout pipe: %w", err)
+	}
+	errR, errW, err := os.Pipe()
+	if err != nil {
+		return 0, errors.Join(fmt.Errorf("create stderr pipe: %w", err), outR.Close(), outW.Close())
+	}
+	cmd.Stdout, cmd.Stderr = outW, errW
+	startErr := cmd.Start()
+	// The child holds its own copies of the write ends.
+	closeErr := errors.Join(outW.Close(), errW.Close())
+	if startErr != nil {
+		return 0, &startError{errors.Join(fmt.Errorf("start %s: %w", astro, startErr), closeErr, outR.Close(), errR.Close())}
+	}
+	pid := cmd.Process.Pid
+	log := d.log.With("dir", r.dir, "pid", pid)
+	log.Info("dev server started", "port", d.cfg.Port)
+	d.update(r, d.stateForStart(r), pid, nil)
+
+	portConflict := make(chan struct{}, 1)
+	var readers sync.WaitGroup
+	readers.Go(func() { d.pump(log, outR, "stdout", portConflict) })
+	readers.Go(func() { d.pump(log, errR, "stderr", portConflict) })
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+
+	// finish stops the process group (if it still runs), reaps it and drains
+	// its output.
+	finish := func(waitErr error, running bool) error {
+		if running {
+			waitErr = d.stopGroup(log, pid, exited)
+		}
+		// Stragglers (esbuild and other children) die with the group.
+		if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+			log.Warn("kill dev server process group", "err", err)
+		}
+		if !waitGroupGone(pid, d.cfg.StopTimeout) {
+			log.Warn("dev server process group still alive after SIGKILL", "pgid", pid)
+		}
+		drained := make(chan struct{})
+		go func() { readers.Wait(); close(drained) }()
+		select {
+		case <-drained:
+		case <-time.After(2 * time.Second):
+			// A process outside the group still holds the pipes: stop reading.
+			log.Warn("dev server output still open after exit; closing it")
+		}
+		closeErr := errors.Join(outR.Close(), errR.Close())
+		readers.Wait()
+		d.update(r, d.stateAfterExit(r), 0, nil)
+		return errors.Join(waitErr, closeErr)
+	}
+
+	// Wait for it to answer.
+	tick := time.NewTicker(probeInterval)
+	defer tick.Stop()
+	for ready := false; !ready; {
+		select {
+		case <-r.ctx.Done():
+			return 0, finish(nil, true)
+		case err := <-exited:
+			return 0, finish(fmt.Errorf("dev server exited before it was ready: %w", exitError(err)), false)
+		case <-portConflict:
+			err := finish(nil, true)
+			return 0, &startError{errors.Join(fmt.Errorf("listen on %s: %w (another process took it)", addr, ErrPortInUse), err)}
+		case <-tick.C:
+			ready = d.answers(r.ctx)
+		}
+	}
+	tick.Stop()
+	readyAt := time.Now()
+	log.Info("dev server ready", "url", d.upstream.String())
+	d.update(r, StateReady, pid, nil)
+
+	select {
+	case <-r.ctx.Done():
+		return time.Since(readyAt), finish(nil, true)
+	case err := <-exited:
+		return time.Since(readyAt), finish(fmt.Errorf("dev server exited: %w", exitError(err)), false)
+	}
+}
+
+// stateForStart is the state while run r starts a process: starting for
+// its first, restarting for later ones.
+func (d *DevServer) stateForStart(r *run) string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.state == StateStarting {
+		return StateStarting
+	}
+	return StateRestarting
+}
+
+// stateAfterExit is the state once r's process is gone: stopped when r was
+// cancelled, restarting otherwise.
+func (d *DevServer) stateAfterExit(r *run) string {
+	if r.ctx.Err() != nil {
+		return StateStopped
+	}
+	return StateRestarting
+}
+
+// stopGroup asks the process group to stop with SIGTERM, kills it after
+// StopTimeout, and returns the leader's exit error.
+func (d *DevServer) stopGroup(log *slog.Logger, pid int, exited <-chan error) error {
+	if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
+		log.Warn("signal dev server process group", "err", err)
+	}
+	t := time.NewTimer(d.cfg.StopTimeout)
+	defer t.Stop()
+	select {
+	case err := <-exited:
+		log.Info("dev server stopped")
+		return stoppedError(err)
+	case <-t.C:
+	}
+	log.Warn("dev server did not stop in time; killing it", "timeout", d.cfg.StopTimeout)
+	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
+		log.Warn("kill dev server process group", "err", err)
+	}
+	return stoppedError(<-exited)
+}
+
+// waitGroupGone waits until process group pgid has no process left (killed
+// processes linger until reaped), for at most timeout.
+func waitGroupGone(pgid int, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		if !groupAlive(pgid) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// groupAlive reports whether process group pgid has a live process. Zombies
+// do not count: they are dead, waiting for init to reap them (where the
+// worker itself is init, orphans are never reaped: run it under an init).
+func groupAlive(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return true // no /proc: trust kill
+	}
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" {
+			return true
+		}
+	}
+	return false
+}
+
+// stoppedError drops the exit error of a process that was asked to stop.
+func stoppedError(err error) error {
+	var exit *exec.ExitError
+	if errors.As(err, &exit) {
+		return nil
+	}
+	return err
+}
+
+// exitError describes how the dev server ended.
+func exitError(err error) error {
+	if err == nil {
+		return errors.New("exit status 0")
+	}
+	return err
+}
+
+// answers reports whether the dev server answers GET / with any response.
+func (d *DevServer) answers(ctx context.Context) bool {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.upstream.String()+"/", nil)
+	if err != nil {
+		return false
+	}
+	resp, err := d.probe.Do(req)
+	if err != nil {
+		return false
+	}
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // best effort: the status is what counts
+	if err := resp.Body.Close(); err != nil {
+		d.log.Debug("close probe response", "err", err)
+	}
+	return true
+}
+
+// pump logs the lines of one output stream of the dev server until EOF, and
+// signals portConflict when Vite says it moved to another port.
+func (d *DevServer) pump(log *slog.Logger, rd io.Reader, stream string, portConflict chan<- struct{}) {
+	level := slog.LevelInfo
+	if stream == "stderr" {
+		level = slog.LevelWarn
+	}
+	br := bufio.NewReaderSize(rd, 64<<10)
+	var line []byte
+	for {
+		chunk, isPrefix, err := br.ReadLine()
+		if len(line) < maxLogLine {
+			line = append(line, chunk[:min(len(chunk), maxLogLine-len(line))]...)
+		}
+		if err != nil {
+			if len(line) > 0 {
+				d.logLine(log, level, stream, line, portConflict)
+			}
+			return
+		}
+		if isPrefix {
+			continue
+		}
+		d.logLine(log, level, stream, line, portConflict)
+		line = line[:0]
+	}
+}
+
+// logLine logs one line of dev server output.
+func (d *DevServer) logLine(log *slog.Logger, level slog.Level, stream string, line []byte, portConflict chan<- struct{}) {
+	line = bytes.TrimSpace(ansi.ReplaceAll(line, nil))
+	if len(line) == 0 {
+		return
+	}
+	if bytes.Contains(line, portTaken) {
+		select {
+		case portConflict <- struct{}{}:
+		default:
+		}
+	}
+	log.LogAttrs(context.Background(), level, string(line), slog.String("source", "astro"), slog.String("stream", stream))
+}
+
+// env is the dev server's whole environment: an allowlist, never the
+// worker's own environment (which holds secrets).
+func (d *DevServer) env() []string {
+	env := []string{
+		"PATH=" + d.cfg.PATH,
+		"ASTRO_TELEMETRY_DISABLED=1",
+		"ASTRO_DISABLE_UPDATE_CHECK=true",
+		"NODE_ENV=development",
+		"BROWSER=none",
+		"NO_COLOR=1",
+	}
+	if d.cfg.Home != "" {
+		env = append(env, "HOME="+d.cfg.Home)
+	}
+	return env
+}
+
+// jitter spreads d by ±20% so that restarts of many workers do not align.
+func jitter(d time.Duration) time.Duration {
+	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
+}

@@ -1,0 +1,286 @@
+package preview_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/webordinary/claude-code-astro/preview"
+	"github.com/webordinary/claude-code-astro/preview/previewtest"
+)
+
+// heading is the example site's <h1 id="title"> text.
+const heading = "Welcome to Example Site"
+
+// nodePATH returns a PATH where node is found, failing the test if it is not.
+func nodePATH(tb testing.TB) string {
+	tb.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		tb.Fatalf("node is missing (%v): install Node.js 20", err)
+	}
+	return filepath.Dir(node) + ":" + preview.DefaultPATH
+}
+
+// testLogger logs to the test's output.
+func testLogger(tb testing.TB) *slog.Logger {
+	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+}
+
+// newDevServer returns a DevServer on a free port with a temporary HOME,
+// closed (and checked to leave no process) when the test ends.
+func newDevServer(tb testing.TB) *preview.DevServer {
+	tb.Helper()
+	ds := preview.NewDevServer(preview.DevServerConfig{
+		Port:         previewtest.FreePort(tb),
+		PATH:         nodePATH(tb),
+		Home:         tb.TempDir(),
+		Logger:       testLogger(tb),
+		ReadyTimeout: 60 * time.Second,
+		MinBackoff:   100 * time.Millisecond,
+		MaxBackoff:   2 * time.Second,
+	})
+	tb.Cleanup(func() {
+		pid := ds.PID()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := ds.Close(ctx); err != nil {
+			tb.Errorf("close dev server: %v", err)
+		}
+		if pid != 0 && groupAlive(pid) {
+			tb.Errorf("process group %d still alive after Close", pid)
+		}
+	})
+	return ds
+}
+
+// target points ds at dir, failing the test if it does not get ready.
+func target(tb testing.TB, ds *preview.DevServer, dir string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+	defer cancel()
+	if err := ds.Target(ctx, dir); err != nil {
+		tb.Fatalf("target %s: %v", dir, err)
+	}
+}
+
+// groupAlive reports whether any process of group pgid is alive.
+func groupAlive(pgid int) bool { return previewtest.GroupAlive(pgid) }
+
+// counter is an Activity that counts requests.
+type counter struct {
+	begun, open atomic.Int64
+}
+
+// Begin counts a request in.
+func (c *counter) Begin() func() {
+	c.begun.Add(1)
+	c.open.Add(1)
+	var once sync.Once
+	return func() { once.Do(func() { c.open.Add(-1) }) }
+}
+
+// serveProxy serves p on a loopback httptest server, closed when the test ends.
+func serveProxy(tb testing.TB, p http.Handler) *url.URL {
+	tb.Helper()
+	srv := httptest.NewServer(p)
+	tb.Cleanup(srv.Close)
+	u, err := url.Parse(srv.URL)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return u
+}
+
+// get fetches u with an optional Host header and returns status and body.
+func get(tb testing.TB, u, host string) (int, http.Header, string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("read %s: %v", u, err)
+	}
+	return resp.StatusCode, resp.Header, string(body)
+}
+
+// waitFor polls cond until it holds or timeout passes.
+func waitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
+	tb.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// setHeading rewrites the <h1 id="title"> of the site's home page in place,
+// as an editor (or the agent's Edit tool) does.
+func setHeading(tb testing.TB, siteDir, text string) {
+	tb.Helper()
+	path := filepath.Join(siteDir, "src", "pages", "index.astro")
+	src, err := os.ReadFile(path)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	re := regexp.MustCompile(`<h1 id="title">[^<]*</h1>`)
+	if !re.Match(src) {
+		tb.Fatalf("no <h1 id=\"title\"> in %s", path)
+	}
+	out := re.ReplaceAllLiteral(src, []byte(`<h1 id="title">`+text+`</h1>`))
+	if err := os.WriteFile(path, out, 0o644); err != nil {
+		tb.Fatal(err)
+	}
+}
+
+// wsToken reads the HMR token that Vite puts in /@vite/client, as a
+// browser's page does.
+func wsToken(tb testing.TB, base *url.URL) string {
+	tb.Helper()
+	status, _, body := get(tb, base.JoinPath("/@vite/client").String(), "")
+	if status != http.StatusOK {
+		tb.Fatalf("GET /@vite/client: status %d", status)
+	}
+	m := regexp.MustCompile(`const wsToken = "([^"]+)"`).FindStringSubmatch(body)
+	if m == nil {
+		tb.Fatal("no wsToken in /@vite/client")
+	}
+	return m[1]
+}
+
+// hmrMessage is one message of Vite's HMR socket, stamped when it arrived.
+type hmrMessage struct {
+	Type string
+	Raw  string
+	At   time.Time
+}
+
+// hmrSocket is an open HMR WebSocket whose messages arrive on C.
+type hmrSocket struct {
+	conn *websocket.Conn
+	C    chan hmrMessage
+	done chan struct{}
+}
+
+// dialHMR opens Vite's HMR socket at base the way a browser does: subprotocol
+// vite-hmr, an Origin and the token in the query string. host, if set, is the
+// Host header to send. The socket is closed when the test ends.
+func dialHMR(tb testing.TB, base *url.URL, host string) *hmrSocket {
+	tb.Helper()
+	token := wsToken(tb, base)
+	wsURL := *base
+	wsURL.Scheme = "ws"
+	wsURL.Path = "/"
+	wsURL.RawQuery = url.Values{"token": {token}}.Encode()
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"vite-hmr"}}
+	h := http.Header{}
+	origin := "http://" + base.Host
+	if host != "" {
+		h.Set("Host", host)
+		origin = "http://" + host
+	}
+	h.Set("Origin", origin)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, resp, err := dialer.DialContext(ctx, wsURL.String(), h)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		tb.Fatalf("dial HMR socket %s: %v (status %d)", wsURL.String(), err, status)
+	}
+	if got := conn.Subprotocol(); got != "vite-hmr" {
+		tb.Fatalf("HMR subprotocol = %q, want vite-hmr", got)
+	}
+	s := &hmrSocket{conn: conn, C: make(chan hmrMessage, 256), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer close(s.C)
+		for {
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			at := time.Now()
+			var typ struct {
+				Type string `json:"type"`
+			}
+			_ = json.Unmarshal(data, &typ) // a message without a type is kept with Type ""
+			s.C <- hmrMessage{Type: typ.Type, Raw: string(data), At: at}
+		}
+	}()
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Close closes the socket and waits for its reader.
+func (s *hmrSocket) Close() {
+	_ = s.conn.Close() // closing twice is harmless
+	<-s.done
+}
+
+// next returns the next message whose type is one of types, or fails the
+// test after timeout.
+func (s *hmrSocket) next(tb testing.TB, timeout time.Duration, types ...string) hmrMessage {
+	tb.Helper()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case m, ok := <-s.C:
+			if !ok {
+				tb.Fatalf("HMR socket closed while waiting for %v", types)
+			}
+			for _, typ := range types {
+				if m.Type == typ {
+					return m
+				}
+			}
+		case <-t.C:
+			tb.Fatalf("no HMR message of type %v within %s", types, timeout)
+		}
+	}
+}
+
+// drain discards messages until none arrived for quiet.
+func (s *hmrSocket) drain(quiet time.Duration) {
+	for {
+		select {
+		case _, ok := <-s.C:
+			if !ok {
+				return
+			}
+		case <-time.After(quiet):
+			return
+		}
+	}
+}

@@ -1,0 +1,306 @@
+package preview_test
+
+import (
+	"context"
+	"errors"
+	"net"
+	"net/http"
+	"net/url"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/webordinary/claude-code-astro/preview"
+	"github.com/webordinary/claude-code-astro/preview/previewtest"
+)
+
+func TestProxyStartingPage(t *testing.T) {
+	deadPort := previewtest.FreePort(t) // nothing listens there
+	dead := &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(deadPort))}
+	idle := preview.NewDevServer(preview.DevServerConfig{Port: previewtest.FreePort(t)})
+
+	tests := []struct {
+		name     string
+		upstream func() (*url.URL, bool)
+	}{
+		{"no upstream", nil},
+		{"upstream not ready", func() (*url.URL, bool) { return nil, false }},
+		{"dev server never targeted", idle.URL},
+		{"upstream unreachable", func() (*url.URL, bool) { return dead, true }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var act counter
+			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{
+				Upstream: tt.upstream, Activity: &act, Logger: testLogger(t),
+			}))
+
+			status, h, body := get(t, base.JoinPath("/some/page").String(), "preview.example.com")
+			if status != http.StatusServiceUnavailable {
+				t.Errorf("status = %d, want 503", status)
+			}
+			if got := h.Get("Retry-After"); got != "2" {
+				t.Errorf("Retry-After = %q, want 2", got)
+			}
+			if got := h.Get("Content-Type"); !strings.HasPrefix(got, "text/html") {
+				t.Errorf("Content-Type = %q, want text/html", got)
+			}
+			for _, want := range []string{`http-equiv="refresh" content="2"`, "location.reload()"} {
+				if !strings.Contains(body, want) {
+					t.Errorf("starting page lacks the self-retry %q:\n%s", want, body)
+				}
+			}
+
+			// A WebSocket upgrade gets the same answer.
+			wsURL := *base
+			wsURL.Scheme = "ws"
+			dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{"vite-hmr"}}
+			conn, resp, err := dialer.Dial(wsURL.String(), nil)
+			if err == nil {
+				conn.Close()
+				t.Fatal("WebSocket upgrade succeeded with no dev server")
+			}
+			if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+				t.Errorf("WebSocket upgrade: %v, want a 503 answer", err)
+			}
+
+			if got := act.begun.Load(); got != 2 {
+				t.Errorf("Activity.Begin called %d times, want 2", got)
+			}
+			waitFor(t, "every request to end its activity", 5*time.Second, func() bool { return act.open.Load() == 0 })
+		})
+	}
+}
+
+func TestDevServerStartFailures(t *testing.T) {
+	tests := []struct {
+		name    string
+		setup   func(t *testing.T) (port int, dir string)
+		wantErr error
+	}{
+		{
+			name: "port in use",
+			setup: func(t *testing.T) (int, string) {
+				l, err := net.Listen("tcp", "127.0.0.1:0")
+				if err != nil {
+					t.Fatal(err)
+				}
+				t.Cleanup(func() { l.Close() })
+				return l.Addr().(*net.TCPAddr).Port, t.TempDir()
+			},
+			wantErr: preview.ErrPortInUse,
+		},
+		{
+			name: "no astro executable",
+			setup: func(t *testing.T) (int, string) {
+				return previewtest.FreePort(t), t.TempDir()
+			},
+			wantErr: os.ErrNotExist,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			port, dir := tt.setup(t)
+			ds := preview.NewDevServer(preview.DevServerConfig{Port: port, Home: t.TempDir(), Logger: testLogger(t)})
+			t.Cleanup(func() {
+				if err := ds.Close(context.Background()); err != nil {
+					t.Errorf("close: %v", err)
+				}
+			})
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			err := ds.Target(ctx, dir)
+			if !errors.Is(err, tt.wantErr) {
+				t.Fatalf("Target error = %v, want %v", err, tt.wantErr)
+			}
+			if tt.wantErr == preview.ErrPortInUse && !strings.Contains(err.Error(), strconv.Itoa(port)) {
+				t.Errorf("error %q does not name port %d", err, port)
+			}
+			if got := ds.State(); got != preview.StateFailed {
+				t.Errorf("State = %q, want %q", got, preview.StateFailed)
+			}
+			if _, ok := ds.URL(); ok {
+				t.Error("URL reports ready after a failed start")
+			}
+		})
+	}
+}
+
+func TestDevServerClosed(t *testing.T) {
+	ds := preview.NewDevServer(preview.DevServerConfig{Port: previewtest.FreePort(t)})
+	if got := ds.State(); got != preview.StateStopped {
+		t.Errorf("State before Target = %q, want stopped", got)
+	}
+	if err := ds.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	if err := ds.Target(context.Background(), t.TempDir()); !errors.Is(err, preview.ErrClosed) {
+		t.Errorf("Target after Close = %v, want ErrClosed", err)
+	}
+}
+
+// TestDevServerProxy runs one real Astro dev server behind the Proxy and
+// checks, in order, what the live preview needs.
+func TestDevServerProxy(t *testing.T) {
+	site := previewtest.PrepareSite(t)
+	ds := newDevServer(t)
+	var act counter
+	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: &act, Logger: testLogger(t)}))
+
+	// Before Target: the starting page.
+	if status, _, _ := get(t, base.String(), ""); status != http.StatusServiceUnavailable {
+		t.Fatalf("before Target: status %d, want 503", status)
+	}
+
+	target(t, ds, site)
+
+	t.Run("ready", func(t *testing.T) {
+		if got := ds.State(); got != preview.StateReady {
+			t.Errorf("State = %q, want ready", got)
+		}
+		u, ok := ds.URL()
+		if !ok || u.Hostname() != "127.0.0.1" {
+			t.Errorf("URL = %v, %v; want a loopback URL", u, ok)
+		}
+		if got := ds.ProjectDir(); got != site {
+			t.Errorf("ProjectDir = %q, want %q", got, site)
+		}
+		if ds.PID() <= 0 {
+			t.Errorf("PID = %d", ds.PID())
+		}
+	})
+
+	t.Run("page through the proxy", func(t *testing.T) {
+		status, _, body := get(t, base.String(), "")
+		if status != http.StatusOK || !strings.Contains(body, heading) {
+			t.Fatalf("status %d, heading found %v", status, strings.Contains(body, heading))
+		}
+	})
+
+	t.Run("public host name", func(t *testing.T) {
+		const host = "preview.example.com"
+		status, _, body := get(t, base.String(), host)
+		if status != http.StatusOK || !strings.Contains(body, heading) {
+			t.Errorf("through the proxy with Host %s: status %d, heading found %v", host, status, strings.Contains(body, heading))
+		}
+		// Vite itself refuses that host: the proxy's Host rewrite is what works.
+		u, _ := ds.URL()
+		status, _, body = get(t, u.String(), host)
+		if status != http.StatusForbidden {
+			t.Errorf("direct with Host %s: status %d, want 403 (%s)", host, status, body)
+		}
+	})
+
+	t.Run("target same dir is a no-op", func(t *testing.T) {
+		pid := ds.PID()
+		target(t, ds, site)
+		if got := ds.PID(); got != pid {
+			t.Errorf("PID changed from %d to %d", pid, got)
+		}
+	})
+
+	t.Run("hmr websocket through the proxy", func(t *testing.T) {
+		// A browser-like socket: Origin and token (so the query string must
+		// reach Vite), subprotocol vite-hmr, public Host.
+		sock := dialHMR(t, base, "preview.example.com")
+		sock.next(t, 10*time.Second, "connected")
+
+		waitFor(t, "only the socket to be open", 5*time.Second, func() bool { return act.open.Load() == 1 })
+
+		setHeading(t, site, "Edited over HMR")
+		m := sock.next(t, 15*time.Second, "update", "full-reload")
+		t.Logf("HMR message after the edit: %s", m.Raw)
+
+		status, _, body := get(t, base.String(), "")
+		if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
+			t.Errorf("page after the edit: status %d, new heading found %v", status, strings.Contains(body, "Edited over HMR"))
+		}
+		if got := act.open.Load(); got != 1 {
+			t.Errorf("open activities with the socket open = %d, want 1", got)
+		}
+		sock.Close()
+		waitFor(t, "the closed socket to end its activity", 10*time.Second, func() bool { return act.open.Load() == 0 })
+	})
+
+	t.Run("hmr websocket without token is refused", func(t *testing.T) {
+		wsURL := *base
+		wsURL.Scheme = "ws"
+		dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{"vite-hmr"}}
+		conn, _, err := dialer.Dial(wsURL.String(), http.Header{"Origin": {base.String()}})
+		if err == nil {
+			conn.Close()
+			t.Error("Vite accepted a browser socket without its token; the token test above proves nothing")
+		}
+	})
+
+	t.Run("restart after the dev server is killed", func(t *testing.T) {
+		old := ds.PID()
+		if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
+			t.Fatalf("kill process group %d: %v", old, err)
+		}
+		waitFor(t, "a new dev server to be ready", 60*time.Second, func() bool {
+			pid := ds.PID()
+			return pid != 0 && pid != old && ds.State() == preview.StateReady
+		})
+		if groupAlive(old) {
+			t.Errorf("old process group %d still alive", old)
+		}
+		status, _, body := get(t, base.String(), "")
+		if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
+			t.Errorf("after the restart: status %d, heading found %v", status, strings.Contains(body, "Edited over HMR"))
+		}
+	})
+
+	t.Run("close leaves no process", func(t *testing.T) {
+		pid := ds.PID()
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := ds.Close(ctx); err != nil {
+			t.Fatal(err)
+		}
+		if groupAlive(pid) {
+			t.Errorf("process group %d alive after Close", pid)
+		}
+		if got := ds.State(); got != preview.StateStopped {
+			t.Errorf("State = %q, want stopped", got)
+		}
+		if status, _, _ := get(t, base.String(), ""); status != http.StatusServiceUnavailable {
+			t.Errorf("after Close: status %d, want 503", status)
+		}
+	})
+}
+
+func TestDevServerRetarget(t *testing.T) {
+	first := previewtest.PrepareSite(t)
+	second := previewtest.PrepareSite(t)
+	setHeading(t, second, "Second Site")
+	ds := newDevServer(t)
+	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Logger: testLogger(t)}))
+
+	target(t, ds, first)
+	firstPID := ds.PID()
+	if _, _, body := get(t, base.String(), ""); !strings.Contains(body, heading) {
+		t.Fatal("first site not served")
+	}
+
+	target(t, ds, second)
+	if groupAlive(firstPID) {
+		t.Errorf("first dev server's group %d still alive after re-target", firstPID)
+	}
+	if got := ds.ProjectDir(); got != second {
+		t.Errorf("ProjectDir = %q, want %q", got, second)
+	}
+	status, _, body := get(t, base.String(), "")
+	if status != http.StatusOK || !strings.Contains(body, "Second Site") {
+		t.Errorf("after re-target: status %d, second heading found %v", status, strings.Contains(body, "Second Site"))
+	}
+	if strings.Contains(body, first+string(filepath.Separator)) {
+		t.Error("page still refers to the first site's directory")
+	}
+}

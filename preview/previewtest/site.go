@@ -1,0 +1,226 @@
+// Package previewtest prepares the example Astro site (examples/site) for
+// tests: a copy of its source in a temporary directory with a node_modules
+// tree hard-linked from the one that `npm ci --prefix examples/site`
+// installed, and free loopback ports.
+//
+// A symlinked node_modules does not work: Vite resolves it to its real path,
+// outside the project, and then refuses to serve modules from it ("outside of
+// Vite serving allow list"); Vite and Astro also write caches into
+// node_modules (.vite, .astro) that concurrent dev servers must not share.
+// A hard-linked tree avoids both and takes a fraction of a second.
+package previewtest
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"net"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+)
+
+// InstallHint is the command that installs the example site's dependencies,
+// run from the repository root.
+const InstallHint = "npm ci --prefix examples/site"
+
+// skipSource lists the top-level entries of the site that are not its source:
+// installed dependencies, build output and Astro's generated files.
+var skipSource = map[string]bool{"node_modules": true, "dist": true, ".astro": true}
+
+// skipModules lists the top-level entries of node_modules that are caches a
+// dev server writes; every project gets its own.
+var skipModules = map[string]bool{".vite": true, ".astro": true}
+
+// SiteDir returns the absolute path of examples/site in this repository.
+func SiteDir(tb testing.TB) string {
+	tb.Helper()
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		tb.Fatal("previewtest: cannot locate the source file to find examples/site")
+	}
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "examples", "site")
+	if _, err := os.Stat(filepath.Join(dir, "package.json")); err != nil {
+		tb.Fatalf("previewtest: examples/site not found: %v", err)
+	}
+	return dir
+}
+
+// RequireNodeModules fails the test, saying how to install them, unless the
+// example site's dependencies are installed.
+func RequireNodeModules(tb testing.TB) {
+	tb.Helper()
+	astro := filepath.Join(SiteDir(tb), "node_modules", ".bin", "astro")
+	if _, err := os.Stat(astro); err != nil {
+		tb.Fatalf("previewtest: the example site's dependencies are missing (%v): run `%s` from the repository root", err, InstallHint)
+	}
+}
+
+// PrepareSite copies the example site's source into a new temporary
+// directory, gives it its own node_modules (see InstallNodeModules) and
+// returns the directory. The directory is removed when the test ends.
+func PrepareSite(tb testing.TB) string {
+	tb.Helper()
+	dir := filepath.Join(tb.TempDir(), "site")
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		tb.Fatalf("previewtest: create site dir: %v", err)
+	}
+	CopySite(tb, dir)
+	InstallNodeModules(tb, dir)
+	return dir
+}
+
+// CopySite copies the example site's source files (not node_modules, dist or
+// .astro) into dst, which must exist. Use it to fill a git repository.
+func CopySite(tb testing.TB, dst string) {
+	tb.Helper()
+	src := SiteDir(tb)
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		tb.Fatalf("previewtest: read site: %v", err)
+	}
+	for _, e := range entries {
+		if skipSource[e.Name()] {
+			continue
+		}
+		if err := copyTree(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), false); err != nil {
+			tb.Fatalf("previewtest: copy site: %v", err)
+		}
+	}
+}
+
+// InstallNodeModules gives projectDir a node_modules tree of its own whose
+// files are hard links to those of examples/site/node_modules (copies when
+// linking fails, as across file systems). The dev server caches under
+// node_modules are left out. It fails the test, saying how to install them,
+// when the example site's dependencies are missing.
+func InstallNodeModules(tb testing.TB, projectDir string) {
+	tb.Helper()
+	RequireNodeModules(tb)
+	src := filepath.Join(SiteDir(tb), "node_modules")
+	dst := filepath.Join(projectDir, "node_modules")
+	entries, err := os.ReadDir(src)
+	if err != nil {
+		tb.Fatalf("previewtest: read node_modules: %v", err)
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		tb.Fatalf("previewtest: create node_modules: %v", err)
+	}
+	for _, e := range entries {
+		if skipModules[e.Name()] {
+			continue
+		}
+		if err := copyTree(filepath.Join(src, e.Name()), filepath.Join(dst, e.Name()), true); err != nil {
+			tb.Fatalf("previewtest: link node_modules: %v", err)
+		}
+	}
+}
+
+// FreePort returns a TCP port on 127.0.0.1 that was free when asked: the
+// operating system picks it for a listener that is closed at once.
+func FreePort(tb testing.TB) int {
+	tb.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("previewtest: find a free port: %v", err)
+	}
+	port := l.Addr().(*net.TCPAddr).Port
+	if err := l.Close(); err != nil {
+		tb.Fatalf("previewtest: close probe listener: %v", err)
+	}
+	return port
+}
+
+// copyTree copies src (a file, symlink or directory) to dst. With link set,
+// regular files are hard-linked when possible. Symlinks are recreated with the
+// same target.
+func copyTree(src, dst string, link bool) error {
+	return filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		target := filepath.Join(dst, rel)
+		switch {
+		case d.IsDir():
+			return os.MkdirAll(target, 0o755)
+		case d.Type()&fs.ModeSymlink != 0:
+			to, err := os.Readlink(path)
+			if err != nil {
+				return err
+			}
+			return os.Symlink(to, target)
+		case d.Type().IsRegular():
+			if link {
+				if err := os.Link(path, target); err == nil {
+					return nil
+				}
+			}
+			return copyFile(path, target)
+		default:
+			return nil // sockets, devices: not part of a site
+		}
+	})
+}
+
+// copyFile copies one regular file, keeping its permission bits.
+func copyFile(src, dst string) (err error) {
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer func() { err = errors.Join(err, in.Close()) }()
+	info, err := in.Stat()
+	if err != nil {
+		return err
+	}
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_EXCL, info.Mode().Perm())
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		return errors.Join(fmt.Errorf("copy %s: %w", src, err), out.Close())
+	}
+	return out.Close()
+}
+
+// GroupAlive reports whether process group pgid still has a live process
+// (zombies waiting to be reaped do not count). Use it to check that nothing
+// a dev server started is left behind.
+func GroupAlive(pgid int) bool {
+	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
+		return false
+	}
+	procs, err := os.ReadDir("/proc")
+	if err != nil {
+		return true // no /proc: trust kill
+	}
+	for _, p := range procs {
+		if _, err := strconv.Atoi(p.Name()); err != nil {
+			continue
+		}
+		stat, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		// pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
+		i := bytes.LastIndexByte(stat, ')')
+		if i < 0 {
+			continue
+		}
+		f := strings.Fields(string(stat[i+1:]))
+		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,186 @@
+// Package browser runs a headless Chromium for tests, driven through
+// chromedp: it opens pages and waits for text to show in their DOM.
+//
+// Every Browser gets a fresh profile (--user-data-dir) and a temporary HOME
+// under the test's temporary directory, and an explicit environment, so a
+// test never reads or writes the machine user's files. The browser is
+// stopped when the test ends.
+package browser
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+)
+
+// ChromiumPath is where the tests expect Chromium.
+const ChromiumPath = "/usr/bin/chromium"
+
+// InstallHint is the command that installs Chromium on Debian.
+const InstallHint = "apt-get install -y --no-install-recommends chromium"
+
+// DefaultTimeout bounds Open.
+const DefaultTimeout = 30 * time.Second
+
+// pollInterval is the pause between two looks at the DOM in WaitText.
+const pollInterval = 5 * time.Millisecond
+
+// Browser is one headless Chromium with one tab. Its methods must be called
+// from one goroutine at a time (the test's), as chromedp runs a tab's
+// actions one after another.
+type Browser struct {
+	tb  testing.TB
+	ctx context.Context
+}
+
+// Start starts a headless Chromium with the flags checked on these machines
+// and returns it; it is stopped when the test ends. It fails the test,
+// saying how to install it, when Chromium is missing.
+func Start(tb testing.TB) *Browser {
+	tb.Helper()
+	if _, err := os.Stat(ChromiumPath); err != nil {
+		tb.Fatalf("browser: Chromium is missing (%v): run `%s`", err, InstallHint)
+	}
+	root := tb.TempDir()
+	home := filepath.Join(root, "home")
+	profile := filepath.Join(root, "profile")
+	for _, dir := range []string{home, profile} {
+		if err := os.MkdirAll(dir, 0o700); err != nil {
+			tb.Fatalf("browser: create %s: %v", dir, err)
+		}
+	}
+	opts := []chromedp.ExecAllocatorOption{
+		chromedp.ExecPath(ChromiumPath),
+		chromedp.NoFirstRun,
+		chromedp.NoDefaultBrowserCheck,
+		chromedp.Headless,
+		chromedp.NoSandbox,
+		chromedp.DisableGPU,
+		chromedp.UserDataDir(profile),
+		chromedp.Flag("disable-quic", true),
+		chromedp.Flag("disable-background-networking", true),
+		chromedp.Flag("disable-component-update", true),
+		chromedp.Flag("disable-sync", true),
+		chromedp.Flag("disable-dev-shm-usage", true),
+		chromedp.Flag("disable-extensions", true),
+		chromedp.Flag("disable-default-apps", true),
+		chromedp.Flag("disable-breakpad", true),
+		chromedp.Flag("disable-background-timer-throttling", true),
+		chromedp.Flag("disable-renderer-backgrounding", true),
+		chromedp.Flag("metrics-recording-only", true),
+		chromedp.Flag("password-store", "basic"),
+		chromedp.Flag("use-mock-keychain", true),
+		chromedp.WindowSize(1280, 800),
+		chromedp.NoInheritEnv,
+		chromedp.Env(
+			"HOME="+home,
+			"PATH=/usr/bin:/bin",
+			"XDG_CONFIG_HOME="+filepath.Join(home, ".config"),
+			"XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
+			"TMPDIR="+root,
+		),
+	}
+	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	tb.Cleanup(func() {
+		cancelCtx()
+		cancelAlloc()
+	})
+	// The first Do starts the browser and binds it to ctx, which has no
+	// deadline: later actions use derived contexts with timeouts.
+	if err := chromedp.Do(ctx); err != nil {
+		tb.Fatalf("browser: start Chromium: %v", err)
+	}
+	return &Browser{tb: tb, ctx: ctx}
+}
+
+// Context returns the tab's chromedp context, for actions this package does
+// not wrap. Derive a context with a timeout from it for each action.
+func (b *Browser) Context() context.Context { return b.ctx }
+
+// Open navigates the tab to url and waits for the page to load. It fails the
+// test on error.
+func (b *Browser) Open(url string) {
+	b.tb.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, DefaultTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, chromedp.Navigate(url)); err != nil {
+		b.tb.Fatalf("browser: open %s: %v", url, err)
+	}
+}
+
+// Text returns the textContent of the first element that the CSS selector
+// matches, trimmed of surrounding space, and whether there is one. It does
+// not wait for the element.
+func (b *Browser) Text(ctx context.Context, selector string) (string, bool, error) {
+	sel, err := json.Marshal(selector)
+	if err != nil {
+		return "", false, err
+	}
+	type result struct {
+		Found bool   `json:"found"`
+		Text  string `json:"text"`
+	}
+	r, err := chromedp.Run(b.tabContext(ctx), chromedp.Evaluate[result](
+		`(() => { const e = document.querySelector(`+string(sel)+`); return e ? {found: true, text: e.textContent} : {found: false, text: ""}; })()`))
+	if err != nil {
+		return "", false, err
+	}
+	return strings.TrimSpace(r.Text), r.Found, nil
+}
+
+// WaitText polls the DOM until the first element that the CSS selector
+// matches has the text want (trimmed), and returns how long that took. It
+// rides out page reloads (Vite reloads a page whose server-rendered source
+// changed). It fails the test, showing the last text seen, when timeout
+// passes first.
+func (b *Browser) WaitText(selector, want string, timeout time.Duration) time.Duration {
+	b.tb.Helper()
+	d, last, err := b.PollText(selector, want, timeout)
+	if err != nil {
+		b.tb.Fatalf("browser: wait for %q in %s: %v (last seen: %q)", want, selector, err, last)
+	}
+	return d
+}
+
+// PollText is WaitText returning an error instead of failing the test. It
+// also returns the last text seen.
+func (b *Browser) PollText(selector, want string, timeout time.Duration) (time.Duration, string, error) {
+	start := time.Now()
+	ctx, cancel := context.WithTimeout(b.ctx, timeout)
+	defer cancel()
+	var last string
+	var lastErr error
+	for {
+		text, found, err := b.Text(ctx, selector)
+		switch {
+		case err == nil && found && text == want:
+			return time.Since(start), text, nil
+		case err == nil && found:
+			last = text
+		case err != nil:
+			lastErr = err // a reload destroys the page's context mid-call: try again
+		}
+		select {
+		case <-ctx.Done():
+			return time.Since(start), last, errors.Join(ctx.Err(), lastErr)
+		case <-time.After(pollInterval):
+		}
+	}
+}
+
+// tabContext returns ctx if it derives from the tab's context, which chromedp
+// needs, and the tab's context otherwise.
+func (b *Browser) tabContext(ctx context.Context) context.Context {
+	if ctx == nil || chromedp.FromContext(ctx) == nil {
+		return b.ctx
+	}
+	return ctx
+}
