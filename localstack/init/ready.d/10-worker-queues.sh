@@ -17,7 +17,8 @@
 #                             (the local example repo needs no token)
 set -eu
 
-marker=/tmp/worker-init-done
+# docker-compose.yml's healthcheck waits for this file.
+marker="${WORKER_INIT_MARKER:-/tmp/worker-init-done}"
 rm -f "$marker"
 
 region="${AWS_DEFAULT_REGION:-us-east-1}"
