@@ -136,6 +136,10 @@ func (u *User) Push(ctx context.Context, threadID string) (pushed bool, reason s
 	}
 	b := Branch(threadID)
 	if !u.refExists(ctx, "refs/heads/"+b) {
+		// A new thread of an empty repository has no commit yet.
+		if cur, err := u.currentBranch(ctx); err == nil && cur == b {
+			return false, "branch has no commits yet", nil
+		}
 		return false, "", fmt.Errorf("push: thread %s has no branch: %w", threadID, ErrNotInitialized)
 	}
 	ok, err := u.hasOrigin(ctx)

@@ -79,6 +79,9 @@ func (t *Thread) Job(jobID string) (JobRecord, bool) {
 // ErrNotInitialized.
 func (u *User) Metadata() (Metadata, error) {
 	var m Metadata
+	if err := u.checkPaths(); err != nil {
+		return m, fmt.Errorf("read metadata: %w", err)
+	}
 	data, err := os.ReadFile(u.MetadataPath)
 	if errors.Is(err, fs.ErrNotExist) {
 		return m, fmt.Errorf("read metadata: %w", ErrNotInitialized)
@@ -93,6 +96,9 @@ func (u *User) Metadata() (Metadata, error) {
 }
 
 func (u *User) writeMetadata(m Metadata) error {
+	if err := u.checkPaths(); err != nil {
+		return fmt.Errorf("write metadata: %w", err)
+	}
 	if err := writeJSON(u.MetadataPath, m); err != nil {
 		return fmt.Errorf("write metadata: %w", err)
 	}

@@ -219,9 +219,22 @@ func TestTokenReachesOnlyTheServer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	// Config and hooks planted in the repository (the agent can write
+	// there) must not see the token: other credential helpers are reset
+	// and hooks are off.
+	planted := t.TempDir()
+	g.Run(u.ProjectDir, "config", "credential.helper", "store --file="+filepath.Join(planted, "stored"))
+	g.Run(u.ProjectDir, "config", "credential.http://127.0.0.1.helper", "store --file="+filepath.Join(planted, "stored-scoped"))
+	writeFile(t, filepath.Join(u.ProjectDir, ".git", "hooks", "pre-push"), "#!/bin/sh\nenv > "+filepath.Join(planted, "hook-env")+"\n")
+	if err := os.Chmod(filepath.Join(u.ProjectDir, ".git", "hooks", "pre-push"), 0o755); err != nil {
+		t.Fatal(err)
+	}
 	pushed, reason, err := u.Push(ctx(t), "t1")
 	if err != nil || !pushed {
 		t.Fatalf("push = %v %q %v", pushed, reason, err)
+	}
+	if entries, err := os.ReadDir(planted); err != nil || len(entries) != 0 {
+		t.Errorf("planted helper or hook ran: %v %v", entries, err)
 	}
 	if got := remote.Rev("refs/heads/thread-t1"); got != c.SHA {
 		t.Errorf("remote thread-t1 = %q, want %q", got, c.SHA)
@@ -273,7 +286,7 @@ func TestTokenReachesOnlyTheServer(t *testing.T) {
 		t.Errorf("credential helper written to %v", hits)
 	}
 	cfg := readFile(t, filepath.Join(u.ProjectDir, ".git", "config"))
-	if strings.Contains(cfg, "credential") || strings.Contains(cfg, "@127.0.0.1") {
+	if strings.Contains(cfg, "x-access-token") || strings.Contains(cfg, "@127.0.0.1") {
 		t.Errorf(".git/config holds credentials:\n%s", cfg)
 	}
 }
