@@ -13,7 +13,9 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -38,6 +40,10 @@ const pollInterval = 5 * time.Millisecond
 type Browser struct {
 	tb  testing.TB
 	ctx context.Context
+
+	mu       sync.Mutex
+	console  []chromedp.ConsoleMessage
+	consoleC chan struct{} // closed and replaced when a message arrives
 }
 
 // Start starts a headless Chromium with the flags checked on these machines
@@ -89,16 +95,70 @@ func Start(tb testing.TB) *Browser {
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
+	b := &Browser{tb: tb, ctx: ctx, consoleC: make(chan struct{})}
+	collected := make(chan struct{})
 	tb.Cleanup(func() {
 		cancelCtx()
 		cancelAlloc()
+		<-collected
 	})
 	// The first Do starts the browser and binds it to ctx, which has no
 	// deadline: later actions use derived contexts with timeouts.
 	if err := chromedp.Do(ctx); err != nil {
+		close(collected)
 		tb.Fatalf("browser: start Chromium: %v", err)
 	}
-	return &Browser{tb: tb, ctx: ctx}
+	messages := chromedp.Console(ctx)
+	go func() {
+		defer close(collected)
+		for m, err := range messages {
+			if err != nil {
+				return // the browser is gone or the test ended
+			}
+			b.mu.Lock()
+			b.console = append(b.console, m)
+			close(b.consoleC)
+			b.consoleC = make(chan struct{})
+			b.mu.Unlock()
+		}
+	}()
+	return b
+}
+
+// Console returns the messages the tab's pages wrote to the console so far,
+// across navigations and reloads.
+func (b *Browser) Console() []chromedp.ConsoleMessage {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return slices.Clone(b.console)
+}
+
+// WaitConsole waits until at least n console messages contain substr (Vite's
+// client logs "[vite] connected." once its HMR socket is open, on every page
+// load). It fails the test when timeout passes first.
+func (b *Browser) WaitConsole(substr string, n int, timeout time.Duration) {
+	b.tb.Helper()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		b.mu.Lock()
+		count := 0
+		for _, m := range b.console {
+			if strings.Contains(m.Text, substr) {
+				count++
+			}
+		}
+		changed := b.consoleC
+		b.mu.Unlock()
+		if count >= n {
+			return
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			b.tb.Fatalf("browser: %d console messages contain %q after %s, want %d; console: %v", count, substr, timeout, n, b.Console())
+		}
+	}
 }
 
 // Context returns the tab's chromedp context, for actions this package does
