@@ -6,9 +6,11 @@ import (
 )
 
 // Sentinel errors. The job layer maps them to response error codes with
-// errors.Is: ErrInvalidID, ErrOutsideRoot, ErrInvalidRepoURL and
-// ErrRepoMismatch to invalid_job, ErrNotInitialized to
-// workspace_not_initialized.
+// errors.Is: ErrInvalidID, ErrOutsideRoot, ErrInvalidRepoURL,
+// ErrRepoMismatch and ErrBaseBranchNotFound to invalid_job,
+// ErrNotInitialized to workspace_not_initialized, *GitError to git_failed,
+// *InstallError to install_failed. A cancelled or timed-out operation's
+// error wraps context.Canceled or context.DeadlineExceeded.
 var (
 	// ErrInvalidID reports a client, user, thread or job id that is not
 	// 1-64 (jobs: 1-128) characters of the allowed set.
@@ -31,6 +33,10 @@ var (
 	// never initialised (no metadata, no repository, no thread branch), or
 	// whose repository is damaged and needs an init to repair it.
 	ErrNotInitialized = errors.New("workspace not initialized")
+
+	// ErrBaseBranchNotFound reports a baseBranch that is neither on the
+	// remote nor local.
+	ErrBaseBranchNotFound = errors.New("base branch not found")
 
 	// ErrWrongBranch reports a commit asked for a thread whose branch is
 	// not the one checked out.

@@ -11,10 +11,6 @@ import (
 	"time"
 )
 
-// ErrBaseBranchNotFound reports a baseBranch that is neither on the remote
-// nor local. It maps to invalid_job.
-var ErrBaseBranchNotFound = errors.New("base branch not found")
-
 // Name prefixes of the temporary directories beside project/.
 const (
 	cloneTempPrefix  = ".project-clone-"
