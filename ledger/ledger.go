@@ -1,0 +1,146 @@
+// Package ledger keeps one record per job on disk, so that a job delivered
+// again after it finished is answered from its record instead of run twice.
+// Records live beside the user's workspace (WORKSPACE_PATH/{client}/{user}/
+// .jobs/), so they survive a restart and a new container on EFS.
+package ledger
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/webordinary/claude-code-astro/jobs"
+)
+
+// State is where a job stands.
+type State string
+
+// The job states.
+const (
+	StateRunning  State = "running"  // started; a crash leaves it so, and the job runs again
+	StateFinished State = "finished" // its final response is in the record
+)
+
+// Record is what the ledger keeps of one job.
+type Record struct {
+	JobID     string         `json:"jobId"`
+	State     State          `json:"state"`
+	Attempts  int            `json:"attempts"`
+	StartedAt time.Time      `json:"startedAt"`
+	Response  *jobs.Response `json:"response,omitempty"`
+	// AnsweredMessages are the ids of the queue messages whose final response
+	// was sent: a redelivery of one of them only needs deleting, while the
+	// same job id in a new message is answered again.
+	AnsweredMessages []string `json:"answeredMessages,omitempty"`
+}
+
+// Answered reports whether the final response to message messageID was sent.
+func (r Record) Answered(messageID string) bool {
+	for _, id := range r.AnsweredMessages {
+		if id == messageID {
+			return true
+		}
+	}
+	return false
+}
+
+// Ledger stores records under a root directory. It is safe for concurrent
+// use by different users; one user's jobs are serialised by the worker.
+type Ledger struct {
+	root string
+}
+
+// New returns a ledger rooted at root (WORKSPACE_PATH).
+func New(root string) *Ledger { return &Ledger{root: root} }
+
+// path returns the record's file. The ids were validated by jobs.Decode; they
+// are checked again here because they become path segments.
+func (l *Ledger) path(job jobs.Job) (string, error) {
+	if !jobs.ValidID(job.ClientID) || !jobs.ValidID(job.UserID) || !jobs.ValidJobID(job.JobID) {
+		return "", fmt.Errorf("ledger: job %q: invalid ids", job.JobID)
+	}
+	return filepath.Join(l.root, job.ClientID, job.UserID, ".jobs", "job-"+job.JobID+".json"), nil
+}
+
+// Get returns the job's record; found is false when there is none.
+func (l *Ledger) Get(job jobs.Job) (rec Record, found bool, err error) {
+	p, err := l.path(job)
+	if err != nil {
+		return Record{}, false, err
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return Record{}, false, nil
+	}
+	if err != nil {
+		return Record{}, false, fmt.Errorf("read job record: %w", err)
+	}
+	if err := json.Unmarshal(b, &rec); err != nil {
+		// A torn or corrupt record says nothing reliable: run the job again.
+		return Record{}, false, nil
+	}
+	return rec, true, nil
+}
+
+// Put writes the job's record atomically.
+func (l *Ledger) Put(job jobs.Job, rec Record) error {
+	p, err := l.path(job)
+	if err != nil {
+		return err
+	}
+	b, err := json.MarshalIndent(rec, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode job record: %w", err)
+	}
+	return WriteFileAtomic(p, b, 0o644)
+}
+
+// WriteFileAtomic writes data to path through a temporary file in the same
+// directory: write, sync, close, rename, sync the directory. A crash leaves
+// either the old file or the new one, never a torn one.
+func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
+	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", dir, err)
+	}
+	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
+	if err != nil {
+		return fmt.Errorf("create temp file: %w", err)
+	}
+	defer func() {
+		if err != nil {
+			_ = os.Remove(f.Name()) // best effort: the error below is what matters
+		}
+	}()
+	if _, err := f.Write(data); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("write %s: %w", f.Name(), err)
+	}
+	if err := f.Chmod(perm); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("chmod %s: %w", f.Name(), err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("sync %s: %w", f.Name(), err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("close %s: %w", f.Name(), err)
+	}
+	if err := os.Rename(f.Name(), path); err != nil {
+		return fmt.Errorf("rename to %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", dir, err)
+	}
+	if err := d.Sync(); err != nil {
+		_ = d.Close()
+		return fmt.Errorf("sync %s: %w", dir, err)
+	}
+	return d.Close()
+}

@@ -1,0 +1,660 @@
+// Package worker receives jobs from the SQS job queue and runs them: long
+// polling with backoff, one lane per user (one job at a time per user, users
+// in parallel up to a limit), a visibility heartbeat for every message it
+// holds, exactly one final response per job on the response queue, deletion
+// only after that response is sent, idempotency by job id, and a graceful
+// stop that releases what it did not finish. It knows queues, not git.
+package worker
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"runtime/debug"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/ledger"
+	"github.com/webordinary/claude-code-astro/redact"
+)
+
+// Ledger keeps job records, for idempotency; *ledger.Ledger implements it.
+type Ledger interface {
+	Get(job jobs.Job) (ledger.Record, bool, error)
+	Put(job jobs.Job, rec ledger.Record) error
+}
+
+// Activity is told when the worker is busy; the idle shutdown implements it.
+type Activity interface {
+	Begin() (end func())
+}
+
+// Config configures a Worker. JobQueueURL, ResponseQueueURL and Handler are
+// required; zero values of the others mean their defaults.
+type Config struct {
+	JobQueueURL      string
+	ResponseQueueURL string
+	Handler          jobs.Handler
+	// Ledger records jobs for idempotency; nil keeps no records.
+	Ledger Ledger
+	// Activity is told of every job from receipt to response; nil: nobody.
+	Activity Activity
+	// Redactor masks secrets in responses as a last line of defence.
+	Redactor *redact.Redactor
+	Logger   *slog.Logger
+
+	MaxConcurrentUsers int           // jobs of different users at once; default 2
+	MaxHeld            int           // messages received and not finished; default 5 per user slot
+	WaitTime           time.Duration // long poll; default 20s
+	// VisibilityTimeout is the job queue's; 0 reads it from the queue.
+	VisibilityTimeout time.Duration
+	JobTimeout        time.Duration // a job's hard limit; default 15m
+	BackoffMin        time.Duration // default 200ms
+	BackoffMax        time.Duration // default 20s
+}
+
+// releaseGrace is how long Run waits, after its last receive was cancelled,
+// before releasing the messages it holds.
+const releaseGrace = 250 * time.Millisecond
+
+// Worker runs jobs from the job queue. Create it with New and call Run once.
+// Its methods other than Run are safe for concurrent use.
+type Worker struct {
+	sqs  SQSClient
+	cfg  Config
+	log  *slog.Logger
+	fifo bool
+
+	sem      chan struct{} // one token per running job
+	slotFree chan struct{} // signalled when a held message is done
+
+	mu       sync.Mutex
+	inflight map[string]*delivery // by receipt handle: received, not yet deleted or released
+	lanes    map[string]*lane     // by user key
+
+	created   time.Time
+	lastLoop  atomic.Int64 // unix nanoseconds of the receive loop's last turn
+	running   atomic.Int64
+	succeeded atomic.Int64
+	failed    atomic.Int64
+	current   atomic.Pointer[jobs.Job]
+}
+
+// delivery is one received message.
+type delivery struct {
+	msg        types.Message
+	job        jobs.Job
+	invalid    *jobs.InvalidError // set for an addressable invalid job, answered in its lane
+	receivedAt time.Time
+	attempt    int
+}
+
+// lane holds one user's messages, run in order.
+type lane struct {
+	queue []*delivery
+}
+
+// New returns a Worker using client.
+func New(client SQSClient, cfg Config) (*Worker, error) {
+	if cfg.JobQueueURL == "" || cfg.ResponseQueueURL == "" || cfg.Handler == nil {
+		return nil, errors.New("worker: JobQueueURL, ResponseQueueURL and Handler are required")
+	}
+	if cfg.MaxConcurrentUsers <= 0 {
+		cfg.MaxConcurrentUsers = 2
+	}
+	if cfg.MaxHeld <= 0 {
+		cfg.MaxHeld = 5 * cfg.MaxConcurrentUsers
+	}
+	if cfg.WaitTime <= 0 {
+		cfg.WaitTime = 20 * time.Second
+	}
+	if cfg.JobTimeout <= 0 {
+		cfg.JobTimeout = 15 * time.Minute
+	}
+	if cfg.BackoffMin <= 0 {
+		cfg.BackoffMin = 200 * time.Millisecond
+	}
+	if cfg.BackoffMax <= 0 {
+		cfg.BackoffMax = 20 * time.Second
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Worker{
+		sqs:      client,
+		cfg:      cfg,
+		log:      cfg.Logger,
+		fifo:     isFIFO(cfg.ResponseQueueURL),
+		sem:      make(chan struct{}, cfg.MaxConcurrentUsers),
+		slotFree: make(chan struct{}, 1),
+		inflight: make(map[string]*delivery),
+		lanes:    make(map[string]*lane),
+		created:  time.Now(),
+	}, nil
+}
+
+// Stats is a snapshot of the worker's counters, for /health.
+type Stats struct {
+	InFlight   int64
+	Succeeded  int64
+	Failed     int64
+	LastPollAt time.Time
+	// LastJob is the job most recently started, nil before the first.
+	LastJob *jobs.Job
+}
+
+// Stats returns the worker's counters.
+func (w *Worker) Stats() Stats {
+	s := Stats{InFlight: w.running.Load(), Succeeded: w.succeeded.Load(), Failed: w.failed.Load(), LastJob: w.current.Load()}
+	if t := w.lastLoop.Load(); t != 0 {
+		s.LastPollAt = time.Unix(0, t)
+	}
+	return s
+}
+
+// Healthy reports whether the receive loop is turning: it last went round
+// within a long poll plus a minute (a stuck loop makes /health answer 503).
+func (w *Worker) Healthy() bool {
+	last := w.created
+	if t := w.lastLoop.Load(); t != 0 {
+		last = time.Unix(0, t)
+	}
+	return time.Since(last) < w.cfg.WaitTime+time.Minute
+}
+
+// Run receives and runs jobs until ctx is done. Then it stops receiving,
+// cancels running jobs (their messages are released for redelivery, not
+// answered), releases messages it had not started, and returns nil.
+func (w *Worker) Run(ctx context.Context) error {
+	w.lastLoop.Store(time.Now().UnixNano())
+	vis, err := w.visibilityTimeout(ctx)
+	if err != nil {
+		return nil // ctx ended before the queue answered: nothing was received
+	}
+	w.log.Info("worker started", "job_queue", w.cfg.JobQueueURL, "response_queue", w.cfg.ResponseQueueURL,
+		"visibility_timeout", vis.String(), "max_concurrent_users", w.cfg.MaxConcurrentUsers)
+
+	var lanes, loops sync.WaitGroup
+	hbCtx, stopHeartbeat := context.WithCancel(context.WithoutCancel(ctx))
+	loops.Go(func() { w.heartbeat(hbCtx, vis) })
+
+	w.receive(ctx, &lanes)
+
+	w.log.Info("worker stopping: no more receives; cancelling running jobs")
+	lanes.Wait() // running jobs see ctx done and stop; their messages stay held
+	// Release only after the queue has seen the last long poll end: a
+	// message released while the server still serves that poll would be
+	// handed to it, and nobody would read the answer.
+	sleep(context.Background(), releaseGrace)
+	stopHeartbeat()
+	loops.Wait()
+	w.releaseAll()
+	w.log.Info("worker stopped")
+	return nil
+}
+
+// visibilityTimeout returns the configured timeout or asks the queue.
+func (w *Worker) visibilityTimeout(ctx context.Context) (time.Duration, error) {
+	if w.cfg.VisibilityTimeout > 0 {
+		return w.cfg.VisibilityTimeout, nil
+	}
+	bo := backoff{min: w.cfg.BackoffMin, max: w.cfg.BackoffMax}
+	for {
+		out, err := w.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
+			QueueUrl:       aws.String(w.cfg.JobQueueURL),
+			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout},
+		})
+		if err == nil {
+			secs, perr := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameVisibilityTimeout)])
+			if perr != nil || secs <= 0 {
+				secs = 30
+			}
+			return time.Duration(secs) * time.Second, nil
+		}
+		if ctx.Err() != nil {
+			return 0, ctx.Err()
+		}
+		d := bo.next()
+		w.log.Warn("cannot read the job queue's attributes; retrying", "error", err, "retry_in", d.String(), "attempt", bo.attempt)
+		w.lastLoop.Store(time.Now().UnixNano())
+		if !sleep(ctx, d) {
+			return 0, ctx.Err()
+		}
+	}
+}
+
+// receive long-polls the job queue until ctx is done.
+func (w *Worker) receive(ctx context.Context, lanes *sync.WaitGroup) {
+	bo := backoff{min: w.cfg.BackoffMin, max: w.cfg.BackoffMax}
+	for ctx.Err() == nil {
+		w.lastLoop.Store(time.Now().UnixNano())
+		free := w.cfg.MaxHeld - w.held()
+		if free <= 0 {
+			select { // every slot holds a message: wait for one to finish
+			case <-w.slotFree:
+			case <-time.After(5 * time.Second):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		out, err := w.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:                    aws.String(w.cfg.JobQueueURL),
+			MaxNumberOfMessages:         int32(min(free, 10)),
+			WaitTimeSeconds:             int32(w.cfg.WaitTime / time.Second),
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := bo.next()
+			w.log.Warn("receive from the job queue failed; backing off", "error", err, "retry_in", d.String(), "attempt", bo.attempt)
+			sleep(ctx, d)
+			continue
+		}
+		if bo.attempt > 0 {
+			w.log.Info("job queue reachable again", "after_attempts", bo.attempt)
+			bo.reset()
+		}
+		for _, m := range out.Messages {
+			w.accept(ctx, m, lanes)
+		}
+	}
+}
+
+// held returns how many received messages are not yet deleted or released.
+func (w *Worker) held() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.inflight)
+}
+
+// accept decodes a message and queues it in its user's lane.
+func (w *Worker) accept(ctx context.Context, m types.Message, lanes *sync.WaitGroup) {
+	body, msgID := aws.ToString(m.Body), aws.ToString(m.MessageId)
+	d := &delivery{msg: m, receivedAt: time.Now()}
+	job, err := jobs.Decode([]byte(body), msgID)
+	if err != nil {
+		var ie *jobs.InvalidError
+		if !errors.As(err, &ie) || !ie.Addressable() {
+			w.log.Warn("invalid job message: cannot be answered; deleting it", "message_id", msgID, "error", err)
+			w.failed.Add(1)
+			w.delete(ctx, d)
+			return
+		}
+		job = ie.Job
+		if !jobs.ValidJobID(job.JobID) {
+			job.JobID = msgID
+		}
+		if !jobs.ValidID(job.ThreadID) {
+			job.ThreadID = ""
+		}
+		if job.Type != jobs.TypeInit && job.Type != jobs.TypeExecute {
+			job.Type = ""
+		}
+		d.invalid = ie
+	}
+	d.job = job
+
+	key := job.UserKey()
+	w.mu.Lock()
+	w.inflight[aws.ToString(m.ReceiptHandle)] = d
+	l, running := w.lanes[key]
+	if !running {
+		l = &lane{}
+		w.lanes[key] = l
+	}
+	l.queue = append(l.queue, d)
+	w.mu.Unlock()
+	if !running {
+		lanes.Go(func() { w.runLane(ctx, key, l) })
+	}
+}
+
+// runLane runs one user's messages in order, one at a time.
+func (w *Worker) runLane(ctx context.Context, key string, l *lane) {
+	for {
+		w.mu.Lock()
+		if len(l.queue) == 0 {
+			delete(w.lanes, key)
+			w.mu.Unlock()
+			return
+		}
+		d := l.queue[0]
+		l.queue = l.queue[1:]
+		w.mu.Unlock()
+
+		completed := false
+		select {
+		case w.sem <- struct{}{}:
+			if ctx.Err() == nil {
+				completed = w.process(ctx, d)
+			}
+			<-w.sem
+		case <-ctx.Done():
+		}
+		if ctx.Err() != nil {
+			continue // shutting down: Run releases whatever is still held
+		}
+		if !completed && w.fifoJobs() {
+			// The group's order must hold: what came after an unfinished
+			// message goes back to the queue behind it.
+			w.releaseLane(l)
+		}
+	}
+}
+
+func (w *Worker) fifoJobs() bool { return isFIFO(w.cfg.JobQueueURL) }
+
+// releaseLane releases every message still queued in the lane.
+func (w *Worker) releaseLane(l *lane) {
+	w.mu.Lock()
+	rest := l.queue
+	l.queue = nil
+	w.mu.Unlock()
+	for _, d := range rest {
+		w.release(d)
+	}
+}
+
+// process runs one delivery to its final response. It reports whether the
+// message was answered and deleted.
+func (w *Worker) process(ctx context.Context, d *delivery) bool {
+	job := d.job
+	log := w.log.With("job_id", job.JobID, "client_id", job.ClientID, "user_id", job.UserID,
+		"thread_id", job.ThreadID, "message_id", aws.ToString(d.msg.MessageId), "type", string(job.Type))
+	if w.cfg.Activity != nil {
+		defer w.cfg.Activity.Begin()()
+	}
+	if d.invalid != nil {
+		log.Warn("invalid job: answering invalid_job", "error", d.invalid)
+		resp := jobs.NewResponse(job, jobs.StatusFailed)
+		resp.Error = jobs.ErrorBodyOf(d.invalid)
+		resp.Finish(d.receivedAt, time.Now())
+		return w.answer(ctx, d, resp, nil, log)
+	}
+
+	rec := ledger.Record{JobID: job.JobID}
+	if w.cfg.Ledger != nil {
+		prev, found, err := w.cfg.Ledger.Get(job)
+		switch {
+		case err != nil:
+			log.Warn("cannot read the job's record; running it", "error", err)
+		case found && prev.State == ledger.StateFinished && prev.Response != nil && prev.Answered(aws.ToString(d.msg.MessageId)):
+			log.Info("message redelivered after its job was answered: deleting it")
+			return w.delete(ctx, d)
+		case found && prev.State == ledger.StateFinished && prev.Response != nil:
+			log.Info("job already finished: answering again from its record", "status", string(prev.Response.Status))
+			return w.answer(ctx, d, *prev.Response, &prev, log)
+		case found:
+			rec = prev
+			log.Info("job was started before and did not finish: running it again", "attempts", prev.Attempts)
+		}
+		rec.Attempts++
+		rec.State = ledger.StateRunning
+		rec.StartedAt = d.receivedAt.UTC()
+		if err := w.cfg.Ledger.Put(job, rec); err != nil {
+			log.Warn("cannot write the job's record", "error", err)
+		}
+	}
+	d.attempt = max(rec.Attempts, 1)
+
+	w.running.Add(1)
+	w.current.Store(&job)
+	log.Info("job started")
+	jobCtx, cancel := context.WithTimeout(ctx, w.cfg.JobTimeout)
+	resp, err := w.handle(jobCtx, job, w.progress(ctx, d, log))
+	timedOut := errors.Is(jobCtx.Err(), context.DeadlineExceeded)
+	cancel()
+	w.running.Add(-1)
+
+	if err != nil && ctx.Err() != nil {
+		// Shutdown, not the job's fault: another worker runs it again.
+		log.Warn("job cancelled by shutdown: its message is released for redelivery", "error", err)
+		return false
+	}
+
+	final := jobs.NewResponse(job, jobs.StatusSucceeded)
+	mergeResult(&final, resp)
+	if err != nil {
+		var je *jobs.Error
+		if timedOut && (!errors.As(err, &je) || je.Code == jobs.CodeInternal) {
+			err = &jobs.Error{Code: jobs.CodeTimeout, Msg: fmt.Sprintf("the job ran past JOB_TIMEOUT (%s)", w.cfg.JobTimeout), Err: err}
+		}
+		final.Status = jobs.StatusFailed
+		final.Error = jobs.ErrorBodyOf(err)
+		final.Error.Message = w.cfg.Redactor.String(final.Error.Message)
+	}
+	final.Finish(d.receivedAt, time.Now())
+	var finished *ledger.Record
+	if w.cfg.Ledger != nil {
+		rec.State = ledger.StateFinished
+		rec.Response = &final
+		if err := w.cfg.Ledger.Put(job, rec); err != nil {
+			log.Warn("cannot write the job's record", "error", err)
+		}
+		finished = &rec
+	}
+	if err != nil {
+		log.Warn("job failed", "code", string(final.Error.Code), "error", final.Error.Message, "duration_ms", final.DurationMs)
+	} else {
+		log.Info("job succeeded", "duration_ms", final.DurationMs, "commit", final.Commit)
+	}
+	return w.answer(ctx, d, final, finished, log)
+}
+
+// handle calls the handler, turning a panic into an internal error.
+func (w *Worker) handle(ctx context.Context, job jobs.Job, progress jobs.ProgressFunc) (resp jobs.Response, err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			w.log.Error("job handler panicked", "job_id", job.JobID, "panic", fmt.Sprint(p), "stack", string(debug.Stack()))
+			err = jobs.Errorf(jobs.CodeInternal, "the worker failed while running the job")
+		}
+	}()
+	return w.cfg.Handler.Handle(ctx, job, progress)
+}
+
+// mergeResult copies the handler's own fields into the final response.
+func mergeResult(dst *jobs.Response, src jobs.Response) {
+	if src.Branch != "" {
+		dst.Branch = src.Branch
+	}
+	dst.Resumed = src.Resumed
+	dst.Commit = src.Commit
+	dst.Pushed = src.Pushed
+	dst.PushError = src.PushError
+	dst.FilesChanged = src.FilesChanged
+	dst.PreviewURL = src.PreviewURL
+	dst.Claude = src.Claude
+}
+
+// progress returns the job's ProgressFunc: each call sends a progress
+// response, in order, before the final one.
+func (w *Worker) progress(ctx context.Context, d *delivery, log *slog.Logger) jobs.ProgressFunc {
+	var mu sync.Mutex
+	seq := 0
+	return func(_ context.Context, p jobs.Progress) {
+		mu.Lock()
+		defer mu.Unlock()
+		seq++
+		r := jobs.NewResponse(d.job, jobs.StatusProgress)
+		r.Progress = &p
+		r.Finish(d.receivedAt, time.Now())
+		id := dedupID(d.job.JobID, "progress", strconv.Itoa(d.attempt), strconv.Itoa(seq))
+		if err := w.send(ctx, r, id); err != nil {
+			log.Warn("cannot send a progress response", "error", err)
+		}
+	}
+}
+
+// answer sends the final response, notes in the job's record (when there is
+// one) that this message was answered, and deletes the message. If the
+// response cannot be sent, the message is released: it comes back and is
+// answered from the job's record.
+func (w *Worker) answer(ctx context.Context, d *delivery, resp jobs.Response, rec *ledger.Record, log *slog.Logger) bool {
+	bo := backoff{min: w.cfg.BackoffMin, max: 2 * time.Second}
+	var err error
+	for range 4 {
+		if err = w.send(ctx, resp, dedupID(resp.JobID, string(resp.Status))); err == nil {
+			break
+		}
+		log.Warn("cannot send the final response; retrying", "error", err)
+		sleep(context.WithoutCancel(ctx), bo.next())
+	}
+	if err != nil {
+		log.Error("final response not sent: leaving the message for redelivery", "error", err)
+		w.release(d)
+		return false
+	}
+	if resp.Status == jobs.StatusSucceeded {
+		w.succeeded.Add(1)
+	} else {
+		w.failed.Add(1)
+	}
+	if rec != nil {
+		rec.AnsweredMessages = append(rec.AnsweredMessages, aws.ToString(d.msg.MessageId))
+		if err := w.cfg.Ledger.Put(d.job, *rec); err != nil {
+			log.Warn("cannot write the job's record", "error", err)
+		}
+	}
+	return w.delete(ctx, d)
+}
+
+// send puts one response on the response queue.
+func (w *Worker) send(ctx context.Context, resp jobs.Response, dedup string) error {
+	body, err := json.Marshal(resp)
+	if err != nil {
+		return fmt.Errorf("encode response: %w", err)
+	}
+	in := &sqs.SendMessageInput{
+		QueueUrl:    aws.String(w.cfg.ResponseQueueURL),
+		MessageBody: aws.String(w.cfg.Redactor.String(string(body))),
+	}
+	if w.fifo {
+		in.MessageGroupId = aws.String(resp.ClientID + "/" + resp.UserID)
+		in.MessageDeduplicationId = aws.String(dedup)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if _, err := w.sqs.SendMessage(sctx, in); err != nil {
+		return fmt.Errorf("send response: %w", err)
+	}
+	return nil
+}
+
+// delete removes an answered message from the job queue.
+func (w *Worker) delete(ctx context.Context, d *delivery) bool {
+	defer w.forget(d)
+	bo := backoff{min: w.cfg.BackoffMin, max: 2 * time.Second}
+	var err error
+	for attempt := range 3 {
+		if attempt > 0 {
+			sleep(context.Background(), bo.next())
+		}
+		dctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		_, err = w.sqs.DeleteMessage(dctx, &sqs.DeleteMessageInput{
+			QueueUrl: aws.String(w.cfg.JobQueueURL), ReceiptHandle: d.msg.ReceiptHandle,
+		})
+		cancel()
+		if err == nil {
+			break
+		}
+	}
+	if err != nil {
+		// Answered but not deleted: it comes back and is answered from its record.
+		w.log.Warn("cannot delete an answered message", "message_id", aws.ToString(d.msg.MessageId), "error", err)
+		return false
+	}
+	return true
+}
+
+// release makes a message visible again at once, for another receive.
+func (w *Worker) release(d *delivery) {
+	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	defer w.forget(d)
+	_, err := w.sqs.ChangeMessageVisibility(rctx, &sqs.ChangeMessageVisibilityInput{
+		QueueUrl: aws.String(w.cfg.JobQueueURL), ReceiptHandle: d.msg.ReceiptHandle, VisibilityTimeout: 0,
+	})
+	if err != nil {
+		w.log.Warn("cannot release a message; it returns after its visibility timeout",
+			"message_id", aws.ToString(d.msg.MessageId), "error", err)
+		return
+	}
+	w.log.Info("message released for redelivery", "message_id", aws.ToString(d.msg.MessageId), "job_id", d.job.JobID)
+}
+
+// releaseAll releases whatever is still held, at the very end of Run.
+func (w *Worker) releaseAll() {
+	w.mu.Lock()
+	var rest []*delivery
+	for _, d := range w.inflight {
+		rest = append(rest, d)
+	}
+	w.mu.Unlock()
+	for _, d := range rest {
+		w.release(d)
+	}
+}
+
+// forget stops tracking a message and frees its slot.
+func (w *Worker) forget(d *delivery) {
+	w.mu.Lock()
+	delete(w.inflight, aws.ToString(d.msg.ReceiptHandle))
+	w.mu.Unlock()
+	select {
+	case w.slotFree <- struct{}{}:
+	default:
+	}
+}
+
+// heartbeat keeps every held message invisible, refreshing at half the
+// visibility timeout, until ctx is done.
+func (w *Worker) heartbeat(ctx context.Context, vis time.Duration) {
+	t := time.NewTicker(max(vis/2, 500*time.Millisecond))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		w.mu.Lock()
+		handles := make([]string, 0, len(w.inflight))
+		for h := range w.inflight {
+			handles = append(handles, h)
+		}
+		w.mu.Unlock()
+		for start := 0; start < len(handles); start += 10 {
+			batch := handles[start:min(start+10, len(handles))]
+			entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
+			for i, h := range batch {
+				entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{
+					Id: aws.String(strconv.Itoa(i)), ReceiptHandle: aws.String(h), VisibilityTimeout: int32(vis / time.Second),
+				}
+			}
+			hctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			out, err := w.sqs.ChangeMessageVisibilityBatch(hctx, &sqs.ChangeMessageVisibilityBatchInput{
+				QueueUrl: aws.String(w.cfg.JobQueueURL), Entries: entries,
+			})
+			cancel()
+			if err != nil {
+				w.log.Warn("visibility heartbeat failed", "messages", len(batch), "error", err)
+				continue
+			}
+			for _, f := range out.Failed {
+				// A message deleted since the snapshot fails here: expected.
+				w.log.Debug("visibility heartbeat: entry failed", "code", aws.ToString(f.Code), "message", aws.ToString(f.Message))
+			}
+		}
+	}
+}
