@@ -1,0 +1,232 @@
+package agent
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/webordinary/claude-code-astro/testkit/fakeanthropic"
+)
+
+// testAPIKey is the key the tests give the CLI; it must never show in errors.
+const testAPIKey = "sk-ant-test-0123456789abcdef"
+
+// claudeBin returns the pinned CLI: $CLAUDE_BIN, else
+// tools/node_modules/.bin/claude under the repository root.
+func claudeBin(tb testing.TB) string {
+	tb.Helper()
+	if bin := os.Getenv("CLAUDE_BIN"); bin != "" {
+		return bin
+	}
+	dir, err := os.Getwd()
+	if err != nil {
+		tb.Fatalf("get working dir: %v", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			break
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			tb.Fatalf("find repository root (go.mod) above the working directory")
+		}
+		dir = parent
+	}
+	bin := filepath.Join(dir, "tools", "node_modules", ".bin", "claude")
+	if _, err := os.Stat(bin); err != nil {
+		tb.Fatalf("Claude Code CLI not found at %s: install it with `npm ci --prefix %s` (or set CLAUDE_BIN): %v",
+			bin, filepath.Join(dir, "tools"), err)
+	}
+	return bin
+}
+
+// testEnv is one test's fake API and temporary workspace.
+type testEnv struct {
+	tb      testing.TB
+	srv     *fakeanthropic.Server
+	bin     string
+	root    string
+	project string
+	config  string
+	home    string
+	tmp     string
+	logs    *syncBuffer
+
+	mu   sync.Mutex
+	pids []int
+}
+
+// newTestEnv starts a fake API with script and makes a project holding
+// index.md ("hello world").
+func newTestEnv(tb testing.TB, script ...fakeanthropic.Step) *testEnv {
+	tb.Helper()
+	root := tb.TempDir()
+	e := &testEnv{
+		tb:      tb,
+		srv:     fakeanthropic.New(tb, script...),
+		bin:     claudeBin(tb),
+		root:    root,
+		project: filepath.Join(root, "project"),
+		config:  filepath.Join(root, ".claude"),
+		home:    root,
+		tmp:     filepath.Join(root, "tmp"),
+		logs:    &syncBuffer{},
+	}
+	if err := os.MkdirAll(e.project, 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	e.writeFile("index.md", "hello world\n")
+	return e
+}
+
+// path returns the absolute path of a project file.
+func (e *testEnv) path(name string) string {
+	return filepath.Join(e.project, name)
+}
+
+func (e *testEnv) writeFile(name, content string) {
+	e.tb.Helper()
+	if err := os.WriteFile(e.path(name), []byte(content), 0o644); err != nil {
+		e.tb.Fatal(err)
+	}
+}
+
+func (e *testEnv) readFile(name string) string {
+	e.tb.Helper()
+	b, err := os.ReadFile(e.path(name))
+	if err != nil {
+		e.tb.Fatal(err)
+	}
+	return string(b)
+}
+
+// runner returns a Runner against the fake API; mod may adjust its config.
+func (e *testEnv) runner(mod func(*Config)) *Runner {
+	cfg := Config{
+		Bin:              e.bin,
+		APIKey:           testAPIKey,
+		BaseURL:          e.srv.URL,
+		PATH:             "/usr/local/bin:/usr/bin:/bin",
+		MaxRetries:       -1,
+		ProgressInterval: time.Nanosecond,
+		KillGrace:        2 * time.Second,
+		Logger:           slog.New(slog.NewTextHandler(e.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Started: func(pid int) {
+			e.mu.Lock()
+			e.pids = append(e.pids, pid)
+			e.mu.Unlock()
+		},
+	}
+	if mod != nil {
+		mod(&cfg)
+	}
+	return NewRunner(cfg)
+}
+
+// request returns a Request for the test's workspace.
+func (e *testEnv) request(instruction string) Request {
+	return Request{
+		Instruction: instruction,
+		ProjectDir:  e.project,
+		ConfigDir:   e.config,
+		HomeDir:     e.home,
+		TmpDir:      e.tmp,
+	}
+}
+
+// startedPIDs returns the CLI process ids started so far.
+func (e *testEnv) startedPIDs() []int {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return append([]int(nil), e.pids...)
+}
+
+// assertNoProcessLeft fails if a process of any started CLI's process group
+// still runs. (Zombies don't count: this machine's init does not reap them.)
+func (e *testEnv) assertNoProcessLeft() {
+	e.tb.Helper()
+	pids := e.startedPIDs()
+	if len(pids) == 0 {
+		e.tb.Fatal("the CLI was never started")
+	}
+	procs, ok := readProcs()
+	if !ok {
+		e.tb.Fatal("read /proc")
+	}
+	for _, pid := range pids {
+		for _, p := range procs {
+			if p.pgid == pid && !p.zombie {
+				e.tb.Errorf("process %d of the CLI's group %d still runs", p.pid, pid)
+			}
+		}
+	}
+}
+
+// findDescendant returns a running descendant of root whose command name is comm.
+func findDescendant(root int, comm string) (proc, bool) {
+	procs, _ := readProcs()
+	parent := make(map[int]int, len(procs))
+	for _, p := range procs {
+		parent[p.pid] = p.ppid
+	}
+	for _, p := range procs {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.pid), "comm"))
+		if err != nil || strings.TrimSpace(string(b)) != comm || p.zombie {
+			continue
+		}
+		for a := p.ppid; a > 1; a = parent[a] {
+			if a == root {
+				return p, true
+			}
+		}
+	}
+	return proc{}, false
+}
+
+// running reports whether process p (same pid and start time) still runs.
+func running(p proc) bool {
+	now, ok := readProc(p.pid)
+	return ok && now.start == p.start && !now.zombie
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent writes (log output).
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// progressLog collects progress callbacks.
+type progressLog struct {
+	mu    sync.Mutex
+	items []Progress
+}
+
+func (p *progressLog) add(pr Progress) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.items = append(p.items, pr)
+}
+
+func (p *progressLog) all() []Progress {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return append([]Progress(nil), p.items...)
+}

@@ -1,0 +1,296 @@
+// Package fakeanthropic is a fake Anthropic Messages API for tests that run
+// the real Claude Code CLI. It listens on 127.0.0.1, answers
+// POST /v1/messages as a server-sent event stream from a script of steps
+// (tool uses, a final text, or faults) and records every request.
+//
+// The server picks the step from the request's own conversation: the number
+// of assistant messages since the last user prompt. A retried request
+// therefore gets the same answer again, and a resumed session starts its new
+// prompt at the beginning of the script. Helper requests that the CLI makes
+// on the side (titles, summaries: requests without tools) get a short text
+// and do not consume the script.
+package fakeanthropic
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// SideText is the answer to side requests.
+const SideText = "Fake session"
+
+// Decider chooses the answer to a scripted Messages API request. req.Turn
+// holds the script position. It is called from the server's goroutines.
+type Decider func(req *Request) Step
+
+// Server is a running fake Messages API. Its methods are safe for
+// concurrent use.
+type Server struct {
+	// URL is the base URL to give the CLI as ANTHROPIC_BASE_URL.
+	URL string
+
+	srv    *httptest.Server
+	closed chan struct{}
+	once   sync.Once
+	ids    atomic.Int64
+
+	mu       sync.Mutex
+	script   []Step
+	decider  Decider
+	requests []Request
+}
+
+// New starts a fake API answering from script and closes it when the test
+// ends.
+func New(tb testing.TB, script ...Step) *Server {
+	tb.Helper()
+	s := &Server{closed: make(chan struct{}), script: script}
+	s.srv = httptest.NewServer(http.HandlerFunc(s.serveHTTP))
+	s.URL = s.srv.URL
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Close stops the server, releasing any hanging request first.
+func (s *Server) Close() {
+	s.once.Do(func() {
+		close(s.closed)
+		s.srv.CloseClientConnections()
+		s.srv.Close()
+	})
+}
+
+// SetScript replaces the script (and removes any Decider).
+func (s *Server) SetScript(script ...Step) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.script = script
+	s.decider = nil
+}
+
+// SetDecider makes d choose every scripted answer instead of the script.
+func (s *Server) SetDecider(d Decider) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.decider = d
+}
+
+// Requests returns a copy of every request received so far, in order.
+func (s *Server) Requests() []Request {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]Request(nil), s.requests...)
+}
+
+// MessageRequests returns the scripted (non-side) Messages API requests.
+func (s *Server) MessageRequests() []Request {
+	var out []Request
+	for _, r := range s.Requests() {
+		if r.Path == "/v1/messages" && !r.Side {
+			out = append(out, r)
+		}
+	}
+	return out
+}
+
+// LastMessageRequest returns the last scripted Messages API request, and
+// false when there was none.
+func (s *Server) LastMessageRequest() (Request, bool) {
+	reqs := s.MessageRequests()
+	if len(reqs) == 0 {
+		return Request{}, false
+	}
+	return reqs[len(reqs)-1], true
+}
+
+// isSide reports whether a Messages API request is a helper request that
+// must not consume the script: the CLI's agent loop always sends tools.
+func isSide(r *Request) bool {
+	return len(r.Tools) == 0
+}
+
+func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
+	body, err := io.ReadAll(hr.Body)
+	if err != nil {
+		writeError(w, http.StatusBadRequest, "invalid_request_error", "read body: "+err.Error())
+		return
+	}
+	req := Request{
+		Method:   hr.Method,
+		Path:     hr.URL.Path,
+		RawQuery: hr.URL.RawQuery,
+		Header:   hr.Header.Clone(),
+		Body:     body,
+		Turn:     -1,
+	}
+	_ = json.Unmarshal(body, &req.JSON) // a body that is not JSON leaves JSON nil
+
+	switch {
+	case hr.Method == http.MethodPost && req.Path == "/v1/messages":
+		req.parseMessages()
+		step := s.decide(&req)
+		s.record(req)
+		s.answer(w, hr, &req, step)
+	case hr.Method == http.MethodPost && req.Path == "/v1/messages/count_tokens":
+		s.record(req)
+		w.Header().Set("Content-Type", "application/json")
+		fmt.Fprintf(w, `{"input_tokens":%d}`, len(body)/4+1)
+	default:
+		s.record(req)
+		if hr.Method == http.MethodHead {
+			w.WriteHeader(http.StatusNotFound)
+			return
+		}
+		writeError(w, http.StatusNotFound, "not_found_error", "not found: "+req.Path)
+	}
+}
+
+// decide picks the step for a Messages API request and marks it.
+func (s *Server) decide(req *Request) Step {
+	if isSide(req) {
+		req.Side = true
+		return Text(SideText)
+	}
+	req.Turn = turn(req.Messages)
+	s.mu.Lock()
+	d, script := s.decider, s.script
+	s.mu.Unlock()
+	if d != nil {
+		return d(req)
+	}
+	if req.Turn < len(script) {
+		return script[req.Turn]
+	}
+	return Text("Done.")
+}
+
+func (s *Server) record(req Request) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests = append(s.requests, req)
+}
+
+// answer writes step as the response to req.
+func (s *Server) answer(w http.ResponseWriter, hr *http.Request, req *Request, step Step) {
+	switch step.Fault {
+	case FaultBadRequest:
+		writeError(w, http.StatusBadRequest, "invalid_request_error", orDefault(step.Message, "bad request"))
+		return
+	case FaultOverloaded:
+		writeError(w, 529, "overloaded_error", orDefault(step.Message, "Overloaded"))
+		return
+	case FaultHang:
+		select {
+		case <-hr.Context().Done():
+		case <-s.closed:
+		}
+		return
+	}
+	n := s.ids.Add(1)
+	st := &stream{w: w}
+	w.Header().Set("Content-Type", "text/event-stream")
+	w.Header().Set("Cache-Control", "no-cache")
+	w.Header().Set("request-id", fmt.Sprintf("req_fake_%d", n))
+	w.WriteHeader(http.StatusOK)
+	model := orDefault(req.Model, "claude-fake")
+	st.event("message_start", map[string]any{
+		"type": "message_start",
+		"message": map[string]any{
+			"id": fmt.Sprintf("msg_fake_%d", n), "type": "message", "role": "assistant",
+			"model": model, "content": []any{}, "stop_reason": nil, "stop_sequence": nil,
+			"usage": map[string]any{"input_tokens": len(req.Body)/4 + 1, "output_tokens": 1},
+		},
+	})
+	index := 0
+	if step.Text != "" {
+		st.event("content_block_start", map[string]any{
+			"type": "content_block_start", "index": index,
+			"content_block": map[string]any{"type": "text", "text": ""},
+		})
+		text := step.Text
+		if step.Fault == FaultDrop {
+			// Send half, then cut the connection mid-stream.
+			st.event("content_block_delta", map[string]any{
+				"type": "content_block_delta", "index": index,
+				"delta": map[string]any{"type": "text_delta", "text": text[:len(text)/2]},
+			})
+			panic(http.ErrAbortHandler)
+		}
+		st.event("content_block_delta", map[string]any{
+			"type": "content_block_delta", "index": index,
+			"delta": map[string]any{"type": "text_delta", "text": text},
+		})
+		st.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": index})
+		index++
+	}
+	if step.Fault == FaultDrop {
+		panic(http.ErrAbortHandler)
+	}
+	for i, tool := range step.Tools {
+		input, err := json.Marshal(tool.Input)
+		if err != nil || tool.Input == nil {
+			input = []byte("{}")
+		}
+		st.event("content_block_start", map[string]any{
+			"type": "content_block_start", "index": index,
+			"content_block": map[string]any{
+				"type": "tool_use", "id": fmt.Sprintf("toolu_fake_%d_%d", n, i),
+				"name": tool.Name, "input": map[string]any{},
+			},
+		})
+		st.event("content_block_delta", map[string]any{
+			"type": "content_block_delta", "index": index,
+			"delta": map[string]any{"type": "input_json_delta", "partial_json": string(input)},
+		})
+		st.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": index})
+		index++
+	}
+	st.event("message_delta", map[string]any{
+		"type":  "message_delta",
+		"delta": map[string]any{"stop_reason": step.stopReason(), "stop_sequence": nil},
+		"usage": map[string]any{"output_tokens": 10 + len(step.Text)/4},
+	})
+	st.event("message_stop", map[string]any{"type": "message_stop"})
+}
+
+// stream writes server-sent events, flushing each.
+type stream struct {
+	w http.ResponseWriter
+}
+
+func (s *stream) event(name string, data any) {
+	b, err := json.Marshal(data)
+	if err != nil {
+		panic(fmt.Sprintf("fakeanthropic: marshal %s: %v", name, err))
+	}
+	fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", name, b)
+	if f, ok := s.w.(http.Flusher); ok {
+		f.Flush()
+	}
+}
+
+// writeError writes an Anthropic API error object.
+func writeError(w http.ResponseWriter, status int, typ, message string) {
+	b, _ := json.Marshal(map[string]any{
+		"type":  "error",
+		"error": map[string]any{"type": typ, "message": message},
+	})
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("x-should-retry", fmt.Sprint(status >= 500 || status == 429))
+	w.WriteHeader(status)
+	w.Write(b)
+}
+
+func orDefault(s, def string) string {
+	if strings.TrimSpace(s) == "" {
+		return def
+	}
+	return s
+}
