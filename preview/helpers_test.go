@@ -36,9 +36,13 @@ func nodePATH(tb testing.TB) string {
 	return filepath.Dir(node) + ":" + preview.DefaultPATH
 }
 
-// testLogger logs to the test's output.
+// testLogger logs to the test's output; in benchmarks, warnings only.
 func testLogger(tb testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: slog.LevelInfo}))
+	level := slog.LevelInfo
+	if _, ok := tb.(*testing.B); ok {
+		level = slog.LevelWarn
+	}
+	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: level}))
 }
 
 // newDevServer returns a DevServer on a free port with a temporary HOME,
