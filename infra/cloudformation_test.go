@@ -757,11 +757,21 @@ func TestTemplateWorkspace(t *testing.T) {
 		t.Errorf("EFS mount targets in %v, want %v", subnets, want)
 	}
 
-	ingress, _ := resourceProps(t, raw, "EfsSecurityGroup")["SecurityGroupIngress"].([]any)
+	if _, ok := resourceProps(t, raw, "EfsSecurityGroup")["SecurityGroupIngress"]; ok {
+		t.Error("EFS security group has inline ingress rules")
+	}
+	var ingress []map[string]any
+	for name, r := range section(raw, "Resources") {
+		if rm, _ := r.(map[string]any); rm["Type"] == "AWS::EC2::SecurityGroupIngress" {
+			if p := resourceProps(t, raw, name); describeResource(p["GroupId"]) == "GetAtt:EfsSecurityGroup.GroupId" {
+				ingress = append(ingress, p)
+			}
+		}
+	}
 	if len(ingress) != 1 {
 		t.Fatalf("EFS security group has %d ingress rules, want 1 (NFS from the tasks)", len(ingress))
 	}
-	rule, _ := ingress[0].(map[string]any)
+	rule := ingress[0]
 	if fmt.Sprint(rule["FromPort"]) != "2049" || fmt.Sprint(rule["ToPort"]) != "2049" || rule["IpProtocol"] != "tcp" ||
 		describeResource(rule["SourceSecurityGroupId"]) != "GetAtt:TaskSecurityGroup.GroupId" || rule["CidrIp"] != nil {
 		t.Errorf("EFS ingress %v, want tcp 2049 from TaskSecurityGroup only", rule)
@@ -814,6 +824,108 @@ func TestTemplateOutputs(t *testing.T) {
 		o, _ := outputs[name].(map[string]any)
 		if o["Value"] == nil {
 			t.Errorf("output %s missing", name)
+		}
+	}
+}
+
+// TestTemplateSecurityGroupRules checks that no security group has rules of
+// one direction both inline and as standalone resources: CloudFormation
+// reconciles the inline list on update and would drop the standalone rules.
+func TestTemplateSecurityGroupRules(t *testing.T) {
+	raw := rawTemplate(t)
+	resources := section(raw, "Resources")
+	standalone := map[string]string{"AWS::EC2::SecurityGroupIngress": "SecurityGroupIngress", "AWS::EC2::SecurityGroupEgress": "SecurityGroupEgress"}
+	for name, r := range resources {
+		rm, _ := r.(map[string]any)
+		inline, ok := standalone[fmt.Sprint(rm["Type"])]
+		if !ok {
+			continue
+		}
+		group, ok := strings.CutPrefix(describeResource(resourceProps(t, raw, name)["GroupId"]), "GetAtt:")
+		group, _ = strings.CutSuffix(group, ".GroupId")
+		if !ok {
+			continue
+		}
+		if _, mixed := resourceProps(t, raw, group)[inline]; mixed {
+			t.Errorf("%s adds a rule to %s, which also has inline %s", name, group, inline)
+		}
+	}
+}
+
+// TestTemplateNoDependencyCycle checks the resources' references (Ref,
+// Fn::GetAtt, Fn::Sub, DependsOn) form no cycle, which CloudFormation rejects
+// as "Circular dependency between resources".
+func TestTemplateNoDependencyCycle(t *testing.T) {
+	raw := rawTemplate(t)
+	resources := section(raw, "Resources")
+	deps := map[string]map[string]bool{}
+	for name, r := range resources {
+		deps[name] = map[string]bool{}
+		add := func(target string) {
+			if _, ok := resources[target]; ok {
+				deps[name][target] = true
+			}
+		}
+		walk(r, "", func(_ string, v any) {
+			m, ok := v.(map[string]any)
+			if !ok || len(m) != 1 {
+				return
+			}
+			if ref, ok := m["Ref"].(string); ok {
+				add(ref)
+			}
+			if a, ok := m["Fn::GetAtt"]; ok {
+				res, _, _ := getAttParts(a)
+				add(res)
+			}
+			if s, ok := m["Fn::Sub"]; ok {
+				tmpl, _ := s.(string)
+				if l, ok := s.([]any); ok && len(l) > 0 {
+					tmpl, _ = l[0].(string)
+				}
+				for _, ref := range subRefs(tmpl) {
+					res, _, _ := strings.Cut(ref, ".")
+					add(res)
+				}
+			}
+		})
+		rm, _ := r.(map[string]any)
+		for _, d := range stringsOrOne(rm["DependsOn"]) {
+			add(d)
+		}
+	}
+
+	const (
+		unvisited = iota
+		visiting
+		done
+	)
+	state := map[string]int{}
+	var stack []string
+	var visit func(n string) bool
+	visit = func(n string) bool {
+		switch state[n] {
+		case visiting:
+			i := slices.Index(stack, n)
+			t.Errorf("dependency cycle: %s -> %s", strings.Join(stack[i:], " -> "), n)
+			return false
+		case done:
+			return true
+		}
+		state[n] = visiting
+		stack = append(stack, n)
+		for _, d := range slices.Sorted(maps.Keys(deps[n])) {
+			if !visit(d) {
+				return false
+			}
+		}
+		stack = stack[:len(stack)-1]
+		state[n] = done
+		return true
+	}
+	for _, n := range slices.Sorted(maps.Keys(deps)) {
+		if !visit(n) {
+			return
 		}
 	}
 }
