@@ -571,6 +571,7 @@ type tailBuffer struct {
 	max int
 	mu  sync.Mutex
 	buf []byte
+	cut bool // bytes were dropped from the front
 }
 
 // Write implements io.Writer.
@@ -580,6 +581,7 @@ func (t *tailBuffer) Write(p []byte) (int, error) {
 	t.buf = append(t.buf, p...)
 	if len(t.buf) > 2*t.max {
 		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+		t.cut = true
 	}
 	return len(p), nil
 }
@@ -590,8 +592,8 @@ func (t *tailBuffer) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	b := t.buf
-	if len(b) > t.max {
-		b = b[len(b)-t.max:]
+	if len(b) > t.max || t.cut {
+		b = b[max(0, len(b)-t.max):]
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
 			b = b[i+1:]
 		}
