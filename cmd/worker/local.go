@@ -1,0 +1,247 @@
+//go:build !nolocal
+
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io/fs"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/sivchari/kumo"
+
+	"github.com/webordinary/claude-code-astro/config"
+	"github.com/webordinary/claude-code-astro/ledger"
+)
+
+// localStateFile is where `worker local` says which queues it serves, for
+// `worker send`.
+const localStateFile = ".local/local.json"
+
+// LocalCommand is `worker local`: the whole system on this machine, with an
+// embedded SQS emulator instead of AWS. No account, no Docker.
+type LocalCommand struct {
+	*Main
+}
+
+// Run starts the emulator, creates the queues, and serves the worker.
+func (c *LocalCommand) Run(ctx context.Context, args []string) error {
+	flags := flag.NewFlagSet("worker local", flag.ContinueOnError)
+	flags.SetOutput(c.Stderr)
+	dir := flags.String("dir", ".local", "folder for the workspaces, the example repo and the state file")
+	awsAddr := flags.String("aws-addr", "127.0.0.1:4566", "address of the embedded SQS emulator")
+	httpAddr := flags.String("http", "127.0.0.1:8080", "address of /health and the preview (HTTP_ADDR)")
+	site := flags.String("site", "examples/site", "the example site cloned by an init without repoUrl, when REPO_URL is not set")
+	if err := flags.Parse(args); err != nil {
+		return err
+	}
+	root, err := filepath.Abs(*dir)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(root, 0o755); err != nil {
+		return fmt.Errorf("create %s: %w", root, err)
+	}
+
+	emu := kumo.NewServer()
+	defer emu.Close()
+	endpoint, stopFront, err := frontEmulator(*awsAddr, emu.URL)
+	if err != nil {
+		return fmt.Errorf("-aws-addr: %w", err)
+	}
+	defer stopFront()
+	awsCfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
+		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
+	jobQ, respQ, err := createLocalQueues(ctx, sqs.NewFromConfig(awsCfg))
+	if err != nil {
+		return err
+	}
+
+	overlay := map[string]string{
+		"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ, "HTTP_ADDR": *httpAddr,
+	}
+	defaults := map[string]string{
+		"WORKSPACE_PATH":        filepath.Join(root, "workspace"),
+		"AUTO_SHUTDOWN_MINUTES": "0",
+		"PREVIEW_BASE_URL":      "http://" + *httpAddr,
+	}
+	if bin, err := filepath.Abs("tools/node_modules/.bin/claude"); err == nil {
+		if _, err := os.Stat(bin); err == nil {
+			defaults["CLAUDE_BIN"] = bin
+		}
+	}
+	if c.Getenv("REPO_URL") == "" {
+		if repo, err := exampleRepo(ctx, *site, root, c.Getenv("PATH")); err != nil {
+			fmt.Fprintf(c.Stderr, "worker local: no example repo (%v); init jobs need repoUrl\n", err)
+		} else if repo != "" {
+			defaults["REPO_URL"] = repo
+		}
+	}
+	getenv := func(k string) string {
+		if v, ok := overlay[k]; ok {
+			return v
+		}
+		if v := c.Getenv(k); v != "" {
+			return v
+		}
+		return defaults[k]
+	}
+	cfg, err := config.FromEnv(getenv)
+	if err != nil {
+		return err
+	}
+	state := sendTarget{Endpoint: endpoint, Region: "us-east-1", JobQueueURL: jobQ, ResponseQueueURL: respQ, PreviewURL: cfg.PreviewBaseURL}
+	b, _ := json.MarshalIndent(state, "", "  ")
+	statePath := filepath.Join(root, "local.json")
+	if err := ledger.WriteFileAtomic(statePath, b, 0o644); err != nil {
+		return err
+	}
+	defer os.Remove(statePath)
+
+	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Ready: func(addr string) {
+		c.printWelcome(cfg, state, statePath)
+	}})
+}
+
+func (c *LocalCommand) printWelcome(cfg config.Config, st sendTarget, statePath string) {
+	key := "set"
+	if c.Getenv("ANTHROPIC_API_KEY") == "" && c.Getenv("ANTHROPIC_API_KEY_SECRET_ID") == "" {
+		key = "NOT SET: execute jobs will fail until you export ANTHROPIC_API_KEY"
+	}
+	send := "go run ./cmd/worker send"
+	if rel, err := filepath.Rel(".", statePath); err != nil || rel != localStateFile {
+		send += " -local-state " + statePath
+	}
+	fmt.Fprintf(c.Stdout, `
+worker local is running (Ctrl-C stops it)
+  SQS emulator    %s
+  job queue       %s
+  response queue  %s
+  workspaces      %s
+  example repo    %s
+  API key         %s
+  health          %s/health
+  preview         %s
+
+Send a job from another terminal:
+  %s -type init -client acme -user alice -thread t1 -wait 5m
+  %s -type execute -client acme -user alice -thread t1 -instruction "Change the heading to Hello" -wait 10m
+
+`, st.Endpoint, st.JobQueueURL, st.ResponseQueueURL, cfg.WorkspacePath, orNone(cfg.RepoURL), key, cfg.PreviewBaseURL, cfg.PreviewBaseURL, send, send)
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(none: give repoUrl in init jobs)"
+	}
+	return s
+}
+
+// frontEmulator serves the emulator on a fixed address, so `worker send` and
+// the AWS CLI find it; kumo itself listens on a random port.
+func frontEmulator(addr, emulatorURL string) (endpoint string, stop func(), err error) {
+	target, err := url.Parse(emulatorURL)
+	if err != nil {
+		return "", nil, err
+	}
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return "", nil, err
+	}
+	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target), ReadHeaderTimeout: 10 * time.Second}
+	go srv.Serve(ln) //nolint:errcheck // ends with Close below
+	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
+}
+
+// createLocalQueues creates the FIFO job and response queues.
+func createLocalQueues(ctx context.Context, client *sqs.Client) (jobQ, respQ string, err error) {
+	for _, q := range []struct {
+		name string
+		dst  *string
+	}{{"jobs.fifo", &jobQ}, {"responses.fifo", &respQ}} {
+		out, err := client.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String(q.name),
+			Attributes: map[string]string{"FifoQueue": "true", "VisibilityTimeout": "60"}})
+		if err != nil {
+			return "", "", fmt.Errorf("create queue %s: %w", q.name, err)
+		}
+		*q.dst = aws.ToString(out.QueueUrl)
+	}
+	return jobQ, respQ, nil
+}
+
+// exampleRepo makes a bare git repository of the example site under root,
+// once, and returns its path; "" when there is no site folder.
+func exampleRepo(ctx context.Context, site, root, path string) (string, error) {
+	src, err := filepath.Abs(site)
+	if err != nil {
+		return "", err
+	}
+	if _, err := os.Stat(filepath.Join(src, "package.json")); err != nil {
+		return "", nil
+	}
+	bare := filepath.Join(root, "example-site.git")
+	if _, err := os.Stat(filepath.Join(bare, "HEAD")); err == nil {
+		return bare, nil
+	}
+	work, err := os.MkdirTemp(root, "example-site-")
+	if err != nil {
+		return "", err
+	}
+	defer os.RemoveAll(work)
+	err = filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, p)
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".astro" || d.Name() == "dist") {
+			return filepath.SkipDir
+		}
+		dst := filepath.Join(work, rel)
+		if d.IsDir() {
+			return os.MkdirAll(dst, 0o755)
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(p)
+		if err != nil {
+			return err
+		}
+		return os.WriteFile(dst, b, 0o644)
+	})
+	if err != nil {
+		return "", fmt.Errorf("copy the example site: %w", err)
+	}
+	env := []string{"PATH=" + path, "HOME=" + work, "GIT_CONFIG_GLOBAL=/dev/null", "GIT_CONFIG_NOSYSTEM=1",
+		"GIT_AUTHOR_NAME=Example", "GIT_AUTHOR_EMAIL=example@localhost", "GIT_COMMITTER_NAME=Example", "GIT_COMMITTER_EMAIL=example@localhost"}
+	for _, args := range [][]string{
+		{"-C", work, "init", "-q", "-b", "main"},
+		{"-C", work, "add", "-A"},
+		{"-C", work, "commit", "-q", "-m", "Example site"},
+		{"clone", "-q", "--bare", work, bare},
+	} {
+		cmd := exec.CommandContext(ctx, "git", args...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			return "", fmt.Errorf("git %s: %w: %s", args[0], err, strings.TrimSpace(string(out)))
+		}
+	}
+	if _, err := os.Stat(bare); errors.Is(err, fs.ErrNotExist) {
+		return "", errors.New("bare repo not created")
+	}
+	return bare, nil
+}

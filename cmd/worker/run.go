@@ -1,0 +1,278 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	awsconfig "github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+
+	"github.com/webordinary/claude-code-astro/agent"
+	"github.com/webordinary/claude-code-astro/config"
+	"github.com/webordinary/claude-code-astro/ecstask"
+	"github.com/webordinary/claude-code-astro/health"
+	"github.com/webordinary/claude-code-astro/idle"
+	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/ledger"
+	"github.com/webordinary/claude-code-astro/logging"
+	"github.com/webordinary/claude-code-astro/preview"
+	"github.com/webordinary/claude-code-astro/redact"
+	"github.com/webordinary/claude-code-astro/secrets"
+	"github.com/webordinary/claude-code-astro/worker"
+	"github.com/webordinary/claude-code-astro/workspace"
+)
+
+// Shutdown budget: ECS gives a task stopTimeout (30 s by default) between
+// SIGTERM and SIGKILL; the worker is done well inside it.
+const (
+	shutdownBudget = 22 * time.Second
+	awsHTTPTimeout = 40 * time.Second // above the 20 s long poll
+	secretsTimeout = 20 * time.Second
+)
+
+// RunCommand is `worker run`, the container's process.
+type RunCommand struct {
+	*Main
+}
+
+// Run reads the configuration from the environment and serves until a
+// signal, or until it has been idle for AUTO_SHUTDOWN_MINUTES.
+func (c *RunCommand) Run(ctx context.Context, args []string) error {
+	fs := flag.NewFlagSet("worker run", flag.ContinueOnError)
+	fs.SetOutput(c.Stderr)
+	fs.Usage = func() {
+		fmt.Fprintln(c.Stderr, "Usage: worker run\n\nRuns the worker with the configuration in the environment (see README.md).")
+	}
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	cfg, err := config.FromEnv(c.Getenv)
+	if err != nil {
+		return err
+	}
+	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(awsHTTPTimeout)))
+	if err != nil {
+		return fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH")})
+}
+
+// serveOptions are what serve needs beyond the configuration.
+type serveOptions struct {
+	AWS    aws.Config
+	Stderr io.Writer
+	PATH   string
+	// Ready, when set, is called with the HTTP address once it listens.
+	Ready func(httpAddr string)
+}
+
+// serve runs the worker: secrets, workspaces, agent, preview, the HTTP port
+// and the job loop, until ctx ends or the worker is idle.
+func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
+	log := logging.New(opt.Stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat})
+
+	apiKey, token, err := resolveSecrets(ctx, cfg, opt.AWS)
+	if err != nil {
+		return err
+	}
+	red := redact.New(apiKey, token)
+	log = logging.New(opt.Stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat, Redactor: red})
+	if apiKey == "" {
+		log.Warn("no ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID: execute jobs will fail")
+	}
+
+	ws, err := workspace.Open(workspace.Config{
+		Root: cfg.WorkspacePath, Token: token, AuthorName: cfg.GitAuthorName, AuthorEmail: cfg.GitAuthorEmail,
+		PATH: opt.PATH, Redactor: red, Logger: log.With("component", "workspace"),
+	})
+	if err != nil {
+		return fmt.Errorf("WORKSPACE_PATH: %w", err)
+	}
+	runner := agent.NewRunner(agent.Config{
+		Bin: cfg.ClaudeBin, Model: cfg.ClaudeModel, MaxTurns: cfg.ClaudeMaxTurns, APIKey: apiKey,
+		BaseURL: cfg.AnthropicBaseURL, PATH: opt.PATH, Redactor: red, Logger: log.With("component", "agent"),
+	})
+	activity := idle.New(cfg.AutoShutdown)
+
+	var dev *preview.DevServer
+	site := jobs.SiteConfig{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL, PreviewBaseURL: cfg.PreviewBaseURL,
+		Logger: log.With("component", "jobs")}
+	if cfg.AstroDevMode {
+		dev = preview.NewDevServer(preview.DevServerConfig{
+			Port: cfg.AstroPort, PATH: opt.PATH, Home: filepath.Join(cfg.WorkspacePath, ".home"), Logger: log.With("component", "preview"),
+		})
+		site.Preview = dev
+	}
+
+	sqsClient := sqs.NewFromConfig(opt.AWS)
+	w, err := worker.New(sqsClient, worker.Config{
+		JobQueueURL: cfg.JobQueueURL, ResponseQueueURL: cfg.ResponseQueueURL,
+		Handler: jobs.NewSite(site), Ledger: ledger.New(cfg.WorkspacePath), Activity: activity, Redactor: red,
+		Logger: log, MaxConcurrentUsers: cfg.MaxConcurrentUsers, JobTimeout: cfg.JobTimeout,
+	})
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", cfg.HTTPAddr)
+	if err != nil {
+		return fmt.Errorf("HTTP_ADDR: %w", err)
+	}
+	srv := &http.Server{
+		Handler:           routes(cfg, w, dev, activity, log),
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
+	}
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			log.Error("HTTP server failed", "error", err)
+		}
+	})
+	log.Info("listening", "http_addr", ln.Addr().String(), "preview", cfg.AstroDevMode, "version", version())
+	if opt.Ready != nil {
+		opt.Ready(ln.Addr().String())
+	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	if cfg.AutoShutdown > 0 {
+		wg.Go(func() { idleStop(runCtx, stop, cfg, opt.AWS, activity, log) })
+	}
+	done := make(chan error, 1)
+	go func() { done <- w.Run(runCtx) }()
+
+	var runErr error
+	select {
+	case runErr = <-done:
+	case <-runCtx.Done():
+		log.Info("shutting down")
+		select {
+		case runErr = <-done:
+		case <-time.After(shutdownBudget):
+			log.Error("the job loop did not stop in time; exiting anyway", "budget", shutdownBudget.String())
+		}
+	}
+	stop()
+
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	defer cancel()
+	if dev != nil {
+		if err := dev.Close(closeCtx); err != nil {
+			log.Warn("stop the dev server", "error", err)
+		}
+	}
+	if err := srv.Shutdown(closeCtx); err != nil {
+		srv.Close()
+	}
+	wg.Wait()
+	log.Info("worker exited")
+	return runErr
+}
+
+// resolveSecrets returns the API key and git token, from the environment or
+// Secrets Manager. Errors name the variable, never the value.
+func resolveSecrets(ctx context.Context, cfg config.Config, awsCfg aws.Config) (apiKey, token string, err error) {
+	apiKey, token = cfg.AnthropicAPIKey, cfg.GitHubToken
+	if cfg.AnthropicAPIKeySecretID == "" && cfg.GitHubTokenSecretID == "" {
+		return apiKey, token, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, secretsTimeout)
+	defer cancel()
+	sm := secretsmanager.NewFromConfig(awsCfg)
+	if id := cfg.AnthropicAPIKeySecretID; id != "" {
+		if apiKey, err = secrets.Resolve(ctx, sm, id); err != nil {
+			return "", "", &config.FieldError{Var: "ANTHROPIC_API_KEY_SECRET_ID", Reason: err.Error()}
+		}
+	}
+	if id := cfg.GitHubTokenSecretID; id != "" {
+		if token, err = secrets.Resolve(ctx, sm, id); err != nil {
+			return "", "", &config.FieldError{Var: "GITHUB_TOKEN_SECRET_ID", Reason: err.Error()}
+		}
+	}
+	return apiKey, token, nil
+}
+
+// routes is the one HTTP port: /health, and the preview for everything else.
+func routes(cfg config.Config, w *worker.Worker, dev *preview.DevServer, activity *idle.Tracker, log *slog.Logger) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("/health", health.Handler(func() health.Report {
+		return report(cfg, w, dev, activity)
+	}))
+	if dev != nil {
+		mux.Handle("/", preview.NewProxy(preview.ProxyConfig{Upstream: dev.URL, Activity: activity, Logger: log.With("component", "proxy")}))
+	} else {
+		mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
+			http.Error(rw, "The preview is off on this worker (ASTRO_DEV_MODE=false).", http.StatusServiceUnavailable)
+		})
+	}
+	return mux
+}
+
+// report builds /health's body.
+func report(cfg config.Config, w *worker.Worker, dev *preview.DevServer, activity *idle.Tracker) health.Report {
+	st := w.Stats()
+	r := health.Report{
+		Version:        version(),
+		Workspace:      cfg.WorkspacePath,
+		Astro:          health.AstroState{State: "disabled"},
+		Jobs:           health.JobCounts{InFlight: st.InFlight, Succeeded: st.Succeeded, Failed: st.Failed},
+		LastActivityAt: health.TimePtr(activity.LastActivity()),
+	}
+	if d, ok := activity.Deadline(); ok {
+		r.IdleShutdownAt = health.TimePtr(d)
+	}
+	if j := st.LastJob; j != nil {
+		r.ClientID, r.UserID, r.ThreadID, r.Branch = j.ClientID, j.UserID, j.ThreadID, j.Branch()
+		r.Workspace = filepath.Join(cfg.WorkspacePath, j.ClientID, j.UserID)
+	}
+	if dev != nil {
+		r.Astro.State = dev.State()
+	}
+	if !w.Healthy() {
+		r.Problems = append(r.Problems, "the job queue poll loop is stuck")
+	}
+	return r
+}
+
+// idleStop waits until the worker is idle, then stops its ECS task (when on
+// ECS) and ends the run.
+func idleStop(ctx context.Context, stop context.CancelFunc, cfg config.Config, awsCfg aws.Config, activity *idle.Tracker, log *slog.Logger) {
+	if err := activity.Wait(ctx); err != nil {
+		return
+	}
+	reason := "idle for " + strconv.FormatFloat(cfg.AutoShutdown.Minutes(), 'f', -1, 64) + " minutes"
+	log.Info("idle: shutting down", "reason", reason, "on_ecs", cfg.ECSMetadataURI != "")
+	if cfg.ECSMetadataURI != "" {
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
+		task, err := ecstask.FromMetadata(sctx, nil, cfg.ECSMetadataURI)
+		if err == nil {
+			err = ecstask.Stop(sctx, ecs.NewFromConfig(awsCfg), task, reason)
+		}
+		cancel()
+		if err != nil {
+			log.Error("cannot stop the ECS task; exiting anyway", "error", err)
+		} else {
+			log.Info("ECS task stop requested", "task", task.TaskARN, "cluster", task.Cluster)
+		}
+	}
+	stop()
+}

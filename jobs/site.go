@@ -1,0 +1,249 @@
+package jobs
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/webordinary/claude-code-astro/agent"
+	"github.com/webordinary/claude-code-astro/workspace"
+)
+
+// Agent runs the coding agent; *agent.Runner implements it.
+type Agent interface {
+	Run(ctx context.Context, req agent.Request, onProgress func(agent.Progress)) (agent.Result, error)
+}
+
+// Previewer serves a project's live preview; *preview.DevServer implements it.
+type Previewer interface {
+	Target(ctx context.Context, projectDir string) error
+}
+
+// SiteConfig configures Site. Workspaces and Agent are required.
+type SiteConfig struct {
+	Workspaces *workspace.Workspaces
+	Agent      Agent
+	// Preview, when not nil, is pointed at the workspace of every job.
+	Preview Previewer
+	// DefaultRepoURL is cloned by an init without repoUrl (REPO_URL).
+	DefaultRepoURL string
+	// PreviewBaseURL is echoed as previewUrl (PREVIEW_BASE_URL).
+	PreviewBaseURL string
+	Logger         *slog.Logger
+}
+
+// Site is the Handler of init and execute jobs on Astro site workspaces
+// (CONTRACT.md section 3). The worker serialises one user's jobs; different
+// users' jobs run at once.
+type Site struct {
+	cfg SiteConfig
+	log *slog.Logger
+
+	previewMu sync.Mutex // serialises re-targeting the one dev server
+}
+
+// NewSite returns the handler.
+func NewSite(cfg SiteConfig) *Site {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Site{cfg: cfg, log: cfg.Logger}
+}
+
+// Handle runs one job.
+func (s *Site) Handle(ctx context.Context, job Job, progress ProgressFunc) (Response, error) {
+	switch job.Type {
+	case TypeInit:
+		return s.init(ctx, job)
+	case TypeExecute:
+		return s.execute(ctx, job, progress)
+	}
+	return Response{}, Errorf(CodeInvalidJob, "unknown job type %q", job.Type)
+}
+
+func (s *Site) user(job Job) (*workspace.User, error) {
+	u, err := s.cfg.Workspaces.User(job.ClientID, job.UserID)
+	if err != nil {
+		return nil, classify("open workspace", err)
+	}
+	return u, nil
+}
+
+// init clones or resumes the workspace and checks out the thread's branch.
+func (s *Site) init(ctx context.Context, job Job) (Response, error) {
+	u, err := s.user(job)
+	if err != nil {
+		return Response{}, err
+	}
+	repo := job.RepoURL
+	if repo == "" {
+		if meta, err := u.Metadata(); err != nil || meta.RepoURL == "" {
+			repo = s.cfg.DefaultRepoURL
+		}
+	}
+	res, err := u.Init(ctx, workspace.InitOptions{RepoURL: repo, BaseBranch: job.BaseBranch, ThreadID: job.ThreadID})
+	if err != nil {
+		if repo == "" && errors.Is(err, workspace.ErrInvalidRepoURL) {
+			return Response{}, Errorf(CodeInvalidJob, "the job has no repoUrl and REPO_URL is not set")
+		}
+		return Response{}, classify("init workspace", err)
+	}
+	if err := u.Touch(); err != nil {
+		s.log.Warn("cannot update metadata.json", "error", err, "job_id", job.JobID)
+	}
+	if _, err := u.LoadThread(job.ThreadID); err != nil {
+		s.log.Warn("cannot read the thread record", "error", err, "job_id", job.JobID)
+	}
+	s.preview(ctx, u, job)
+	return Response{Branch: res.Branch, Resumed: Bool(res.Resumed), PreviewURL: s.cfg.PreviewBaseURL}, nil
+}
+
+// execute runs the agent on the thread and commits what it changed.
+func (s *Site) execute(ctx context.Context, job Job, progress ProgressFunc) (Response, error) {
+	u, err := s.user(job)
+	if err != nil {
+		return Response{}, err
+	}
+	branch, err := u.SwitchThread(ctx, job.ThreadID)
+	if err != nil {
+		return Response{}, classify("switch to the thread", err)
+	}
+	resp := Response{Branch: branch, PreviewURL: s.cfg.PreviewBaseURL}
+	if err := u.Touch(); err != nil {
+		s.log.Warn("cannot update metadata.json", "error", err, "job_id", job.JobID)
+	}
+	s.preview(ctx, u, job)
+
+	thread, err := u.LoadThread(job.ThreadID)
+	if err != nil {
+		return resp, classify("read the thread record", err)
+	}
+
+	// A job that committed before its worker died is not run again.
+	if sha, found, err := u.FindJobCommit(ctx, job.ThreadID, job.JobID); err != nil {
+		return resp, classify("look for the job's commit", err)
+	} else if found {
+		s.log.Info("job already committed by an earlier attempt: not running the agent again", "job_id", job.JobID, "commit", sha)
+		resp.Commit = sha
+		if rec, ok := thread.Job(job.JobID); ok && rec.SessionID != "" {
+			resp.Claude = &ClaudeResult{SessionID: rec.SessionID, CostUSD: rec.CostUSD}
+		}
+		s.push(ctx, u, job, &resp)
+		return resp, nil
+	}
+
+	started := time.Now().UTC()
+	record := workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Instruction: job.Instruction, Status: "running", StartedAt: started}
+	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+		return resp, classify("record the job", err)
+	}
+	mode := agent.ModeExecute
+	if job.Mode == ModePlan {
+		mode = agent.ModePlan
+	}
+	result, runErr := s.cfg.Agent.Run(ctx, agent.Request{
+		Instruction: job.Instruction, Mode: mode,
+		ProjectDir: u.ProjectDir, ConfigDir: u.ClaudeDir, HomeDir: u.Dir,
+		SessionID: thread.SessionID,
+	}, func(p agent.Progress) {
+		progress(ctx, Progress{Kind: p.Kind, Tool: p.Tool, Summary: p.Summary})
+	})
+	if result.SessionID != "" {
+		resp.Claude = &ClaudeResult{SessionID: result.SessionID, Result: result.Result, NumTurns: result.NumTurns,
+			CostUSD: result.CostUSD, DurationMs: result.DurationMs, IsError: result.IsError, FreshSession: result.FreshSession}
+		record.SessionID = result.SessionID
+		record.CostUSD = result.CostUSD
+	}
+	if runErr != nil {
+		// Changes the agent made stay in the working tree, uncommitted: a
+		// retry of the job sees them, and a switch to another thread saves
+		// them on this thread's branch.
+		code := classify("run the agent", runErr)
+		record.Status, record.ErrorCode, record.FinishedAt = "failed", string(ErrorBodyOf(code).Code), time.Now().UTC()
+		if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+			s.log.Warn("cannot record the job", "error", err, "job_id", job.JobID)
+		}
+		return resp, code
+	}
+
+	if job.Mode != ModePlan {
+		commit, err := u.Commit(ctx, job.ThreadID, job.JobID, job.Instruction)
+		if err != nil {
+			return resp, classify("commit the changes", err)
+		}
+		resp.Commit, resp.FilesChanged = commit.SHA, commit.Files
+		record.Commit = commit.SHA
+		// Pushed even when nothing changed: an earlier job's failed push
+		// lands now.
+		s.push(ctx, u, job, &resp)
+	}
+	record.Pushed = resp.Pushed != nil && *resp.Pushed
+	record.Status, record.FinishedAt = "succeeded", time.Now().UTC()
+	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+		s.log.Warn("cannot record the job", "error", err, "job_id", job.JobID)
+	}
+	return resp, nil
+}
+
+// push pushes the thread branch; a failed push is reported, not an error.
+func (s *Site) push(ctx context.Context, u *workspace.User, job Job, resp *Response) {
+	pushed, reason, err := u.Push(ctx, job.ThreadID)
+	if err != nil {
+		reason = err.Error()
+	}
+	resp.Pushed = Bool(pushed)
+	if !pushed && reason != "" {
+		resp.PushError = reason
+		s.log.Warn("thread branch not pushed", "job_id", job.JobID, "reason", reason)
+	}
+}
+
+// preview points the dev server at the user's project when another
+// workspace was active. A preview that does not start is logged, not a job
+// failure: /health shows the dev server's state.
+func (s *Site) preview(ctx context.Context, u *workspace.User, job Job) {
+	if s.cfg.Preview == nil {
+		return
+	}
+	s.previewMu.Lock()
+	defer s.previewMu.Unlock()
+	if err := s.cfg.Preview.Target(ctx, u.ProjectDir); err != nil {
+		s.log.Warn("preview not serving", "error", err, "job_id", job.JobID, "client_id", job.ClientID, "user_id", job.UserID)
+	}
+}
+
+// classify wraps err in an *Error with the response code its kind maps to.
+func classify(doing string, err error) error {
+	var je *Error
+	if errors.As(err, &je) {
+		return err
+	}
+	var ae *agent.Error
+	var ge *workspace.GitError
+	var ie *workspace.InstallError
+	code := CodeInternal
+	msg := fmt.Sprintf("%s: %v", doing, err)
+	switch {
+	case errors.As(err, &ae):
+		code, msg = Code(ae.Code), ae.Message
+	case errors.Is(err, context.DeadlineExceeded):
+		code = CodeTimeout
+	case errors.Is(err, context.Canceled):
+		code = CodeCancelled
+	case errors.Is(err, workspace.ErrNotInitialized):
+		code = CodeNotInitialized
+		msg = "the thread's workspace is not initialized: send an init job for it first"
+	case errors.Is(err, workspace.ErrInvalidID), errors.Is(err, workspace.ErrOutsideRoot),
+		errors.Is(err, workspace.ErrInvalidRepoURL), errors.Is(err, workspace.ErrRepoMismatch),
+		errors.Is(err, workspace.ErrBaseBranchNotFound):
+		code = CodeInvalidJob
+	case errors.As(err, &ie):
+		code = CodeInstallFailed
+	case errors.As(err, &ge):
+		code = CodeGitFailed
+	}
+	return &Error{Code: code, Msg: msg, Err: err}
+}
