@@ -1,6 +1,7 @@
 package preview_test
 
 import (
+	"syscall"
 	"testing"
 	"time"
 
@@ -13,19 +14,23 @@ import (
 const viteConnected = "[vite] connected"
 
 // TestBrowserShowsEdit opens the preview in headless Chromium through the
-// proxy, under a public host name's worth of indirection (the browser only
-// knows the proxy), edits the heading on disk and waits for the open page to
-// show it: Vite's HMR client, connected through the proxy, brings the change
-// without the test reloading anything.
+// proxy, under a public host name, edits the heading on disk and waits for
+// the open page to show it: Vite's HMR client, connected through the proxy,
+// brings the change without the test reloading anything.
 func TestBrowserShowsEdit(t *testing.T) {
 	site := previewtest.PrepareSite(t)
-	b := browser.Start(t)
+	const publicHost = "preview.example.com"
+	b := browser.Start(t, browser.MapHost(publicHost))
 	ds := newDevServer(t)
 	var act counter
 	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: &act, Logger: testLogger(t)}))
 	target(t, ds, site)
 
-	b.Open(base.String())
+	// The browser knows the preview by a public name, as a customer would:
+	// Host and Origin are preview.example.com, which Vite alone refuses.
+	public := *base
+	public.Host = publicHost + ":" + base.Port()
+	b.Open(public.String())
 	b.WaitText("#title", heading, 30*time.Second)
 	// Vite's client in the page opens its HMR socket through the proxy, and
 	// keeps it open.
@@ -40,4 +45,19 @@ func TestBrowserShowsEdit(t *testing.T) {
 		// edit is for the reloaded page, once its HMR socket is back.
 		b.WaitConsole(viteConnected, i+2, 15*time.Second)
 	}
+
+	// The dev server dies and comes back: the open page's Vite client finds
+	// it again through the proxy (which answers 503 meanwhile), reloads, and
+	// later edits keep showing.
+	old := ds.PID()
+	if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
+		t.Fatalf("kill dev server group %d: %v", old, err)
+	}
+	waitFor(t, "the restarted dev server to be ready", 60*time.Second, func() bool {
+		pid := ds.PID()
+		return pid != 0 && pid != old && ds.State() == preview.StateReady
+	})
+	b.WaitConsole(viteConnected, 4, 30*time.Second)
+	setHeading(t, site, "Edited after a restart")
+	b.WaitText("#title", "Edited after a restart", 30*time.Second)
 }

@@ -15,4 +15,13 @@
 //
 // Any middleware that wraps the http.ResponseWriter in front of the Proxy
 // must implement Unwrap, or WebSocket upgrades fail.
+//
+// Facts about the dev server that callers meet:
+//   - Editing a page's template (src/pages/*.astro) makes Vite send
+//     "full-reload": the browser reloads the page by itself.
+//   - Vite's file watcher (chokidar 5) drops a change to a file that comes
+//     within 50 ms of the previous change to the same file.
+//   - The dev server's children (esbuild) are killed with its process group;
+//     where the worker is PID 1 in a container, run it under an init
+//     (docker --init, ECS initProcessEnabled) so killed orphans are reaped.
 package preview

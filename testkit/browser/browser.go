@@ -46,11 +46,30 @@ type Browser struct {
 	consoleC chan struct{} // closed and replaced when a message arrives
 }
 
+// Option changes how Start starts the browser.
+type Option func(*options)
+
+// options are what the Options set.
+type options struct {
+	hosts []string
+}
+
+// MapHost makes the browser resolve host (a name like preview.example.com)
+// to 127.0.0.1, so a test can open the preview under a public name without
+// any DNS or network.
+func MapHost(host string) Option {
+	return func(o *options) { o.hosts = append(o.hosts, host) }
+}
+
 // Start starts a headless Chromium with the flags checked on these machines
 // and returns it; it is stopped when the test ends. It fails the test,
 // saying how to install it, when Chromium is missing.
-func Start(tb testing.TB) *Browser {
+func Start(tb testing.TB, opt ...Option) *Browser {
 	tb.Helper()
+	var o options
+	for _, f := range opt {
+		f(&o)
+	}
 	if _, err := os.Stat(ChromiumPath); err != nil {
 		tb.Fatalf("browser: Chromium is missing (%v): run `%s`", err, InstallHint)
 	}
@@ -92,6 +111,13 @@ func Start(tb testing.TB) *Browser {
 			"XDG_CACHE_HOME="+filepath.Join(home, ".cache"),
 			"TMPDIR="+root,
 		),
+	}
+	if len(o.hosts) > 0 {
+		rules := make([]string, 0, len(o.hosts))
+		for _, h := range o.hosts {
+			rules = append(rules, "MAP "+h+" 127.0.0.1")
+		}
+		opts = append(opts, chromedp.Flag("host-resolver-rules", strings.Join(rules, ", ")))
 	}
 	allocCtx, cancelAlloc := chromedp.NewExecAllocator(context.Background(), opts...)
 	ctx, cancelCtx := chromedp.NewContext(allocCtx)
