@@ -448,6 +448,9 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	cmd.WaitDelay = r.cfg.KillGrace
 
 	if err := cmd.Start(); err != nil {
+		if ctx.Err() != nil {
+			return Result{SessionID: req.SessionID}, ctxError(ctx)
+		}
 		return Result{SessionID: req.SessionID}, &Error{
 			Code:    CodeAgentFailed,
 			Message: r.redactor.String(fmt.Sprintf("start claude: %v", err)),
@@ -467,6 +470,7 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	parser.flush()
 	stopWatch()
 	watching.Wait()
+	log.Debug("agent process exited", "err", waitErr, "wallMs", time.Since(start).Milliseconds())
 
 	// Nothing the agent started outlives the run.
 	killCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.KillGrace+5*time.Second)
@@ -474,6 +478,7 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 		log.Error("kill agent processes", "pid", pid, "err", err)
 	}
 	cancel()
+	log.Debug("agent processes gone", "wallMs", time.Since(start).Milliseconds())
 
 	sessionID, initAt, cr := parser.state()
 	res := Result{SessionID: req.SessionID}
@@ -525,7 +530,7 @@ func (r *Runner) failureMessage(waitErr error, cr *cliResult, stderr string) str
 	var msg string
 	switch {
 	case cr != nil && cr.Subtype == "error_max_turns":
-		msg = fmt.Sprintf("claude reached the turn limit (%d turns) before finishing", r.cfg.MaxTurns)
+		msg = fmt.Sprintf("claude reached the turn limit (%d) before finishing", r.cfg.MaxTurns)
 	case cr != nil && (cr.Result != "" || len(cr.Errors) > 0):
 		text := cr.Result
 		if text == "" {

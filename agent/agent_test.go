@@ -185,6 +185,7 @@ func TestRunFailures(t *testing.T) {
 			if !errors.As(err, &ae) || ae.Code != CodeAgentFailed {
 				t.Fatalf("Run error = %v (%T), want *Error agent_failed", err, err)
 			}
+			t.Logf("message: %s", ae.Message)
 			for _, want := range tt.wantInMsg {
 				if !strings.Contains(ae.Message, want) {
 					t.Errorf("message %q does not say %q", ae.Message, want)

@@ -142,7 +142,7 @@ func (p *streamParser) line(b []byte) {
 		p.sessionID = l.SessionID
 		p.initAt = time.Since(p.started)
 		p.mu.Unlock()
-		p.log.Debug("agent session started", "session", l.SessionID, "model", l.Model)
+		p.log.Debug("agent session started", "model", l.Model)
 	case l.Type == "system" && l.Subtype == "api_retry":
 		p.log.Warn("agent API call retried", "attempt", l.Attempt, "maxRetries", l.MaxRetries, "status", l.ErrorStatus)
 	case l.Type == "assistant" && l.Message != nil:
