@@ -135,6 +135,7 @@ type run struct {
 	dir    string
 	ctx    context.Context
 	cancel context.CancelFunc
+	kick   chan struct{} // cuts a restart's backoff short
 	done   chan struct{}
 }
 
@@ -181,7 +182,9 @@ func NewDevServer(cfg DevServerConfig) *DevServer {
 
 // Target makes the dev server serve projectDir: it starts it, or stops the
 // one serving another directory and starts it anew. It does nothing when the
-// dev server already serves projectDir (unless it failed). It returns once
+// dev server already serves projectDir (unless it failed; while it restarts
+// after a crash, Target starts it now rather than after the backoff and waits
+// for it). It returns once
 // the dev server answers GET /, or with an error when it failed to start, ctx
 // ended, ReadyTimeout passed or another Target re-targeted it. A dev server
 // still starting when Target returns keeps starting in the background.
@@ -208,6 +211,10 @@ func (d *DevServer) Target(ctx context.Context, projectDir string) error {
 	}
 	if d.run != nil && d.dir == dir && d.state != StateFailed {
 		gen := d.gen
+		select {
+		case d.run.kick <- struct{}{}: // restarting: do not wait out the backoff
+		default:
+		}
 		d.mu.Unlock()
 		d.switchMu.Unlock()
 		return d.waitReady(ctx, gen, dir)
@@ -222,7 +229,7 @@ func (d *DevServer) Target(ctx context.Context, projectDir string) error {
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.mu.Lock()
 	d.gen++
-	r := &run{gen: d.gen, dir: dir, ctx: runCtx, cancel: cancel, done: make(chan struct{})}
+	r := &run{gen: d.gen, dir: dir, ctx: runCtx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	d.run = r
 	d.dir = dir
 	d.pid = 0
@@ -374,6 +381,8 @@ func (d *DevServer) supervise(r *run) {
 				t.Stop()
 				d.update(r, StateStopped, 0, nil)
 				return
+			case <-r.kick:
+				t.Stop()
 			case <-t.C:
 			}
 			backoff = min(backoff*2, d.cfg.MaxBackoff)

@@ -304,3 +304,55 @@ func TestDevServerRetarget(t *testing.T) {
 		t.Error("page still refers to the first site's directory")
 	}
 }
+
+// TestDevServerCrashLoop: a dev server that dies before it is ready is
+// restarted with backoff, Target reports why it is not ready, and once the
+// project is fixed a Target on the same directory starts it at once instead
+// of waiting out the backoff.
+func TestDevServerCrashLoop(t *testing.T) {
+	site := previewtest.PrepareSite(t)
+	configPath := filepath.Join(site, "astro.config.mjs")
+	good, err := os.ReadFile(configPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(configPath, []byte("throw new Error('broken config for the test');\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	ds := preview.NewDevServer(preview.DevServerConfig{
+		Port:         previewtest.FreePort(t),
+		PATH:         nodePATH(t),
+		Home:         t.TempDir(),
+		Logger:       testLogger(t),
+		ReadyTimeout: 90 * time.Second,
+		MinBackoff:   time.Hour, // only a Target can cut it short
+		MaxBackoff:   time.Hour,
+	})
+	t.Cleanup(func() {
+		if err := ds.Close(context.Background()); err != nil {
+			t.Errorf("close: %v", err)
+		}
+	})
+
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- ds.Target(ctx, site) }()
+	waitFor(t, "the broken dev server to die and wait for a restart", 60*time.Second, func() bool {
+		return ds.State() == preview.StateRestarting && ds.PID() == 0
+	})
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Errorf("Target on a crashing project = %v, want context.Canceled", err)
+	}
+	if _, ok := ds.URL(); ok {
+		t.Error("URL ready while the dev server crashes")
+	}
+
+	if err := os.WriteFile(configPath, good, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	target(t, ds, site) // would wait an hour without the kick
+	if got := ds.State(); got != preview.StateReady {
+		t.Errorf("State = %q, want ready", got)
+	}
+}
