@@ -109,8 +109,11 @@ func TestRunPlanModeChangesNothing(t *testing.T) {
 	)
 	req := e.request("Plan a change")
 	req.Mode = ModePlan
+	var progress progressLog
+	// The default interval (1s) coalesces progress; the last one is flushed.
+	r := e.runner(func(c *Config) { c.ProgressInterval = 0 })
 
-	res, err := e.runner(nil).Run(context.Background(), req, nil)
+	res, err := r.Run(context.Background(), req, progress.add)
 	if err != nil {
 		t.Fatalf("Run: %v\nlogs:\n%s", err, e.logs)
 	}
@@ -122,6 +125,10 @@ func TestRunPlanModeChangesNothing(t *testing.T) {
 	}
 	if _, err := os.Stat(e.path("new.md")); !errors.Is(err, os.ErrNotExist) {
 		t.Errorf("plan mode created new.md (stat: %v)", err)
+	}
+	got := progress.all()
+	if len(got) == 0 || got[len(got)-1] != (Progress{Kind: KindText, Summary: "Here is my plan."}) {
+		t.Errorf("progress = %+v, want the final text delivered last", got)
 	}
 	last, _ := e.srv.LastMessageRequest()
 	results := last.ToolResults()

@@ -79,20 +79,26 @@ type procTree struct {
 	mu       sync.Mutex
 	rootSeen bool
 	start    uint64
-	groups   map[int]bool // process groups led by a tracked process
-	sessions map[int]bool // sessions led by a tracked process
+	groups   map[int]uint64 // process groups led by a tracked process: leader's start
+	sessions map[int]uint64 // sessions led by a tracked process: leader's start
 }
 
 func newProcTree(root int) *procTree {
-	t := &procTree{root: root, groups: map[int]bool{root: true}, sessions: map[int]bool{}}
+	t := &procTree{root: root, groups: map[int]uint64{}, sessions: map[int]uint64{}}
 	if p, ok := readProc(root); ok {
 		t.rootSeen, t.start = true, p.start
+		t.groups[root] = p.start
 	}
 	return t
 }
 
 // members returns the tracked processes alive now (zombies excluded) and
 // remembers the groups and sessions they lead.
+//
+// A group or session id outlives its leader while a member remains (Linux
+// does not reuse a pid still used as a group or session id), so orphans are
+// found by it; a live leader with another start time is a reuse of the id
+// after the whole group ended, and is not ours.
 func (t *procTree) members() []proc {
 	procs, ok := readProcs()
 	if !ok {
@@ -100,6 +106,18 @@ func (t *procTree) members() []proc {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	byPID := make(map[int]proc, len(procs))
+	for _, p := range procs {
+		byPID[p.pid] = p
+	}
+	tracked := func(ids map[int]uint64, id int) bool {
+		start, ok := ids[id]
+		if !ok {
+			return false
+		}
+		leader, alive := byPID[id]
+		return !alive || leader.start == start
+	}
 	children := make(map[int][]proc)
 	var queue []proc
 	in := make(map[int]bool)
@@ -108,7 +126,8 @@ func (t *procTree) members() []proc {
 			continue
 		}
 		children[p.ppid] = append(children[p.ppid], p)
-		if (p.pid == t.root && (!t.rootSeen || p.start == t.start)) || t.groups[p.pgid] || t.sessions[p.sid] {
+		isRoot := p.pid == t.root && (!t.rootSeen || p.start == t.start)
+		if isRoot || tracked(t.groups, p.pgid) || tracked(t.sessions, p.sid) {
 			queue = append(queue, p)
 			in[p.pid] = true
 		}
@@ -118,10 +137,10 @@ func (t *procTree) members() []proc {
 		p := queue[0]
 		queue = queue[1:]
 		if p.pgid == p.pid {
-			t.groups[p.pid] = true
+			t.groups[p.pid] = p.start
 		}
 		if p.sid == p.pid {
-			t.sessions[p.pid] = true
+			t.sessions[p.pid] = p.start
 		}
 		if !p.zombie {
 			out = append(out, p)
@@ -138,7 +157,9 @@ func (t *procTree) members() []proc {
 
 // signal sends sig to the CLI's group and every tracked process.
 func (t *procTree) signal(sig syscall.Signal) {
-	_ = syscall.Kill(-t.root, sig) // ESRCH: the group is gone already
+	if p, ok := readProc(t.root); !ok || p.start == t.start {
+		_ = syscall.Kill(-t.root, sig) // ESRCH: the group is gone already
+	}
 	for _, p := range t.members() {
 		_ = syscall.Kill(p.pid, sig) // it may have exited meanwhile
 	}
