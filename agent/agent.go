@@ -306,8 +306,9 @@ func (r *Runner) prepare(req Request) (Request, func(), error) {
 	}, nil
 }
 
-// SessionPath returns where the CLI stores session id for a working
-// directory: CONFIG/projects/<cwd, non-alphanumerics as '-'>/<id>.jsonl.
+// SessionPath returns the file where the CLI keeps the transcript of session
+// id run in projectDir: configDir/projects/<projectDir with every
+// non-alphanumeric byte as '-'>/<id>.jsonl.
 func SessionPath(configDir, projectDir, id string) string {
 	name := []byte(projectDir)
 	for i, c := range name {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,7 +23,11 @@ const testAPIKey = "sk-ant-test-0123456789abcdef"
 func claudeBin(tb testing.TB) string {
 	tb.Helper()
 	if bin := os.Getenv("CLAUDE_BIN"); bin != "" {
-		return bin
+		path, err := exec.LookPath(bin)
+		if err != nil {
+			tb.Fatalf("CLAUDE_BIN=%s is not an executable: %v", bin, err)
+		}
+		return path
 	}
 	dir, err := os.Getwd()
 	if err != nil {
