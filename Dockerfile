@@ -60,10 +60,12 @@ RUN --mount=type=cache,target=/root/.npm \
 
 # A fixed non-root user. uid/gid 10001, not 1000 (the image's `node` user):
 # the EFS access point in infra/worker.yaml creates and owns /workspace as
-# 10001:10001, so files keep one owner across tasks.
+# 10001:10001, so files keep one owner across tasks. Its login shell is bash,
+# not nologin: Claude Code's Bash tool needs bash or zsh and may take the
+# user's shell.
 RUN groupadd --gid 10001 appuser \
     && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/appuser \
-        --shell /usr/sbin/nologin appuser \
+        --shell /bin/bash appuser \
     && mkdir -p /workspace \
     && chown appuser:appuser /workspace
 
