@@ -8,6 +8,7 @@ import (
 	"path"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -168,8 +169,12 @@ func TestDockerfileStages(t *testing.T) {
 			t.Errorf("stage %q: base image %q is not pinned to an exact version (name:X.Y.Z[-variant])", st.Name, st.BaseName)
 		}
 	}
-	if !strings.HasPrefix(build.BaseName, "golang:1.26") {
-		t.Errorf("build stage base = %q, want golang:1.26.x (go.mod's Go)", build.BaseName)
+	goMod := regexp.MustCompile(`(?m)^go (\d+\.\d+(?:\.\d+)?)\s*$`).FindSubmatch(readRepoFile(t, "go.mod"))
+	goImage := regexp.MustCompile(`^golang:(\d+\.\d+\.\d+)`).FindStringSubmatch(build.BaseName)
+	if goMod == nil || goImage == nil {
+		t.Errorf("build stage base = %q, go.mod go line %q: want golang:X.Y.Z and a go directive", build.BaseName, goMod)
+	} else if versionLess(goImage[1], string(goMod[1])) {
+		t.Errorf("build stage base %s is older than go.mod's go %s: the image's toolchain (GOTOOLCHAIN=local) would refuse to build", build.BaseName, goMod[1])
 	}
 	if !strings.HasPrefix(final.BaseName, "node:22.") || !strings.Contains(final.BaseName, "slim") {
 		t.Errorf("runtime stage base = %q, want node:22.x slim (Node 20 is end of life)", final.BaseName)
@@ -402,6 +407,43 @@ func TestDockerignore(t *testing.T) {
 		}
 		if got != tt.excluded {
 			t.Errorf(".dockerignore excludes %s = %v, want %v", tt.path, got, tt.excluded)
+		}
+	}
+}
+
+// versionLess compares dotted version numbers ("1.26" < "1.26.8" < "1.27").
+func versionLess(a, b string) bool {
+	as, bs := strings.Split(a, "."), strings.Split(b, ".")
+	for i := 0; i < max(len(as), len(bs)); i++ {
+		var x, y int
+		if i < len(as) {
+			x, _ = strconv.Atoi(as[i])
+		}
+		if i < len(bs) {
+			y, _ = strconv.Atoi(bs[i])
+		}
+		if x != y {
+			return x < y
+		}
+	}
+	return false
+}
+
+func TestVersionLess(t *testing.T) {
+	tests := []struct {
+		a, b string
+		want bool
+	}{
+		{"1.26.8", "1.26.8", false},
+		{"1.26.7", "1.26.8", true},
+		{"1.26.8", "1.26", false},
+		{"1.26", "1.26.1", true},
+		{"1.27.0", "1.26.9", false},
+		{"1.9.0", "1.10.0", true},
+	}
+	for _, tt := range tests {
+		if got := versionLess(tt.a, tt.b); got != tt.want {
+			t.Errorf("versionLess(%s, %s) = %v, want %v", tt.a, tt.b, got, tt.want)
 		}
 	}
 }
