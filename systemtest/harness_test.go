@@ -96,8 +96,11 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 		opt.visibility = 30 * time.Second
 	}
 	h := &harness{t: t, emu: sqstest.Start(t), git: workspacetest.NewGit(t), root: t.TempDir(), home: t.TempDir()}
-	h.jobsQ = h.emu.CreateQueue(t, "jobs", sqstest.QueueOptions{FIFO: true, VisibilityTimeout: opt.visibility})
-	h.respQ = h.emu.CreateQueue(t, "responses", sqstest.QueueOptions{FIFO: true})
+	// kumo keeps its queues in one store per process, whatever the server:
+	// each test names its own.
+	name := queueName(t)
+	h.jobsQ = h.emu.CreateQueue(t, name+"-jobs", sqstest.QueueOptions{FIFO: true, VisibilityTimeout: opt.visibility})
+	h.respQ = h.emu.CreateQueue(t, name+"-responses", sqstest.QueueOptions{FIFO: true})
 	h.responses = sqstest.NewResponses(h.respQ)
 	h.remote = workspacetest.NewRemote(t, h.git, workspacetest.SiteFiles())
 	h.api = fakeanthropic.New(t)
@@ -123,6 +126,16 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 		"LOG_LEVEL":                 "debug",
 	}
 	return h
+}
+
+// queueName turns the test's name into a queue name.
+func queueName(t *testing.T) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, t.Name())
 }
 
 // proc is a running worker subprocess.
@@ -195,8 +208,13 @@ func (h *harness) launch(extra map[string]string) *proc {
 		select {
 		case <-p.done:
 		default:
-			_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
-			<-p.done
+			_ = cmd.Process.Signal(syscall.SIGTERM)
+			select {
+			case <-p.done:
+			case <-time.After(25 * time.Second):
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL)
+				<-p.done
+			}
 		}
 		if h.t.Failed() {
 			h.t.Logf("worker log:\n%s", p.logs.String())

@@ -25,7 +25,9 @@ type Emulator struct {
 	srv *kumo.Server
 }
 
-// Start runs an emulator for the test's lifetime.
+// Start runs an emulator for the test's lifetime. kumo keeps its state in one
+// store per process, shared by every server: give each test its own queue
+// names.
 func Start(tb testing.TB) *Emulator {
 	tb.Helper()
 	srv := kumo.NewServer()
