@@ -7,10 +7,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/ecs"
-	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
-	"github.com/sivchari/kumo"
 
 	"github.com/webordinary/claude-code-astro/ecstask"
 	"github.com/webordinary/claude-code-astro/testkit/sqstest"
@@ -55,45 +51,20 @@ func TestFromMetadata(t *testing.T) {
 }
 
 func TestStopInEmulator(t *testing.T) {
-	srv := kumo.NewServer()
-	t.Cleanup(srv.Close)
-	api := ecs.NewFromConfig(sqstest.AWSConfig(), func(o *ecs.Options) { o.BaseEndpoint = aws.String(srv.URL) })
-	task := RunTask(t, api)
+	emu := sqstest.Start(t)
+	api := emu.ECS()
+	cluster, arn := emu.RunTask(t, "ecstask-test")
+	task := ecstask.Task{Cluster: cluster, TaskARN: arn}
 	reason := "idle for 5 minutes " + strings.Repeat("x", 300)
 	if err := ecstask.Stop(context.Background(), api, task, reason); err != nil {
 		t.Fatal(err)
 	}
-	out, err := api.DescribeTasks(context.Background(), &ecs.DescribeTasksInput{Cluster: aws.String(task.Cluster), Tasks: []string{task.TaskARN}})
-	if err != nil || len(out.Tasks) != 1 {
-		t.Fatalf("describe: %v %+v", err, out)
+	status, r := emu.DescribeTask(t, cluster, arn)
+	if status != "STOPPED" {
+		t.Errorf("task status %s, want STOPPED", status)
 	}
-	got := out.Tasks[0]
-	if aws.ToString(got.DesiredStatus) != "STOPPED" && aws.ToString(got.LastStatus) != "STOPPED" {
-		t.Errorf("task status %s/%s, want STOPPED", aws.ToString(got.LastStatus), aws.ToString(got.DesiredStatus))
-	}
-	if r := aws.ToString(got.StoppedReason); !strings.HasPrefix(r, "idle for 5 minutes") || len(r) > ecstask.MaxReasonLen {
+	if !strings.HasPrefix(r, "idle for 5 minutes") || len(r) > ecstask.MaxReasonLen {
 		t.Errorf("stopped reason %q", r)
 	}
 }
 
-// RunTask starts a task in the emulator, as upstream's RunTask would.
-func RunTask(t *testing.T, api *ecs.Client) ecstask.Task {
-	t.Helper()
-	ctx := context.Background()
-	cl, err := api.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String("workers")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	td, err := api.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
-		Family:               aws.String("worker"),
-		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("worker"), Image: aws.String("worker:test")}},
-	})
-	if err != nil {
-		t.Fatal(err)
-	}
-	run, err := api.RunTask(ctx, &ecs.RunTaskInput{Cluster: cl.Cluster.ClusterArn, TaskDefinition: td.TaskDefinition.TaskDefinitionArn})
-	if err != nil || len(run.Tasks) != 1 {
-		t.Fatalf("run task: %v", err)
-	}
-	return ecstask.Task{Cluster: aws.ToString(cl.Cluster.ClusterArn), TaskARN: aws.ToString(run.Tasks[0].TaskArn)}
-}

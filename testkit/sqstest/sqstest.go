@@ -1,5 +1,5 @@
 // Package sqstest runs the in-process AWS emulator (kumo) for tests and gives
-// them SQS queues and clients. It is test code: nothing in the product path
+// them SQS queues, Secrets Manager secrets, ECS tasks and clients. It is test code: nothing in the product path
 // imports it.
 package sqstest
 
@@ -12,6 +12,9 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/ecs"
+	ecstypes "github.com/aws/aws-sdk-go-v2/service/ecs/types"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/sivchari/kumo"
@@ -184,4 +187,63 @@ func (q Queue) Count(tb testing.TB) (visible, inFlight int) {
 	visible, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessages)])
 	inFlight, _ = strconv.Atoi(out.Attributes[string(types.QueueAttributeNameApproximateNumberOfMessagesNotVisible)])
 	return visible, inFlight
+}
+
+// SecretsManager returns a Secrets Manager client for the emulator.
+func (e *Emulator) SecretsManager() *secretsmanager.Client {
+	return secretsmanager.NewFromConfig(AWSConfig(), func(o *secretsmanager.Options) { o.BaseEndpoint = aws.String(e.URL) })
+}
+
+// CreateSecret stores a secret string under name.
+func (e *Emulator) CreateSecret(tb testing.TB, name, value string) {
+	tb.Helper()
+	if _, err := e.SecretsManager().CreateSecret(context.Background(), &secretsmanager.CreateSecretInput{
+		Name: aws.String(name), SecretString: aws.String(value),
+	}); err != nil {
+		tb.Fatalf("create secret %s: %v", name, err)
+	}
+}
+
+// ECS returns an ECS client for the emulator.
+func (e *Emulator) ECS() *ecs.Client {
+	return ecs.NewFromConfig(AWSConfig(), func(o *ecs.Options) { o.BaseEndpoint = aws.String(e.URL) })
+}
+
+// RunTask starts a task in the emulator, as upstream's RunTask would, and
+// returns its cluster and task ARNs. The cluster is named after the test.
+func (e *Emulator) RunTask(tb testing.TB, cluster string) (clusterARN, taskARN string) {
+	tb.Helper()
+	ctx := context.Background()
+	api := e.ECS()
+	cl, err := api.CreateCluster(ctx, &ecs.CreateClusterInput{ClusterName: aws.String(cluster)})
+	if err != nil {
+		tb.Fatalf("create cluster: %v", err)
+	}
+	td, err := api.RegisterTaskDefinition(ctx, &ecs.RegisterTaskDefinitionInput{
+		Family:               aws.String(cluster + "-worker"),
+		ContainerDefinitions: []ecstypes.ContainerDefinition{{Name: aws.String("worker"), Image: aws.String("worker:test")}},
+	})
+	if err != nil {
+		tb.Fatalf("register task definition: %v", err)
+	}
+	run, err := api.RunTask(ctx, &ecs.RunTaskInput{Cluster: cl.Cluster.ClusterArn, TaskDefinition: td.TaskDefinition.TaskDefinitionArn})
+	if err != nil || len(run.Tasks) != 1 {
+		tb.Fatalf("run task: %v", err)
+	}
+	return aws.ToString(cl.Cluster.ClusterArn), aws.ToString(run.Tasks[0].TaskArn)
+}
+
+// DescribeTask returns the task's last status and stopped reason.
+func (e *Emulator) DescribeTask(tb testing.TB, clusterARN, taskARN string) (status, reason string) {
+	tb.Helper()
+	out, err := e.ECS().DescribeTasks(context.Background(), &ecs.DescribeTasksInput{Cluster: aws.String(clusterARN), Tasks: []string{taskARN}})
+	if err != nil || len(out.Tasks) != 1 {
+		tb.Fatalf("describe task: %v", err)
+	}
+	t := out.Tasks[0]
+	status = aws.ToString(t.LastStatus)
+	if aws.ToString(t.DesiredStatus) == "STOPPED" {
+		status = "STOPPED"
+	}
+	return status, aws.ToString(t.StoppedReason)
 }
