@@ -47,7 +47,10 @@ type Config struct {
 	GitHubToken             string
 	GitHubTokenSecretID     string
 
-	RepoURL        string
+	RepoURL string
+	// NpmCacheDir is the package manager's cache, shared by every user's
+	// installs; empty means WORKSPACE_PATH/.npm-cache.
+	NpmCacheDir    string
 	GitAuthorName  string
 	GitAuthorEmail string
 
@@ -103,6 +106,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.str("GITHUB_TOKEN", &c.GitHubToken)
 	p.str("GITHUB_TOKEN_SECRET_ID", &c.GitHubTokenSecretID)
 	p.str("REPO_URL", &c.RepoURL)
+	p.str("NPM_CACHE_DIR", &c.NpmCacheDir)
 	p.str("GIT_AUTHOR_NAME", &c.GitAuthorName)
 	p.str("GIT_AUTHOR_EMAIL", &c.GitAuthorEmail)
 	p.str("CLAUDE_BIN", &c.ClaudeBin)
@@ -134,6 +138,9 @@ func (c Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.WorkspacePath, "/") {
 		return &FieldError{"WORKSPACE_PATH", "must be an absolute path"}
+	}
+	if c.NpmCacheDir != "" && !strings.HasPrefix(c.NpmCacheDir, "/") {
+		return &FieldError{"NPM_CACHE_DIR", "must be an absolute path"}
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return &FieldError{"HTTP_ADDR", "must be host:port or :port"}

@@ -31,6 +31,10 @@ var workerBin string
 // repoRoot is the module's root directory.
 var repoRoot string
 
+// npmCache is shared by every worker the tests start, so the example site's
+// packages are fetched from the registry once per run.
+var npmCache string
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -45,6 +49,7 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	workerBin = filepath.Join(dir, "worker")
+	npmCache = filepath.Join(dir, "npm-cache")
 	build := exec.Command("go", "build", "-race", "-o", workerBin, "./cmd/worker")
 	build.Dir = repoRoot
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr

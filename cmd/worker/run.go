@@ -99,8 +99,12 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		log.Warn("no ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID: execute jobs will fail")
 	}
 
+	npmCache := cfg.NpmCacheDir
+	if npmCache == "" {
+		npmCache = filepath.Join(cfg.WorkspacePath, ".npm-cache") // ids cannot start with '.'
+	}
 	ws, err := workspace.Open(workspace.Config{
-		Root: cfg.WorkspacePath, Token: token, AuthorName: cfg.GitAuthorName, AuthorEmail: cfg.GitAuthorEmail,
+		Root: cfg.WorkspacePath, Token: token, AuthorName: cfg.GitAuthorName, AuthorEmail: cfg.GitAuthorEmail, NpmCacheDir: npmCache,
 		PATH: opt.PATH, Redactor: red, Logger: log.With("component", "workspace"),
 	})
 	if err != nil {

@@ -1,0 +1,104 @@
+package systemtest
+
+import (
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/preview/previewtest"
+	"github.com/webordinary/claude-code-astro/testkit/browser"
+	"github.com/webordinary/claude-code-astro/testkit/fakeanthropic"
+	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
+)
+
+// exampleSiteFiles reads examples/site without its installed or built parts.
+func exampleSiteFiles(t *testing.T) map[string]string {
+	t.Helper()
+	src := filepath.Join(repoRoot, "examples", "site")
+	files := map[string]string{}
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".astro" || d.Name() == "dist") {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(src, path)
+		files[rel] = string(b)
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("read the example site: %v", err)
+	}
+	return files
+}
+
+// useExampleSite makes the harness's remote hold the example Astro site and
+// turns the preview on.
+func (h *harness) useExampleSite(t *testing.T) (previewHost string) {
+	t.Helper()
+	h.remote = workspacetest.NewRemote(t, h.git, exampleSiteFiles(t))
+	port := previewtest.FreePort(t)
+	h.env["REPO_URL"] = h.remote.URL
+	h.env["ASTRO_DEV_MODE"] = "true"
+	h.env["ASTRO_PORT"] = strconv.Itoa(port)
+	return "preview.example.com"
+}
+
+// waitAstroReady waits until /health says the dev server serves.
+func (p *proc) waitAstroReady(t *testing.T) {
+	t.Helper()
+	waitFor(t, 60*time.Second, "the dev server to be ready", func() bool {
+		_, body := p.health()
+		astro, _ := body["astro"].(map[string]any)
+		return astro["state"] == "ready"
+	})
+}
+
+// headingEdit is a script that changes the example site's heading.
+func headingEdit(page, from, to string) []fakeanthropic.Step {
+	return fakeanthropic.EditFile(page,
+		`<h1 id="title">`+from+`</h1>`, `<h1 id="title">`+to+`</h1>`, "The heading now says "+to+".")
+}
+
+// TestPreviewShowsAnEditLive opens the preview in headless Chromium under a
+// public host name, runs an execute job that changes the heading, and waits
+// for the page already open to show it, without reloading it.
+func TestPreviewShowsAnEditLive(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	host := h.useExampleSite(t)
+	p := h.start(map[string]string{"PREVIEW_BASE_URL": "https://" + host})
+
+	h.send(initJob("i1", "jo", "t1"))
+	if r := h.final("i1", 3*time.Minute); r.Status != jobs.StatusSucceeded || r.PreviewURL != "https://"+host {
+		t.Fatalf("init: %+v %+v", r, r.Error)
+	}
+	p.waitAstroReady(t)
+
+	_, port, _ := strings.Cut(p.addr, ":")
+	b := browser.Start(t, browser.MapHost(host))
+	b.Open(fmt.Sprintf("http://%s:%s/", host, port))
+	b.WaitText("#title", "Welcome to Example Site", 30*time.Second)
+
+	page := h.projectDir("jo") + "/src/pages/index.astro"
+	h.api.SetScript(headingEdit(page, "Welcome to Example Site", "Edited live by the agent")...)
+	h.send(execJob("e1", "jo", "t1", "Change the heading to Edited live by the agent"))
+	if r := h.final("e1", 2*time.Minute); r.Status != jobs.StatusSucceeded || r.Commit == "" {
+		t.Fatalf("execute: %+v %+v", r, r.Error)
+	}
+	took := b.WaitText("#title", "Edited live by the agent", 30*time.Second)
+	t.Logf("the open page showed the edit %s after the wait began", took)
+}
