@@ -13,6 +13,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -313,11 +314,38 @@ func (w *Worker) accept(ctx context.Context, m types.Message, lanes *sync.WaitGr
 		l = &lane{}
 		w.lanes[key] = l
 	}
-	l.queue = append(l.queue, d)
+	l.queue = insertInOrder(l.queue, d)
 	w.mu.Unlock()
 	if !running {
 		lanes.Go(func() { w.runLane(ctx, key, l) })
 	}
+}
+
+// insertInOrder queues d behind every message of its lane that came before
+// it. On a FIFO queue that is SequenceNumber order: SQS delivers a group in
+// order, but a message released (or dropped by a dead worker) can come back
+// after its successors were received in a later batch.
+func insertInOrder(queue []*delivery, d *delivery) []*delivery {
+	seq := d.msg.Attributes[string(types.MessageSystemAttributeNameSequenceNumber)]
+	i := len(queue)
+	if seq != "" {
+		for i > 0 && seqLess(seq, queue[i-1].msg.Attributes[string(types.MessageSystemAttributeNameSequenceNumber)]) {
+			i--
+		}
+	}
+	return slices.Insert(queue, i, d)
+}
+
+// seqLess compares two SQS sequence numbers: decimal strings of up to 128
+// digits. An empty one (a standard queue) never sorts first.
+func seqLess(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
 }
 
 // runLane runs one user's messages in order, one at a time.
