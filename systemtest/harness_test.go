@@ -425,3 +425,6 @@ func logLines(t *testing.T, logs string) []map[string]any {
 }
 
 var _ = context.Background
+
+// jsonUnmarshal decodes a JSON string.
+func jsonUnmarshal(s string, v any) error { return json.Unmarshal([]byte(s), v) }
