@@ -43,6 +43,24 @@ func TestIdleStopsItsECSTask(t *testing.T) {
 	}
 }
 
+func TestIdleExitsEvenWhenStopTaskFails(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		json.NewEncoder(w).Encode(map[string]any{
+			"Cluster": "arn:aws:ecs:us-east-1:000000000000:cluster/no-such-cluster",
+			"TaskARN": "arn:aws:ecs:us-east-1:000000000000:task/no-such-cluster/0123456789abcdef",
+		})
+	}))
+	t.Cleanup(meta.Close)
+	p := h.start(map[string]string{"AUTO_SHUTDOWN_MINUTES": "0.05", "ECS_CONTAINER_METADATA_URI_V4": meta.URL + "/v4/c"})
+	if code := p.wait(60 * time.Second); code != 0 {
+		t.Errorf("exit code %d", code)
+	}
+	if !strings.Contains(p.logs.String(), "cannot stop the ECS task; exiting anyway") {
+		t.Error("the failed StopTask was not logged")
+	}
+}
+
 func TestIdleOffECSExits(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	p := h.start(map[string]string{"AUTO_SHUTDOWN_MINUTES": "0.05"})

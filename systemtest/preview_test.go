@@ -80,7 +80,7 @@ func headingEdit(page, from, to string) []fakeanthropic.Step {
 func TestPreviewShowsAnEditLive(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
 	host := h.useExampleSite(t)
-	p := h.start(map[string]string{"PREVIEW_BASE_URL": "https://" + host})
+	p := h.start(map[string]string{"PREVIEW_BASE_URL": "https://" + host, "AUTO_SHUTDOWN_MINUTES": "0.5"})
 
 	h.send(initJob("i1", "jo", "t1"))
 	if r := h.final("i1", 3*time.Minute); r.Status != jobs.StatusSucceeded || r.PreviewURL != "https://"+host {
@@ -92,6 +92,13 @@ func TestPreviewShowsAnEditLive(t *testing.T) {
 	b := browser.Start(t, browser.MapHost(host))
 	b.Open(fmt.Sprintf("http://%s:%s/", host, port))
 	b.WaitText("#title", "Welcome to Example Site", 30*time.Second)
+	// The page's HMR socket is open: the worker is not idle meanwhile.
+	for i := range 10 {
+		if _, body := p.health(); body["idleShutdownAt"] != nil {
+			t.Fatalf("idle countdown running (poll %d) while the page's HMR socket is open: %v", i, body["idleShutdownAt"])
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
 
 	page := h.projectDir("jo") + "/src/pages/index.astro"
 	h.api.SetScript(headingEdit(page, "Welcome to Example Site", "Edited live by the agent")...)
