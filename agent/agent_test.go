@@ -12,6 +12,7 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/webordinary/claude-code-astro/procfs"
 	"github.com/webordinary/claude-code-astro/testkit/fakeanthropic"
 )
 
@@ -239,7 +240,7 @@ func TestRunCancelKillsProcessTree(t *testing.T) {
 
 	// Cancel once the agent's `sleep` runs: the CLI's Bash tool starts it
 	// in a session of its own, outside the CLI's process group.
-	found := make(chan proc, 1)
+	found := make(chan procfs.Process, 1)
 	go func() {
 		defer close(found)
 		deadline := time.Now().Add(30 * time.Second)
@@ -267,7 +268,7 @@ func TestRunCancelKillsProcessTree(t *testing.T) {
 		t.Errorf("error %v does not wrap context.Canceled", err)
 	}
 	if running(sleep) {
-		t.Errorf("the agent's sleep (pid %d) survived the cancel", sleep.pid)
+		t.Errorf("the agent's sleep (pid %d) survived the cancel", sleep.PID)
 	}
 	e.assertNoProcessLeft()
 }

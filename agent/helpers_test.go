@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/procfs"
 	"github.com/webordinary/claude-code-astro/testkit/fakeanthropic"
 )
 
@@ -160,44 +161,44 @@ func (e *testEnv) assertNoProcessLeft() {
 	if len(pids) == 0 {
 		e.tb.Fatal("the CLI was never started")
 	}
-	procs, ok := readProcs()
+	procs, ok := procfs.All()
 	if !ok {
 		e.tb.Fatal("read /proc")
 	}
 	for _, pid := range pids {
 		for _, p := range procs {
-			if p.pgid == pid && !p.zombie {
-				e.tb.Errorf("process %d of the CLI's group %d still runs", p.pid, pid)
+			if p.PGID == pid && !p.Zombie {
+				e.tb.Errorf("process %d of the CLI's group %d still runs", p.PID, pid)
 			}
 		}
 	}
 }
 
 // findDescendant returns a running descendant of root whose command name is comm.
-func findDescendant(root int, comm string) (proc, bool) {
-	procs, _ := readProcs()
+func findDescendant(root int, comm string) (procfs.Process, bool) {
+	procs, _ := procfs.All()
 	parent := make(map[int]int, len(procs))
 	for _, p := range procs {
-		parent[p.pid] = p.ppid
+		parent[p.PID] = p.PPID
 	}
 	for _, p := range procs {
-		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.pid), "comm"))
-		if err != nil || strings.TrimSpace(string(b)) != comm || p.zombie {
+		b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(p.PID), "comm"))
+		if err != nil || strings.TrimSpace(string(b)) != comm || p.Zombie {
 			continue
 		}
-		for a := p.ppid; a > 1; a = parent[a] {
+		for a := p.PPID; a > 1; a = parent[a] {
 			if a == root {
 				return p, true
 			}
 		}
 	}
-	return proc{}, false
+	return procfs.Process{}, false
 }
 
 // running reports whether process p (same pid and start time) still runs.
-func running(p proc) bool {
-	now, ok := readProc(p.pid)
-	return ok && now.start == p.start && !now.zombie
+func running(p procfs.Process) bool {
+	now, ok := procfs.Read(p.PID)
+	return ok && now.Start == p.Start && !now.Zombie
 }
 
 // syncBuffer is a bytes.Buffer safe for concurrent writes (log output).

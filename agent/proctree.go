@@ -2,70 +2,12 @@ package agent
 
 import (
 	"context"
-	"errors"
-	"os"
-	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/procfs"
 )
-
-// proc is one line of the process table.
-type proc struct {
-	pid, ppid, pgid, sid int
-	start                uint64 // clock ticks after boot
-	zombie               bool
-}
-
-// readProc reads /proc/<pid>/stat.
-func readProc(pid int) (proc, bool) {
-	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return proc{}, false
-	}
-	// "pid (comm) state ppid pgrp session ... starttime(22nd) ...": comm may
-	// hold spaces and parentheses, so split after the last ')'.
-	s := string(b)
-	i := strings.LastIndexByte(s, ')')
-	if i < 0 {
-		return proc{}, false
-	}
-	f := strings.Fields(s[i+1:])
-	if len(f) < 20 {
-		return proc{}, false
-	}
-	p := proc{pid: pid, zombie: f[0] == "Z" || f[0] == "X"}
-	var errs [4]error
-	p.ppid, errs[0] = strconv.Atoi(f[1])
-	p.pgid, errs[1] = strconv.Atoi(f[2])
-	p.sid, errs[2] = strconv.Atoi(f[3])
-	p.start, errs[3] = strconv.ParseUint(f[19], 10, 64)
-	if errors.Join(errs[:]...) != nil {
-		return proc{}, false
-	}
-	return p, true
-}
-
-// readProcs returns every process; ok is false without a readable /proc.
-func readProcs() ([]proc, bool) {
-	entries, err := os.ReadDir("/proc")
-	if err != nil {
-		return nil, false
-	}
-	procs := make([]proc, 0, len(entries))
-	for _, e := range entries {
-		pid, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		if p, ok := readProc(pid); ok {
-			procs = append(procs, p)
-		}
-	}
-	return procs, true
-}
 
 // procTree tracks every process a CLI run started: the CLI's process group,
 // its descendants, and the sessions and groups they lead. The CLI's Bash
@@ -85,9 +27,9 @@ type procTree struct {
 
 func newProcTree(root int) *procTree {
 	t := &procTree{root: root, groups: map[int]uint64{}, sessions: map[int]uint64{}}
-	if p, ok := readProc(root); ok {
-		t.rootSeen, t.start = true, p.start
-		t.groups[root] = p.start
+	if p, ok := procfs.Read(root); ok {
+		t.rootSeen, t.start = true, p.Start
+		t.groups[root] = p.Start
 	}
 	return t
 }
@@ -99,16 +41,16 @@ func newProcTree(root int) *procTree {
 // does not reuse a pid still used as a group or session id), so orphans are
 // found by it; a live leader with another start time is a reuse of the id
 // after the whole group ended, and is not ours.
-func (t *procTree) members() []proc {
-	procs, ok := readProcs()
+func (t *procTree) members() []procfs.Process {
+	procs, ok := procfs.All()
 	if !ok {
 		return nil
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	byPID := make(map[int]proc, len(procs))
+	byPID := make(map[int]procfs.Process, len(procs))
 	for _, p := range procs {
-		byPID[p.pid] = p
+		byPID[p.PID] = p
 	}
 	tracked := func(ids map[int]uint64, id int) bool {
 		start, ok := ids[id]
@@ -116,38 +58,38 @@ func (t *procTree) members() []proc {
 			return false
 		}
 		leader, alive := byPID[id]
-		return !alive || leader.start == start
+		return !alive || leader.Start == start
 	}
-	children := make(map[int][]proc)
-	var queue []proc
+	children := make(map[int][]procfs.Process)
+	var queue []procfs.Process
 	in := make(map[int]bool)
 	for _, p := range procs {
-		if t.rootSeen && p.start < t.start {
+		if t.rootSeen && p.Start < t.start {
 			continue
 		}
-		children[p.ppid] = append(children[p.ppid], p)
-		isRoot := p.pid == t.root && (!t.rootSeen || p.start == t.start)
-		if isRoot || tracked(t.groups, p.pgid) || tracked(t.sessions, p.sid) {
+		children[p.PPID] = append(children[p.PPID], p)
+		isRoot := p.PID == t.root && (!t.rootSeen || p.Start == t.start)
+		if isRoot || tracked(t.groups, p.PGID) || tracked(t.sessions, p.SID) {
 			queue = append(queue, p)
-			in[p.pid] = true
+			in[p.PID] = true
 		}
 	}
-	var out []proc
+	var out []procfs.Process
 	for len(queue) > 0 {
 		p := queue[0]
 		queue = queue[1:]
-		if p.pgid == p.pid {
-			t.groups[p.pid] = p.start
+		if p.PGID == p.PID {
+			t.groups[p.PID] = p.Start
 		}
-		if p.sid == p.pid {
-			t.sessions[p.pid] = p.start
+		if p.SID == p.PID {
+			t.sessions[p.PID] = p.Start
 		}
-		if !p.zombie {
+		if !p.Zombie {
 			out = append(out, p)
 		}
-		for _, c := range children[p.pid] {
-			if !in[c.pid] {
-				in[c.pid] = true
+		for _, c := range children[p.PID] {
+			if !in[c.PID] {
+				in[c.PID] = true
 				queue = append(queue, c)
 			}
 		}
@@ -157,17 +99,17 @@ func (t *procTree) members() []proc {
 
 // signal sends sig to the CLI's group and every tracked process.
 func (t *procTree) signal(sig syscall.Signal) {
-	if p, ok := readProc(t.root); !ok || p.start == t.start {
+	if p, ok := procfs.Read(t.root); !ok || p.Start == t.start {
 		_ = syscall.Kill(-t.root, sig) // ESRCH: the group is gone already
 	}
 	for _, p := range t.members() {
-		_ = syscall.Kill(p.pid, sig) // it may have exited meanwhile
+		_ = syscall.Kill(p.PID, sig) // it may have exited meanwhile
 	}
 }
 
 // alive reports whether a tracked process still runs.
 func (t *procTree) alive() bool {
-	if _, ok := readProcs(); !ok {
+	if _, ok := procfs.All(); !ok {
 		return syscall.Kill(-t.root, 0) == nil
 	}
 	return len(t.members()) > 0

@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/procfs"
 )
 
 func TestProcTreeKillsOrphanedSessions(t *testing.T) {
@@ -18,11 +20,11 @@ func TestProcTreeKillsOrphanedSessions(t *testing.T) {
 	}
 	tree := newProcTree(cmd.Process.Pid)
 
-	var orphan proc
+	var orphan procfs.Process
 	deadline := time.Now().Add(10 * time.Second)
-	for orphan.pid == 0 {
+	for orphan.PID == 0 {
 		for _, p := range tree.members() {
-			if p.sid == p.pid && p.pid != cmd.Process.Pid {
+			if p.SID == p.PID && p.PID != cmd.Process.Pid {
 				orphan = p
 			}
 		}
@@ -47,7 +49,7 @@ func TestProcTreeKillsOrphanedSessions(t *testing.T) {
 		t.Fatalf("kill: %v", err)
 	}
 	if running(orphan) {
-		t.Errorf("orphan %d still runs", orphan.pid)
+		t.Errorf("orphan %d still runs", orphan.PID)
 	}
 	if tree.alive() {
 		t.Errorf("tree still alive: %+v", tree.members())

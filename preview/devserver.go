@@ -17,10 +17,11 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 	"sync"
 	"syscall"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/procfs"
 )
 
 // The states of a DevServer, as State reports them.
@@ -560,7 +561,7 @@ func (d *DevServer) stopGroup(log *slog.Logger, pid int, exited <-chan error) er
 func waitGroupGone(pgid int, timeout time.Duration) bool {
 	deadline := time.Now().Add(timeout)
 	for {
-		if !groupAlive(pgid) {
+		if !procfs.GroupAlive(pgid) {
 			return true
 		}
 		if time.Now().After(deadline) {
@@ -568,38 +569,6 @@ func waitGroupGone(pgid int, timeout time.Duration) bool {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-}
-
-// groupAlive reports whether process group pgid has a live process. Zombies
-// do not count: they are dead, waiting for init to reap them (where the
-// worker itself is init, orphans are never reaped: run it under an init).
-func groupAlive(pgid int) bool {
-	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-		return false
-	}
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return true // no /proc: trust kill
-	}
-	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" {
-			return true
-		}
-	}
-	return false
 }
 
 // stoppedError drops the exit error of a process that was asked to stop.

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/procfs"
 	"github.com/webordinary/claude-code-astro/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
@@ -326,35 +327,10 @@ func (l *lockedBuffer) String() string {
 
 // descendants returns the pids of every live process below pid.
 func descendants(pid int) []int {
-	children := map[int][]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		b, err := os.ReadFile(filepath.Join("/proc", e.Name(), "stat"))
-		if err != nil {
-			continue
-		}
-		// The fields after the command name, which is in parentheses.
-		s := string(b)
-		fields := strings.Fields(s[strings.LastIndexByte(s, ')')+1:])
-		if len(fields) < 2 || fields[0] == "Z" {
-			continue
-		}
-		ppid, _ := strconv.Atoi(fields[1])
-		children[ppid] = append(children[ppid], child)
-	}
 	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		for _, c := range children[p] {
-			out = append(out, c)
-			walk(c)
-		}
+	for _, p := range procfs.Descendants(pid) {
+		out = append(out, p.PID)
 	}
-	walk(pid)
 	return out
 }
 

@@ -11,7 +11,6 @@
 package previewtest
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io"
@@ -20,10 +19,9 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"strconv"
-	"strings"
-	"syscall"
 	"testing"
+
+	"github.com/webordinary/claude-code-astro/procfs"
 )
 
 // InstallHint is the command that installs the example site's dependencies,
@@ -196,31 +194,4 @@ func copyFile(src, dst string) (err error) {
 // GroupAlive reports whether process group pgid still has a live process
 // (zombies waiting to be reaped do not count). Use it to check that nothing
 // a dev server started is left behind.
-func GroupAlive(pgid int) bool {
-	if err := syscall.Kill(-pgid, 0); errors.Is(err, syscall.ESRCH) {
-		return false
-	}
-	procs, err := os.ReadDir("/proc")
-	if err != nil {
-		return true // no /proc: trust kill
-	}
-	for _, p := range procs {
-		if _, err := strconv.Atoi(p.Name()); err != nil {
-			continue
-		}
-		stat, err := os.ReadFile(filepath.Join("/proc", p.Name(), "stat"))
-		if err != nil {
-			continue // exited meanwhile
-		}
-		// pid (comm) state ppid pgrp ...; comm may hold spaces and parentheses.
-		i := bytes.LastIndexByte(stat, ')')
-		if i < 0 {
-			continue
-		}
-		f := strings.Fields(string(stat[i+1:]))
-		if len(f) >= 3 && f[2] == strconv.Itoa(pgid) && f[0] != "Z" {
-			return true
-		}
-	}
-	return false
-}
+func GroupAlive(pgid int) bool { return procfs.GroupAlive(pgid) }

@@ -1,0 +1,107 @@
+// Package procfs reads the Linux process table from /proc: enough to find
+// every process a child started and to tell whether any of them still runs.
+package procfs
+
+import (
+	"errors"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+)
+
+// Process is one entry of the process table.
+type Process struct {
+	PID, PPID, PGID, SID int
+	// Start is when the process started, in clock ticks after boot: with
+	// PID it names a process uniquely, since ids are reused.
+	Start uint64
+	// Zombie is true for a process that has exited and waits to be reaped.
+	Zombie bool
+}
+
+// Read returns the process pid; ok is false when it does not exist.
+func Read(pid int) (p Process, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return Process{}, false
+	}
+	// "pid (comm) state ppid pgrp session ... starttime(22nd) ...": comm may
+	// hold spaces and parentheses, so split after the last ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return Process{}, false
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 20 {
+		return Process{}, false
+	}
+	p = Process{PID: pid, Zombie: f[0] == "Z" || f[0] == "X"}
+	var errs [4]error
+	p.PPID, errs[0] = strconv.Atoi(f[1])
+	p.PGID, errs[1] = strconv.Atoi(f[2])
+	p.SID, errs[2] = strconv.Atoi(f[3])
+	p.Start, errs[3] = strconv.ParseUint(f[19], 10, 64)
+	if errors.Join(errs[:]...) != nil {
+		return Process{}, false
+	}
+	return p, true
+}
+
+// All returns every process; ok is false without a readable /proc.
+func All() (procs []Process, ok bool) {
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return nil, false
+	}
+	procs = make([]Process, 0, len(entries))
+	for _, e := range entries {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		if p, ok := Read(pid); ok {
+			procs = append(procs, p)
+		}
+	}
+	return procs, true
+}
+
+// GroupAlive reports whether process group pgid has a live process. Zombies
+// do not count: they are dead, waiting for their parent (or init) to reap
+// them. Without /proc it trusts kill(-pgid, 0), which counts zombies.
+func GroupAlive(pgid int) bool {
+	procs, ok := All()
+	if !ok {
+		return groupSignalable(pgid)
+	}
+	for _, p := range procs {
+		if p.PGID == pgid && !p.Zombie {
+			return true
+		}
+	}
+	return false
+}
+
+// Descendants returns the live processes below root (children, their
+// children, ...), zombies excluded.
+func Descendants(root int) []Process {
+	procs, _ := All()
+	children := map[int][]Process{}
+	for _, p := range procs {
+		children[p.PPID] = append(children[p.PPID], p)
+	}
+	var out []Process
+	var walk func(int)
+	walk = func(pid int) {
+		for _, c := range children[pid] {
+			if !c.Zombie {
+				out = append(out, c)
+			}
+			walk(c.PID)
+		}
+	}
+	walk(root)
+	return out
+}

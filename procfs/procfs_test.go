@@ -1,0 +1,62 @@
+package procfs
+
+import (
+	"os"
+	"os/exec"
+	"syscall"
+	"testing"
+	"time"
+)
+
+func TestReadSelf(t *testing.T) {
+	p, ok := Read(os.Getpid())
+	if !ok || p.PID != os.Getpid() || p.PPID != os.Getppid() || p.Start == 0 || p.Zombie {
+		t.Errorf("Read(self) = %+v, %v", p, ok)
+	}
+	if _, ok := Read(1 << 30); ok {
+		t.Error("Read of a pid that cannot exist succeeded")
+	}
+}
+
+func TestDescendantsAndGroups(t *testing.T) {
+	// sh starts sleep as its child; both in a new process group.
+	cmd := exec.Command("sh", "-c", "sleep 30 & wait")
+	cmd.Env = []string{"PATH=" + os.Getenv("PATH")}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pgid := cmd.Process.Pid
+	deadline := time.Now().Add(5 * time.Second)
+	for len(Descendants(pgid)) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("the sleep child never showed up")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	kids := Descendants(pgid)
+	if kids[0].PPID != pgid || kids[0].PGID != pgid {
+		t.Errorf("child %+v, want parent and group %d", kids[0], pgid)
+	}
+	found := false
+	for _, p := range Descendants(os.Getpid()) {
+		found = found || p.PID == kids[0].PID
+	}
+	if !found {
+		t.Error("the grandchild is not among this process's descendants")
+	}
+	if !GroupAlive(pgid) {
+		t.Error("GroupAlive false while the group runs")
+	}
+	if err := syscall.Kill(-pgid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	_ = cmd.Wait()
+	deadline = time.Now().Add(5 * time.Second)
+	for GroupAlive(pgid) {
+		if time.Now().After(deadline) {
+			t.Fatal("GroupAlive still true after the group was killed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
