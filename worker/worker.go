@@ -61,6 +61,9 @@ type Config struct {
 	JobTimeout        time.Duration // a job's hard limit; default 15m
 	BackoffMin        time.Duration // default 200ms
 	BackoffMax        time.Duration // default 20s
+	// StuckAfter is how long the receive loop may go without turning before
+	// Healthy says false; default the long poll plus a minute.
+	StuckAfter time.Duration
 }
 
 // releaseGrace is how long Run waits, after its last receive was cancelled,
@@ -130,6 +133,9 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
+	if cfg.StuckAfter <= 0 {
+		cfg.StuckAfter = cfg.WaitTime + time.Minute
+	}
 	return &Worker{
 		sqs:      client,
 		cfg:      cfg,
@@ -163,13 +169,13 @@ func (w *Worker) Stats() Stats {
 }
 
 // Healthy reports whether the receive loop is turning: it last went round
-// within a long poll plus a minute (a stuck loop makes /health answer 503).
+// within Config.StuckAfter (a stuck loop makes /health answer 503).
 func (w *Worker) Healthy() bool {
 	last := w.created
 	if t := w.lastLoop.Load(); t != 0 {
 		last = time.Unix(0, t)
 	}
-	return time.Since(last) < w.cfg.WaitTime+time.Minute
+	return time.Since(last) < w.cfg.StuckAfter
 }
 
 // Run receives and runs jobs until ctx is done. Then it stops receiving,

@@ -472,3 +472,30 @@ func TestFailureAndTimeoutAreAnswered(t *testing.T) {
 		t.Errorf("%d progress responses for the slow job, want 1", progress)
 	}
 }
+
+// hangingClient is the real emulator client whose receives never return
+// until cancelled: a stuck poll loop.
+type hangingClient struct {
+	*sqs.Client
+}
+
+func (hangingClient) ReceiveMessage(ctx context.Context, _ *sqs.ReceiveMessageInput, _ ...func(*sqs.Options)) (*sqs.ReceiveMessageOutput, error) {
+	<-ctx.Done()
+	return nil, ctx.Err()
+}
+
+func TestHealthyTurnsFalseWhenThePollLoopIsStuck(t *testing.T) {
+	e := newEnv(t, true, 30*time.Second)
+	healthy, _ := e.start(t, nil, worker.Config{Handler: &recorder{}, StuckAfter: 2 * time.Second})
+	stuck, _ := e.start(t, hangingClient{e.emu.SQS()}, worker.Config{Handler: &recorder{}, StuckAfter: 2 * time.Second})
+	deadline := time.Now().Add(20 * time.Second)
+	for stuck.Healthy() {
+		if time.Now().After(deadline) {
+			t.Fatal("a worker whose receive never returns still says it is healthy")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if !healthy.Healthy() {
+		t.Error("a worker polling normally says it is not healthy")
+	}
+}
