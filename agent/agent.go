@@ -231,7 +231,7 @@ func (r *Runner) Run(ctx context.Context, req Request, onProgress func(Progress)
 	resume := req.SessionID != ""
 	if resume {
 		if ok, why := r.sessionAvailable(req); !ok {
-			r.log.Warn("agent session not resumable, starting a new one", "session", req.SessionID, "reason", why)
+			r.log.WarnContext(ctx, "agent session not resumable, starting a new one", "session", req.SessionID, "reason", why)
 			resume, fresh = false, true
 		}
 	}
@@ -240,7 +240,7 @@ func (r *Runner) Run(ctx context.Context, req Request, onProgress func(Progress)
 	}
 	res, err := r.runOnce(ctx, req, resume, emit)
 	if errors.Is(err, errNoConversation) {
-		r.log.Warn("agent session not found by the CLI, starting a new one", "session", req.SessionID)
+		r.log.WarnContext(ctx, "agent session not found by the CLI, starting a new one", "session", req.SessionID)
 		req.SessionID, fresh = uuid.NewString(), true
 		res, err = r.runOnce(ctx, req, false, emit)
 		if errors.Is(err, errNoConversation) {
@@ -463,7 +463,7 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	var watching sync.WaitGroup
 	watching.Go(func() { tree.Load().watch(watchCtx, treeScanInterval) })
-	log.Info("agent started", "pid", pid, "mode", req.Mode, "resume", resume, "instructionBytes", len(req.Instruction))
+	log.InfoContext(ctx, "agent started", "pid", pid, "mode", req.Mode, "resume", resume, "instructionBytes", len(req.Instruction))
 	if r.cfg.Started != nil {
 		r.cfg.Started(pid)
 	}
@@ -471,15 +471,15 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	parser.flush()
 	stopWatch()
 	watching.Wait()
-	log.Debug("agent process exited", "err", waitErr, "wallMs", time.Since(start).Milliseconds())
+	log.DebugContext(ctx, "agent process exited", "err", waitErr, "wallMs", time.Since(start).Milliseconds())
 
 	// Nothing the agent started outlives the run.
 	killCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.KillGrace+5*time.Second)
 	if err := tree.Load().kill(killCtx); err != nil {
-		log.Error("kill agent processes", "pid", pid, "err", err)
+		log.ErrorContext(ctx, "kill agent processes", "pid", pid, "err", err)
 	}
 	cancel()
-	log.Debug("agent processes gone", "wallMs", time.Since(start).Milliseconds())
+	log.DebugContext(ctx, "agent processes gone", "wallMs", time.Since(start).Milliseconds())
 
 	sessionID, initAt, cr := parser.state()
 	res := Result{SessionID: req.SessionID}
@@ -498,13 +498,13 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	}
 	stderrText := r.redactor.String(stderr.String())
 	ok := cr != nil && !cr.IsError && (waitErr == nil || errors.Is(waitErr, exec.ErrWaitDelay))
-	log.Info("agent finished", "ok", ok, "turns", res.NumTurns, "costUsd", res.CostUSD,
+	log.InfoContext(ctx, "agent finished", "ok", ok, "turns", res.NumTurns, "costUsd", res.CostUSD,
 		"durationMs", res.DurationMs, "startupMs", res.StartupMs, "wallMs", time.Since(start).Milliseconds())
 
 	switch {
 	case ok:
 		if waitErr != nil {
-			log.Warn("agent left its output open after exiting", "err", waitErr)
+			log.WarnContext(ctx, "agent left its output open after exiting", "err", waitErr)
 		}
 		return res, nil
 	case ctx.Err() != nil:
@@ -513,7 +513,7 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 		return res, errNoConversation
 	}
 	e := &Error{Code: CodeAgentFailed, Message: r.failureMessage(waitErr, cr, stderrText), Err: waitErr}
-	log.Warn("agent failed", "err", e.Message)
+	log.WarnContext(ctx, "agent failed", "err", e.Message)
 	return res, e
 }
 

@@ -92,10 +92,10 @@ func (s *Site) init(ctx context.Context, job Job) (Response, error) {
 		return Response{}, classify("init workspace", err)
 	}
 	if err := u.Touch(); err != nil {
-		s.log.Warn("cannot update metadata.json", "error", err, "job_id", job.JobID)
+		s.log.WarnContext(ctx, "cannot update metadata.json", "error", err)
 	}
 	if _, err := u.LoadThread(job.ThreadID); err != nil {
-		s.log.Warn("cannot read the thread record", "error", err, "job_id", job.JobID)
+		s.log.WarnContext(ctx, "cannot read the thread record", "error", err)
 	}
 	s.preview(ctx, u, job)
 	return Response{Branch: res.Branch, Resumed: Bool(res.Resumed), PreviewURL: s.cfg.PreviewBaseURL}, nil
@@ -113,7 +113,7 @@ func (s *Site) execute(ctx context.Context, job Job, progress ProgressFunc) (Res
 	}
 	resp := Response{Branch: branch, PreviewURL: s.cfg.PreviewBaseURL}
 	if err := u.Touch(); err != nil {
-		s.log.Warn("cannot update metadata.json", "error", err, "job_id", job.JobID)
+		s.log.WarnContext(ctx, "cannot update metadata.json", "error", err)
 	}
 	s.preview(ctx, u, job)
 
@@ -126,7 +126,7 @@ func (s *Site) execute(ctx context.Context, job Job, progress ProgressFunc) (Res
 	if sha, found, err := u.FindJobCommit(ctx, job.ThreadID, job.JobID); err != nil {
 		return resp, classify("look for the job's commit", err)
 	} else if found {
-		s.log.Info("job already committed by an earlier attempt: not running the agent again", "job_id", job.JobID, "commit", sha)
+		s.log.InfoContext(ctx, "job already committed by an earlier attempt: not running the agent again", "commit", sha)
 		resp.Commit = sha
 		if rec, ok := thread.Job(job.JobID); ok && rec.SessionID != "" {
 			resp.Claude = &ClaudeResult{SessionID: rec.SessionID, CostUSD: rec.CostUSD}
@@ -164,7 +164,7 @@ func (s *Site) execute(ctx context.Context, job Job, progress ProgressFunc) (Res
 		code := classify("run the agent", runErr)
 		record.Status, record.ErrorCode, record.FinishedAt = "failed", string(ErrorBodyOf(code).Code), time.Now().UTC()
 		if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-			s.log.Warn("cannot record the job", "error", err, "job_id", job.JobID)
+			s.log.WarnContext(ctx, "cannot record the job", "error", err)
 		}
 		return resp, code
 	}
@@ -183,7 +183,7 @@ func (s *Site) execute(ctx context.Context, job Job, progress ProgressFunc) (Res
 	record.Pushed = resp.Pushed != nil && *resp.Pushed
 	record.Status, record.FinishedAt = "succeeded", time.Now().UTC()
 	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-		s.log.Warn("cannot record the job", "error", err, "job_id", job.JobID)
+		s.log.WarnContext(ctx, "cannot record the job", "error", err)
 	}
 	return resp, nil
 }
@@ -197,7 +197,7 @@ func (s *Site) push(ctx context.Context, u *workspace.User, job Job, resp *Respo
 	resp.Pushed = Bool(pushed)
 	if !pushed && reason != "" {
 		resp.PushError = reason
-		s.log.Warn("thread branch not pushed", "job_id", job.JobID, "reason", reason)
+		s.log.WarnContext(ctx, "thread branch not pushed", "reason", reason)
 	}
 }
 
@@ -211,7 +211,7 @@ func (s *Site) preview(ctx context.Context, u *workspace.User, job Job) {
 	s.previewMu.Lock()
 	defer s.previewMu.Unlock()
 	if err := s.cfg.Preview.Target(ctx, u.ProjectDir); err != nil {
-		s.log.Warn("preview not serving", "error", err, "job_id", job.JobID, "client_id", job.ClientID, "user_id", job.UserID)
+		s.log.WarnContext(ctx, "preview not serving", "error", err)
 	}
 }
 

@@ -44,7 +44,7 @@ func New(w io.Writer, opt Options) *slog.Logger {
 	default:
 		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: opt.Level, ReplaceAttr: mask})
 	}
-	return slog.New(h)
+	return slog.New(contextHandler{h})
 }
 
 // redactAttr masks secrets in string values, error values and the message.
@@ -68,6 +68,9 @@ func redactAttr(r *redact.Redactor, a slog.Attr) slog.Attr {
 	}
 	return a
 }
+
+// timeZero is the zero time, for records that only carry attributes.
+var timeZero time.Time
 
 // Discard returns a logger that drops everything, for tests and tools.
 func Discard() *slog.Logger { return slog.New(slog.DiscardHandler) }

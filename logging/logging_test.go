@@ -2,6 +2,7 @@ package logging
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"log/slog"
@@ -50,5 +51,28 @@ func TestNewLevel(t *testing.T) {
 	log.Warn("loud")
 	if strings.Contains(buf.String(), "quiet") || !strings.Contains(buf.String(), "loud") {
 		t.Errorf("level not applied: %s", buf.String())
+	}
+}
+
+func TestWithAddsContextAttributes(t *testing.T) {
+	var buf bytes.Buffer
+	log := New(&buf, Options{Level: slog.LevelInfo, Format: "json"}).With("component", "workspace")
+	ctx := With(context.Background(), "job_id", "j1", "user_id", "u1")
+	ctx = With(ctx, slog.String("thread_id", "t1"))
+	log.InfoContext(ctx, "cloning")
+	log.Info("no context")
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	var first, second map[string]any
+	if err := json.Unmarshal([]byte(lines[0]), &first); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal([]byte(lines[1]), &second); err != nil {
+		t.Fatal(err)
+	}
+	if first["job_id"] != "j1" || first["user_id"] != "u1" || first["thread_id"] != "t1" || first["component"] != "workspace" {
+		t.Errorf("line with context: %v", first)
+	}
+	if _, ok := second["job_id"]; ok {
+		t.Errorf("line without context has job attributes: %v", second)
 	}
 }

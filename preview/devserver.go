@@ -223,7 +223,7 @@ func (d *DevServer) Target(ctx context.Context, projectDir string) error {
 	old := d.run
 	d.mu.Unlock()
 	if old != nil {
-		d.log.Info("re-targeting dev server", "from", old.dir, "to", dir)
+		d.log.InfoContext(ctx, "re-targeting dev server", "from", old.dir, "to", dir)
 		old.cancel()
 		<-old.done
 	}
@@ -600,7 +600,7 @@ func (d *DevServer) answers(ctx context.Context) bool {
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // best effort: the status is what counts
 	if err := resp.Body.Close(); err != nil {
-		d.log.Debug("close probe response", "err", err)
+		d.log.DebugContext(ctx, "close probe response", "err", err)
 	}
 	return true
 }

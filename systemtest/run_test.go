@@ -116,6 +116,22 @@ func TestExecuteEditsCommitsAndPushes(t *testing.T) {
 	if !sawProgress {
 		t.Error("no progress response for the execute job")
 	}
+	// Every line about a job names it, whichever package logged it.
+	named := map[string]bool{}
+	for _, line := range logLines(t, p.logs.String()) {
+		switch line["msg"] {
+		case "cloning repository", "installing dependencies", "committed", "agent started", "agent finished", "job started", "job succeeded":
+			for _, key := range []string{"job_id", "client_id", "user_id", "thread_id", "message_id"} {
+				if line[key] == nil || line[key] == "" {
+					t.Errorf("log line %q has no %s: %v", line["msg"], key, line)
+				}
+			}
+			named[line["msg"].(string)] = true
+		}
+	}
+	if len(named) < 6 {
+		t.Errorf("expected job log lines missing; saw %v", named)
+	}
 	code, body := p.health()
 	if code != 200 || body["clientId"] != "acme" || body["userId"] != "alice" || body["branch"] != "thread-t1" {
 		t.Errorf("/health %d %v", code, body)

@@ -25,6 +25,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/ledger"
+	"github.com/webordinary/claude-code-astro/logging"
 	"github.com/webordinary/claude-code-astro/redact"
 )
 
@@ -446,6 +447,9 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 	w.current.Store(&job)
 	log.Info("job started")
 	jobCtx, cancel := context.WithTimeout(ctx, w.cfg.JobTimeout)
+	// Every line logged with the job's context, in any package, names the job.
+	jobCtx = logging.With(jobCtx, "job_id", job.JobID, "client_id", job.ClientID, "user_id", job.UserID,
+		"thread_id", job.ThreadID, "message_id", aws.ToString(d.msg.MessageId))
 	resp, err := w.handle(jobCtx, job, w.progress(ctx, d, log))
 	timedOut := errors.Is(jobCtx.Err(), context.DeadlineExceeded)
 	cancel()

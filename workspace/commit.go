@@ -77,7 +77,7 @@ func (u *User) Commit(ctx context.Context, threadID, jobID, instruction string) 
 		return CommitResult{}, fmt.Errorf("commit: %w", err)
 	}
 	res.SHA = strings.TrimSpace(sha)
-	u.log.Info("committed", "thread", threadID, "job", jobID, "commit", res.SHA, "files", len(res.Files))
+	u.log.InfoContext(ctx, "committed", "thread", threadID, "job", jobID, "commit", res.SHA, "files", len(res.Files))
 	return res, nil
 }
 
@@ -166,7 +166,7 @@ func (u *User) Push(ctx context.Context, threadID string) (pushed bool, reason s
 		if len(reason) > maxPushReason {
 			reason = "..." + strings.ToValidUTF8(reason[len(reason)-maxPushReason:], "")
 		}
-		u.log.Warn("push failed", "branch", b, "reason", reason)
+		u.log.WarnContext(ctx, "push failed", "branch", b, "reason", reason)
 		return false, reason, nil
 	}
 	return true, "", nil

@@ -67,7 +67,7 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 
 	meta, err := u.Metadata()
 	if err != nil && !errors.Is(err, ErrNotInitialized) {
-		u.log.Warn("unreadable metadata, rewriting it", "err", err)
+		u.log.WarnContext(ctx, "unreadable metadata, rewriting it", "err", err)
 		meta = Metadata{}
 	}
 	repoURL := opt.RepoURL
@@ -94,7 +94,7 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 		if err := ctx.Err(); err != nil {
 			return res, fmt.Errorf("init workspace: %w", err)
 		}
-		u.log.Info("cloning repository")
+		u.log.InfoContext(ctx, "cloning repository")
 		if err := u.cloneProject(ctx, repoURL); err != nil {
 			return res, fmt.Errorf("init workspace: %w", err)
 		}
@@ -126,7 +126,7 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 	if err != nil {
 		return res, fmt.Errorf("init workspace: %w", err)
 	}
-	u.log.Info("workspace ready", "branch", res.Branch, "resumed", res.Resumed, "cloned", res.Cloned, "installed", res.Installed)
+	u.log.InfoContext(ctx, "workspace ready", "branch", res.Branch, "resumed", res.Resumed, "cloned", res.Cloned, "installed", res.Installed)
 	return res, nil
 }
 
@@ -138,7 +138,7 @@ func (u *User) fetch(ctx context.Context, repoURL string) {
 		return
 	}
 	if _, err := u.git(ctx, gitCall{authURL: repoURL, args: []string{"fetch", "--prune", "--quiet", "origin"}}); err != nil {
-		u.log.Warn("fetch failed; continuing with local state", "err", err)
+		u.log.WarnContext(ctx, "fetch failed; continuing with local state", "err", err)
 	}
 }
 

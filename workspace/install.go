@@ -95,7 +95,7 @@ func (u *User) install(ctx context.Context, meta *Metadata) (bool, error) {
 	}
 	meta.Lockfile, meta.LockfileHash = in.file, ""
 	command := strings.Join(in.args, " ")
-	u.log.Info("installing dependencies", "command", command)
+	u.log.InfoContext(ctx, "installing dependencies", "command", command)
 	if err := u.runInstaller(ctx, in.args); err != nil {
 		return false, err
 	}

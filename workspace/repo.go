@@ -67,7 +67,7 @@ func (u *User) cloneProject(ctx context.Context, repoURL string) error {
 	var broken string
 	if _, err := os.Lstat(u.ProjectDir); err == nil {
 		broken = filepath.Join(u.Dir, fmt.Sprintf("%s%d", brokenTempPrefix, time.Now().UnixNano()))
-		u.log.Warn("replacing damaged repository", "moved_to", filepath.Base(broken))
+		u.log.WarnContext(ctx, "replacing damaged repository", "moved_to", filepath.Base(broken))
 		if err := os.Rename(u.ProjectDir, broken); err != nil {
 			return errors.Join(fmt.Errorf("clone repository: move damaged project: %w", err), os.RemoveAll(tmp))
 		}
@@ -210,7 +210,7 @@ func (u *User) saveWIP(ctx context.Context, toThread string) error {
 	if _, err := u.git(ctx, gitCall{args: []string{"commit", "--no-verify", "--quiet", "-m", msg}}); err != nil {
 		return err
 	}
-	u.log.Info("saved uncommitted work before switching", "branch", cur, "to_thread", toThread)
+	u.log.InfoContext(ctx, "saved uncommitted work before switching", "branch", cur, "to_thread", toThread)
 	return nil
 }
 
@@ -297,6 +297,6 @@ func (u *User) fastForward(ctx context.Context, threadID string) {
 		return
 	}
 	if _, err := u.git(ctx, gitCall{args: []string{"merge", "--ff-only", "--quiet", remote}}); err != nil {
-		u.log.Warn("fast-forward thread branch", "branch", b, "err", err)
+		u.log.WarnContext(ctx, "fast-forward thread branch", "branch", b, "err", err)
 	}
 }
