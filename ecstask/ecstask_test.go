@@ -7,7 +7,6 @@ import (
 	"strings"
 	"testing"
 
-
 	"github.com/webordinary/claude-code-astro/ecstask"
 	"github.com/webordinary/claude-code-astro/testkit/sqstest"
 )
@@ -67,4 +66,3 @@ func TestStopInEmulator(t *testing.T) {
 		t.Errorf("stopped reason %q", r)
 	}
 }
-
