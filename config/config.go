@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/jobs"
 )
 
 // ErrInvalid is wrapped by every configuration error.
@@ -161,9 +163,9 @@ func (c Config) Validate() error {
 			return &FieldError{"ANTHROPIC_BASE_URL", "must be an http(s) URL without credentials"}
 		}
 	}
-	if c.RepoURL != "" && strings.Contains(c.RepoURL, "@") && strings.Contains(c.RepoURL, "://") {
-		if u, err := url.Parse(c.RepoURL); err == nil && u.User != nil && (u.Scheme == "https" || u.Scheme == "http") {
-			return &FieldError{"REPO_URL", "must not contain credentials: give the token as GITHUB_TOKEN"}
+	if c.RepoURL != "" {
+		if err := jobs.ValidateRepoURL(c.RepoURL); err != nil {
+			return &FieldError{"REPO_URL", err.Error()}
 		}
 	}
 	if c.ClaudeBin == "" {

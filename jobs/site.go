@@ -22,6 +22,10 @@ type Previewer interface {
 	Target(ctx context.Context, projectDir string) error
 }
 
+// finishTimeout bounds the commit and push after the agent succeeded; it
+// runs past JOB_TIMEOUT and shutdown, within ECS's stop timeout.
+const finishTimeout = 15 * time.Second
+
 // SiteConfig configures Site. Workspaces and Agent are required.
 type SiteConfig struct {
 	Workspaces *workspace.Workspaces
@@ -169,6 +173,11 @@ func (s *Site) execute(ctx context.Context, job Job, progress ProgressFunc) (Res
 		return resp, code
 	}
 
+	// The agent's work is done: commit and push it even if the job's time
+	// runs out or the worker is stopping now, so a redelivery finds the
+	// commit instead of running the instruction again on top of its edits.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
 	if job.Mode != ModePlan {
 		commit, err := u.Commit(ctx, job.ThreadID, job.JobID, job.Instruction)
 		if err != nil {

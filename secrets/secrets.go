@@ -36,6 +36,9 @@ func Resolve(ctx context.Context, api Getter, ref string) (string, error) {
 	if out.SecretString == nil {
 		value = string(out.SecretBinary)
 	}
+	// A secret saved from a file often ends in a newline: a key with one
+	// would not authenticate, nor match the redaction of its bare value.
+	value = strings.TrimSpace(value)
 	if !hasKey {
 		if value == "" {
 			return "", fmt.Errorf("secret %q is empty: %w", id, ErrNotFound)
@@ -47,6 +50,7 @@ func Resolve(ctx context.Context, api Getter, ref string) (string, error) {
 		return "", fmt.Errorf("secret %q is not a JSON object, so it has no key %q", id, key)
 	}
 	v, ok := fields[key].(string)
+	v = strings.TrimSpace(v)
 	if !ok || v == "" {
 		return "", fmt.Errorf("secret %q has no string key %q: %w", id, key, ErrNotFound)
 	}

@@ -4,9 +4,11 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 )
 
 // SQSClient lists the SQS calls the worker makes; *sqs.Client implements it.
@@ -17,6 +19,20 @@ type SQSClient interface {
 	ChangeMessageVisibilityBatch(ctx context.Context, in *sqs.ChangeMessageVisibilityBatchInput, opts ...func(*sqs.Options)) (*sqs.ChangeMessageVisibilityBatchOutput, error)
 	SendMessage(ctx context.Context, in *sqs.SendMessageInput, opts ...func(*sqs.Options)) (*sqs.SendMessageOutput, error)
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
+}
+
+// isMissingQueue reports whether err says the queue does not exist.
+// Emulators and SQS's two protocols name it differently: match the code.
+func isMissingQueue(err error) bool {
+	var ae smithy.APIError
+	if !errors.As(err, &ae) {
+		return false
+	}
+	switch ae.ErrorCode() {
+	case "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist":
+		return true
+	}
+	return false
 }
 
 // isFIFO reports whether a queue URL names a FIFO queue.

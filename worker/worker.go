@@ -82,6 +82,9 @@ type Worker struct {
 	sem      chan struct{} // one token per running job
 	slotFree chan struct{} // signalled when a held message is done
 
+	// hbMu orders heartbeats and releases: a release never overlaps a
+	// heartbeat that could make the released message invisible again.
+	hbMu     sync.Mutex
 	mu       sync.Mutex
 	inflight map[string]*delivery // by receipt handle: received, not yet deleted or released
 	lanes    map[string]*lane     // by user key
@@ -169,8 +172,9 @@ func (w *Worker) Stats() Stats {
 	return s
 }
 
-// Healthy reports whether the receive loop is turning: it last went round
-// within Config.StuckAfter (a stuck loop makes /health answer 503).
+// Healthy reports whether the receive loop is working: its last successful
+// receive (or its last wait for a free slot) is within Config.StuckAfter. A
+// hung receive, or a queue failing for that long, makes /health answer 503.
 func (w *Worker) Healthy() bool {
 	last := w.created
 	if t := w.lastLoop.Load(); t != 0 {
@@ -186,7 +190,10 @@ func (w *Worker) Run(ctx context.Context) error {
 	w.lastLoop.Store(time.Now().UnixNano())
 	vis, err := w.visibilityTimeout(ctx)
 	if err != nil {
-		return nil // ctx ended before the queue answered: nothing was received
+		if ctx.Err() != nil {
+			return nil // ctx ended before the queue answered: nothing was received
+		}
+		return err
 	}
 	w.log.Info("worker started", "job_queue", w.cfg.JobQueueURL, "response_queue", w.cfg.ResponseQueueURL,
 		"visibility_timeout", vis.String(), "max_concurrent_users", w.cfg.MaxConcurrentUsers)
@@ -231,9 +238,11 @@ func (w *Worker) visibilityTimeout(ctx context.Context) (time.Duration, error) {
 		if ctx.Err() != nil {
 			return 0, ctx.Err()
 		}
+		if isMissingQueue(err) {
+			return 0, fmt.Errorf("JOB_QUEUE_URL: the queue does not exist: %w", err)
+		}
 		d := bo.next()
 		w.log.Warn("cannot read the job queue's attributes; retrying", "error", err, "retry_in", d.String(), "attempt", bo.attempt)
-		w.lastLoop.Store(time.Now().UnixNano())
 		if !sleep(ctx, d) {
 			return 0, ctx.Err()
 		}
@@ -244,10 +253,10 @@ func (w *Worker) visibilityTimeout(ctx context.Context) (time.Duration, error) {
 func (w *Worker) receive(ctx context.Context, lanes *sync.WaitGroup) {
 	bo := backoff{min: w.cfg.BackoffMin, max: w.cfg.BackoffMax}
 	for ctx.Err() == nil {
-		w.lastLoop.Store(time.Now().UnixNano())
 		free := w.cfg.MaxHeld - w.held()
 		if free <= 0 {
-			select { // every slot holds a message: wait for one to finish
+			w.lastLoop.Store(time.Now().UnixNano()) // busy, not stuck
+			select {                                // every slot holds a message: wait for one to finish
 			case <-w.slotFree:
 			case <-time.After(5 * time.Second):
 			case <-ctx.Done():
@@ -269,6 +278,7 @@ func (w *Worker) receive(ctx context.Context, lanes *sync.WaitGroup) {
 			sleep(ctx, d)
 			continue
 		}
+		w.lastLoop.Store(time.Now().UnixNano())
 		if bo.attempt > 0 {
 			w.log.Info("job queue reachable again", "after_attempts", bo.attempt)
 			bo.reset()
@@ -423,7 +433,10 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 		prev, found, err := w.cfg.Ledger.Get(job)
 		switch {
 		case err != nil:
-			log.Warn("cannot read the job's record; running it", "error", err)
+			// Without the record the job might run twice: try again later.
+			log.Warn("cannot read the job's record: releasing the message to try again", "error", err)
+			w.release(d)
+			return false
 		case found && prev.State == ledger.StateFinished && prev.Response != nil && prev.Answered(aws.ToString(d.msg.MessageId)):
 			log.Info("message redelivered after its job was answered: deleting it")
 			return w.delete(ctx, d)
@@ -617,9 +630,13 @@ func (w *Worker) delete(ctx context.Context, d *delivery) bool {
 
 // release makes a message visible again at once, for another receive.
 func (w *Worker) release(d *delivery) {
+	// Forget it first, under the heartbeat's lock: a heartbeat in flight
+	// would otherwise hide the message again right after the release.
+	w.hbMu.Lock()
+	defer w.hbMu.Unlock()
+	w.forget(d)
 	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
-	defer w.forget(d)
 	_, err := w.sqs.ChangeMessageVisibility(rctx, &sqs.ChangeMessageVisibilityInput{
 		QueueUrl: aws.String(w.cfg.JobQueueURL), ReceiptHandle: d.msg.ReceiptHandle, VisibilityTimeout: 0,
 	})
@@ -631,16 +648,39 @@ func (w *Worker) release(d *delivery) {
 	w.log.Info("message released for redelivery", "message_id", aws.ToString(d.msg.MessageId), "job_id", d.job.JobID)
 }
 
-// releaseAll releases whatever is still held, at the very end of Run.
+// releaseAll releases whatever is still held, at the very end of Run, ten
+// messages a call, under one deadline.
 func (w *Worker) releaseAll() {
 	w.mu.Lock()
-	var rest []*delivery
+	rest := make([]*delivery, 0, len(w.inflight))
 	for _, d := range w.inflight {
 		rest = append(rest, d)
 	}
 	w.mu.Unlock()
-	for _, d := range rest {
-		w.release(d)
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	for start := 0; start < len(rest); start += 10 {
+		batch := rest[start:min(start+10, len(rest))]
+		entries := make([]types.ChangeMessageVisibilityBatchRequestEntry, len(batch))
+		for i, d := range batch {
+			w.forget(d)
+			entries[i] = types.ChangeMessageVisibilityBatchRequestEntry{Id: aws.String(strconv.Itoa(i)), ReceiptHandle: d.msg.ReceiptHandle}
+		}
+		out, err := w.sqs.ChangeMessageVisibilityBatch(ctx, &sqs.ChangeMessageVisibilityBatchInput{QueueUrl: aws.String(w.cfg.JobQueueURL), Entries: entries})
+		if err != nil {
+			w.log.Warn("cannot release messages; they return after their visibility timeout", "messages", len(batch), "error", err)
+			continue
+		}
+		failed := map[string]bool{}
+		for _, f := range out.Failed {
+			failed[aws.ToString(f.Id)] = true
+			w.log.Warn("cannot release a message; it returns after its visibility timeout", "code", aws.ToString(f.Code))
+		}
+		for i, d := range batch {
+			if !failed[strconv.Itoa(i)] {
+				w.log.Info("message released for redelivery", "message_id", aws.ToString(d.msg.MessageId), "job_id", d.job.JobID)
+			}
+		}
 	}
 }
 
@@ -666,6 +706,7 @@ func (w *Worker) heartbeat(ctx context.Context, vis time.Duration) {
 			return
 		case <-t.C:
 		}
+		w.hbMu.Lock()
 		w.mu.Lock()
 		handles := make([]string, 0, len(w.inflight))
 		for h := range w.inflight {
@@ -694,5 +735,6 @@ func (w *Worker) heartbeat(ctx context.Context, vis time.Duration) {
 				w.log.Debug("visibility heartbeat: entry failed", "code", aws.ToString(f.Code), "message", aws.ToString(f.Message))
 			}
 		}
+		w.hbMu.Unlock()
 	}
 }

@@ -499,3 +499,20 @@ func TestHealthyTurnsFalseWhenThePollLoopIsStuck(t *testing.T) {
 		t.Error("a worker polling normally says it is not healthy")
 	}
 }
+
+func TestMissingJobQueueStopsRun(t *testing.T) {
+	emu := sqstest.Start(t)
+	rq := emu.CreateQueue(t, "missing-queue-responses", sqstest.QueueOptions{})
+	w, err := worker.New(emu.SQS(), worker.Config{
+		JobQueueURL: "http://localhost:4566/000000000000/no-such-queue", ResponseQueueURL: rq.URL, Handler: &recorder{},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	err = w.Run(ctx)
+	if err == nil || !strings.Contains(err.Error(), "JOB_QUEUE_URL") || ctx.Err() != nil {
+		t.Errorf("Run with a missing queue = %v, want an error naming JOB_QUEUE_URL at once", err)
+	}
+}

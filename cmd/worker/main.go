@@ -25,7 +25,11 @@ import (
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	defer stop()
+	go func() {
+		// After the first signal, the next one stops the process at once.
+		<-ctx.Done()
+		stop()
+	}()
 	m := NewMain()
 	os.Exit(m.Run(ctx, os.Args[1:]))
 }

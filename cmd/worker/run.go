@@ -39,7 +39,7 @@ import (
 // Shutdown budget: ECS gives a task stopTimeout (30 s by default) between
 // SIGTERM and SIGKILL; the worker is done well inside it.
 const (
-	shutdownBudget = 22 * time.Second
+	shutdownBudget = 18 * time.Second
 	awsHTTPTimeout = 40 * time.Second // above the 20 s long poll
 	secretsTimeout = 20 * time.Second
 )
@@ -177,7 +177,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	}
 	stop()
 
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*time.Second)
 	defer cancel()
 	if dev != nil {
 		if err := dev.Close(closeCtx); err != nil {

@@ -108,6 +108,9 @@ func (c *SendCommand) Run(ctx context.Context, args []string) error {
 	out, _ := json.MarshalIndent(resp, "", "  ")
 	fmt.Fprintln(c.Stdout, string(out))
 	if resp.Status != jobs.StatusSucceeded {
+		if resp.Error == nil {
+			return fmt.Errorf("job %s %s", job.JobID, resp.Status)
+		}
 		return fmt.Errorf("job %s failed: %s: %s", job.JobID, resp.Error.Code, resp.Error.Message)
 	}
 	return nil
