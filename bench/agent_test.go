@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -270,9 +269,10 @@ func treeMemory(pid int) (treeSample, error) {
 		return treeSample{}, fmt.Errorf("the worker (%d): %w", pid, err)
 	}
 	t := treeSample{total: rss, parts: map[string]int64{"worker": rss}, procs: 1}
-	for _, child := range children(pid) {
+	tree := childMap()
+	for _, child := range tree[pid] {
 		part := classify(child)
-		for _, p := range append([]int{child}, descendants(child)...) {
+		for _, p := range append([]int{child}, descendants(tree, child)...) {
 			rss, err := residentBytes(p)
 			if err != nil {
 				continue // exited meanwhile
@@ -283,27 +283,6 @@ func treeMemory(pid int) (treeSample, error) {
 		}
 	}
 	return t, nil
-}
-
-// children returns pid's live child processes.
-func children(pid int) []int {
-	var out []int
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		p, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		f, err := procStat(p)
-		if err != nil || len(f) < 2 || f[0] == "Z" {
-			continue
-		}
-		if f[1] == strconv.Itoa(pid) {
-			out = append(out, p)
-		}
-	}
-	slices.Sort(out)
-	return out
 }
 
 // classify names the part of the worker a child process is.

@@ -243,8 +243,8 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / userHZ, nil
 }
 
-// descendants returns the pids of every live process below pid.
-func descendants(pid int) []int {
+// childMap returns every live process's children, from one scan of /proc.
+func childMap() map[int][]int {
 	children := map[int][]int{}
 	entries, _ := os.ReadDir("/proc")
 	for _, e := range entries {
@@ -259,6 +259,11 @@ func descendants(pid int) []int {
 		ppid, _ := strconv.Atoi(f[1])
 		children[ppid] = append(children[ppid], child)
 	}
+	return children
+}
+
+// descendants returns the pids of every process below pid in children.
+func descendants(children map[int][]int, pid int) []int {
 	var out []int
 	var walk func(int)
 	walk = func(p int) {
