@@ -1,6 +1,13 @@
 package jobs
 
-import "context"
+import (
+	"context"
+	"errors"
+)
+
+// ErrRetryLater, wrapped in a handler's error, says the job could not start
+// now and should run later: its message is released, not answered.
+var ErrRetryLater = errors.New("retry later")
 
 // ProgressFunc reports what a running job is doing. It is called from the
 // handler's goroutine, in order; it must not block for long.

@@ -57,13 +57,29 @@ func NewSite(cfg SiteConfig) *Site {
 	return &Site{cfg: cfg, log: cfg.Logger}
 }
 
-// Handle runs one job.
+// Handle runs one job, holding the user's workspace lock meanwhile.
 func (s *Site) Handle(ctx context.Context, job Job, progress ProgressFunc) (Response, error) {
+	u, err := s.user(job)
+	if err != nil {
+		return Response{}, err
+	}
+	unlock, err := u.Lock()
+	if errors.Is(err, workspace.ErrBusy) {
+		return Response{}, fmt.Errorf("%w: %w", ErrRetryLater, err)
+	}
+	if err != nil {
+		return Response{}, classify("lock the workspace", err)
+	}
+	defer func() {
+		if err := unlock(); err != nil {
+			s.log.WarnContext(ctx, "unlock the workspace", "error", err)
+		}
+	}()
 	switch job.Type {
 	case TypeInit:
-		return s.init(ctx, job)
+		return s.init(ctx, u, job)
 	case TypeExecute:
-		return s.execute(ctx, job, progress)
+		return s.execute(ctx, u, job, progress)
 	}
 	return Response{}, Errorf(CodeInvalidJob, "unknown job type %q", job.Type)
 }
@@ -77,11 +93,7 @@ func (s *Site) user(job Job) (*workspace.User, error) {
 }
 
 // init clones or resumes the workspace and checks out the thread's branch.
-func (s *Site) init(ctx context.Context, job Job) (Response, error) {
-	u, err := s.user(job)
-	if err != nil {
-		return Response{}, err
-	}
+func (s *Site) init(ctx context.Context, u *workspace.User, job Job) (Response, error) {
 	repo := job.RepoURL
 	if repo == "" {
 		if meta, err := u.Metadata(); err != nil || meta.RepoURL == "" {
@@ -106,11 +118,7 @@ func (s *Site) init(ctx context.Context, job Job) (Response, error) {
 }
 
 // execute runs the agent on the thread and commits what it changed.
-func (s *Site) execute(ctx context.Context, job Job, progress ProgressFunc) (Response, error) {
-	u, err := s.user(job)
-	if err != nil {
-		return Response{}, err
-	}
+func (s *Site) execute(ctx context.Context, u *workspace.User, job Job, progress ProgressFunc) (Response, error) {
 	branch, err := u.SwitchThread(ctx, job.ThreadID)
 	if err != nil {
 		return Response{}, classify("switch to the thread", err)

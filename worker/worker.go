@@ -468,6 +468,11 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 	cancel()
 	w.running.Add(-1)
 
+	if errors.Is(err, jobs.ErrRetryLater) {
+		log.Warn("job cannot start now: its message comes back later", "error", err, "after", retryLaterDelay.String())
+		w.releaseAfter(d, retryLaterDelay)
+		return false
+	}
 	if err != nil && ctx.Err() != nil {
 		// Shutdown, not the job's fault: another worker runs it again.
 		log.Warn("job cancelled by shutdown: its message is released for redelivery", "error", err)
@@ -628,8 +633,14 @@ func (w *Worker) delete(ctx context.Context, d *delivery) bool {
 	return true
 }
 
+// retryLaterDelay is how long a job that could not start stays invisible.
+const retryLaterDelay = 15 * time.Second
+
 // release makes a message visible again at once, for another receive.
-func (w *Worker) release(d *delivery) {
+func (w *Worker) release(d *delivery) { w.releaseAfter(d, 0) }
+
+// releaseAfter makes a message visible again after delay.
+func (w *Worker) releaseAfter(d *delivery, delay time.Duration) {
 	// Forget it first, under the heartbeat's lock: a heartbeat in flight
 	// would otherwise hide the message again right after the release.
 	w.hbMu.Lock()
@@ -638,7 +649,7 @@ func (w *Worker) release(d *delivery) {
 	rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_, err := w.sqs.ChangeMessageVisibility(rctx, &sqs.ChangeMessageVisibilityInput{
-		QueueUrl: aws.String(w.cfg.JobQueueURL), ReceiptHandle: d.msg.ReceiptHandle, VisibilityTimeout: 0,
+		QueueUrl: aws.String(w.cfg.JobQueueURL), ReceiptHandle: d.msg.ReceiptHandle, VisibilityTimeout: int32(delay / time.Second),
 	})
 	if err != nil {
 		w.log.Warn("cannot release a message; it returns after its visibility timeout",
