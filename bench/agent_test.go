@@ -18,7 +18,7 @@ import (
 )
 
 // agentWorker is a worker binary with the real CLI against the fake
-// Messages API and a remote repository, reached through the emulator front.
+// Messages API and a remote repository, reached through the emulator.
 type agentWorker struct {
 	p         *workerProc
 	api       *fakeanthropic.Server
@@ -31,12 +31,11 @@ type agentWorker struct {
 func (e *env) startAgentWorker(b *testing.B, name string, files map[string]string, extra map[string]string) *agentWorker {
 	claude := e.claudeBin(b)
 	emu := sqstest.Start(b)
-	f := startFront(b, emu)
 	jobsQ, respQ := queues(b, emu, name)
 	remote := workspacetest.NewRemote(b, workspacetest.NewGit(b), files)
 	api := fakeanthropic.New(b)
 	vars := workerEnv(b, emu, jobsQ, respQ)
-	vars["AWS_ENDPOINT_URL"] = f.URL
+	vars["AWS_ENDPOINT_URL"] = emu.URL
 	vars["CLAUDE_BIN"] = claude
 	vars["ANTHROPIC_BASE_URL"] = api.URL
 	vars["REPO_URL"] = remote.URL
@@ -45,7 +44,7 @@ func (e *env) startAgentWorker(b *testing.B, name string, files map[string]strin
 	}
 	p := e.startWorker(b, vars)
 	p.waitHealthy(20*time.Millisecond, 30*time.Second)
-	return &agentWorker{p: p, api: api, jobsQ: jobsQ, responses: collect(b, f.queue(respQ), 1), workspace: vars["WORKSPACE_PATH"]}
+	return &agentWorker{p: p, api: api, jobsQ: jobsQ, responses: collect(b, respQ, 1), workspace: vars["WORKSPACE_PATH"]}
 }
 
 // run sends job and returns its final response, failing unless it succeeded.

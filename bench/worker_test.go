@@ -89,8 +89,8 @@ func noopHandler() jobs.Handler {
 
 // runWorker runs an in-process worker with the no-op handler and a ledger,
 // as the binary has, until the benchmark ends.
-func runWorker(b *testing.B, f *front, jobsQ, respQ sqstest.Queue, users int) {
-	w, err := worker.New(f.SQS(), worker.Config{
+func runWorker(b *testing.B, emu *sqstest.Emulator, jobsQ, respQ sqstest.Queue, users int) {
+	w, err := worker.New(emu.SQS(), worker.Config{
 		JobQueueURL: jobsQ.URL, ResponseQueueURL: respQ.URL, Handler: noopHandler(),
 		Ledger: ledger.New(b.TempDir()), Logger: quietLogger(b), MaxConcurrentUsers: users,
 	})
@@ -119,9 +119,8 @@ func benchJobOverhead(b *testing.B, e *env) {
 	const warmup, n = 5, 100
 	emu := sqstest.Start(b)
 	jobsQ, respQ := queues(b, emu, "overhead")
-	f := startFront(b, emu)
-	runWorker(b, f, jobsQ, respQ, 2)
-	responses := collect(b, f.queue(respQ), 1)
+	runWorker(b, emu, jobsQ, respQ, 2)
+	responses := collect(b, respQ, 1)
 	ctx := context.Background()
 
 	var toQueue, inWorker, e2e []time.Duration
@@ -156,9 +155,8 @@ func benchThroughput(b *testing.B, e *env) {
 	const users, perUser = 10, 50
 	emu := sqstest.Start(b)
 	jobsQ, respQ := queues(b, emu, "throughput")
-	f := startFront(b, emu)
-	runWorker(b, f, jobsQ, respQ, users)
-	responses := collect(b, f.queue(respQ), 2)
+	runWorker(b, emu, jobsQ, respQ, users)
+	responses := collect(b, respQ, 2)
 	ctx := context.Background()
 
 	start := time.Now()

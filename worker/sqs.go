@@ -4,7 +4,9 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"errors"
+	"strconv"
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
@@ -33,6 +35,26 @@ func isMissingQueue(err error) bool {
 		return true
 	}
 	return false
+}
+
+// maxReceiveCount reads maxReceiveCount from a queue's RedrivePolicy
+// attribute (a JSON object; the count is a number or a string); 0 when
+// there is none.
+func maxReceiveCount(policy string) int {
+	if policy == "" {
+		return 0
+	}
+	var p struct {
+		MaxReceiveCount json.RawMessage `json:"maxReceiveCount"`
+	}
+	if json.Unmarshal([]byte(policy), &p) != nil {
+		return 0
+	}
+	n, err := strconv.Atoi(strings.Trim(string(p.MaxReceiveCount), `"`))
+	if err != nil || n < 0 {
+		return 0
+	}
+	return n
 }
 
 // isFIFO reports whether a queue URL names a FIFO queue.

@@ -89,6 +89,10 @@ type Worker struct {
 	inflight map[string]*delivery // by receipt handle: received, not yet deleted or released
 	lanes    map[string]*lane     // by user key
 
+	// maxReceives is the job queue's redrive maxReceiveCount, 0 without a
+	// dead-letter queue. Set by Run before any receive.
+	maxReceives int
+
 	created   time.Time
 	lastLoop  atomic.Int64 // unix nanoseconds of the receive loop's last turn
 	running   atomic.Int64
@@ -217,18 +221,21 @@ func (w *Worker) Run(ctx context.Context) error {
 	return nil
 }
 
-// visibilityTimeout returns the configured timeout or asks the queue.
+// visibilityTimeout returns the configured timeout or the queue's, and
+// notes the queue's maxReceiveCount.
 func (w *Worker) visibilityTimeout(ctx context.Context) (time.Duration, error) {
-	if w.cfg.VisibilityTimeout > 0 {
-		return w.cfg.VisibilityTimeout, nil
-	}
 	bo := backoff{min: w.cfg.BackoffMin, max: w.cfg.BackoffMax}
 	for {
 		out, err := w.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-			QueueUrl:       aws.String(w.cfg.JobQueueURL),
-			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout},
+			QueueUrl: aws.String(w.cfg.JobQueueURL),
+			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout,
+				types.QueueAttributeNameRedrivePolicy},
 		})
 		if err == nil {
+			w.maxReceives = maxReceiveCount(out.Attributes[string(types.QueueAttributeNameRedrivePolicy)])
+			if w.cfg.VisibilityTimeout > 0 {
+				return w.cfg.VisibilityTimeout, nil
+			}
 			secs, perr := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameVisibilityTimeout)])
 			if perr != nil || secs <= 0 {
 				secs = 30
@@ -456,6 +463,17 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 	}
 	d.attempt = max(rec.Attempts, 1)
 
+	if n, _ := strconv.Atoi(d.msg.Attributes[string(types.MessageSystemAttributeNameApproximateReceiveCount)]); w.maxReceives > 0 && n >= w.maxReceives {
+		// The last delivery before the dead-letter queue: answer it, so
+		// upstream hears of it, rather than let it vanish unanswered.
+		log.Error("job delivered too often without finishing: answering it as failed", "receives", n)
+		final := jobs.NewResponse(job, jobs.StatusFailed)
+		final.Error = &jobs.ErrorBody{Code: jobs.CodeInternal, Message: fmt.Sprintf(
+			"the job was delivered %d times without finishing (the queue's maxReceiveCount); it was not run again", n)}
+		final.Finish(d.receivedAt, time.Now())
+		return w.finish(ctx, d, job, rec, final, log)
+	}
+
 	w.running.Add(1)
 	w.current.Store(&job)
 	log.Info("job started")
@@ -491,6 +509,16 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 		final.Error.Message = w.cfg.Redactor.String(final.Error.Message)
 	}
 	final.Finish(d.receivedAt, time.Now())
+	if err != nil {
+		log.Warn("job failed", "code", string(final.Error.Code), "error", final.Error.Message, "duration_ms", final.DurationMs)
+	} else {
+		log.Info("job succeeded", "duration_ms", final.DurationMs, "commit", final.Commit)
+	}
+	return w.finish(ctx, d, job, rec, final, log)
+}
+
+// finish records the job's final response in the ledger, then answers it.
+func (w *Worker) finish(ctx context.Context, d *delivery, job jobs.Job, rec ledger.Record, final jobs.Response, log *slog.Logger) bool {
 	var finished *ledger.Record
 	if w.cfg.Ledger != nil {
 		rec.State = ledger.StateFinished
@@ -499,11 +527,6 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 			log.Warn("cannot write the job's record", "error", err)
 		}
 		finished = &rec
-	}
-	if err != nil {
-		log.Warn("job failed", "code", string(final.Error.Code), "error", final.Error.Message, "duration_ms", final.DurationMs)
-	} else {
-		log.Info("job succeeded", "duration_ms", final.DurationMs, "commit", final.Commit)
 	}
 	return w.answer(ctx, d, final, finished, log)
 }

@@ -516,3 +516,46 @@ func TestMissingJobQueueStopsRun(t *testing.T) {
 		t.Errorf("Run with a missing queue = %v, want an error naming JOB_QUEUE_URL at once", err)
 	}
 }
+
+// TestLastDeliveryBeforeDeadLetterIsAnswered: a job released by two
+// shutdowns on a queue with maxReceiveCount 2 is answered as failed on its
+// second delivery instead of vanishing into the dead-letter queue.
+func TestLastDeliveryBeforeDeadLetterIsAnswered(t *testing.T) {
+	emu := sqstest.Start(t)
+	name := strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' {
+			return r
+		}
+		return '-'
+	}, t.Name())
+	dlq := emu.CreateQueue(t, name+"-dlq", sqstest.QueueOptions{FIFO: true})
+	jq := emu.CreateQueue(t, name+"-jobs", sqstest.QueueOptions{FIFO: true, Attributes: map[string]string{
+		"RedrivePolicy": `{"deadLetterTargetArn":"` + dlq.ARN(t) + `","maxReceiveCount":2}`,
+	}})
+	rq := emu.CreateQueue(t, name+"-responses", sqstest.QueueOptions{FIFO: true})
+	e := &env{emu: emu, jobsQ: jq, respQ: rq, responses: sqstest.NewResponses(rq)}
+
+	first := &recorder{}
+	w, stop := e.start(t, nil, worker.Config{Handler: first, Ledger: ledger.New(t.TempDir())})
+	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "doomed", "acme", "u1", "t1", "sleep:1m"))
+	deadline := time.Now().Add(15 * time.Second)
+	for w.Stats().InFlight != 1 {
+		if time.Now().After(deadline) {
+			t.Fatal("the job never started")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	stop() // released: one receive counted
+
+	second := &recorder{}
+	e.start(t, nil, worker.Config{Handler: second, Ledger: ledger.New(t.TempDir())})
+	final := e.responses.WaitFinal(t, 1, 20*time.Second)
+	if r := final[0]; r.JobID != "doomed" || r.Status != jobs.StatusFailed || r.Error.Code != jobs.CodeInternal ||
+		!strings.Contains(r.Error.Message, "delivered 2 times") {
+		t.Errorf("last delivery answered %+v %+v", r, r.Error)
+	}
+	if n := second.calls.Load(); n != 0 {
+		t.Errorf("the job ran again on its last delivery (%d calls)", n)
+	}
+	waitQueueEmpty(t, e.jobsQ)
+}

@@ -9,23 +9,18 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
-	"net"
-	"net/http"
-	"net/http/httputil"
-	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
-	"github.com/sivchari/kumo"
 
 	"github.com/webordinary/claude-code-astro/config"
 	"github.com/webordinary/claude-code-astro/ledger"
+	"github.com/webordinary/claude-code-astro/localsqs"
 )
 
 // localStateFile is where `worker local` says which queues it serves, for
@@ -57,13 +52,12 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 		return fmt.Errorf("create %s: %w", root, err)
 	}
 
-	emu := kumo.NewServer()
-	defer emu.Close()
-	endpoint, stopFront, err := frontEmulator(*awsAddr, emu.URL)
+	emu, err := localsqs.Start(*awsAddr)
 	if err != nil {
 		return fmt.Errorf("-aws-addr: %w", err)
 	}
-	defer stopFront()
+	defer emu.Close()
+	endpoint := emu.URL
 	awsCfg := aws.Config{Region: "us-east-1", BaseEndpoint: aws.String(endpoint),
 		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")}
 	jobQ, respQ, err := createLocalQueues(ctx, sqs.NewFromConfig(awsCfg))
@@ -149,22 +143,6 @@ func orNone(s string) string {
 		return "(none: give repoUrl in init jobs)"
 	}
 	return s
-}
-
-// frontEmulator serves the emulator on a fixed address, so `worker send` and
-// the AWS CLI find it; kumo itself listens on a random port.
-func frontEmulator(addr, emulatorURL string) (endpoint string, stop func(), err error) {
-	target, err := url.Parse(emulatorURL)
-	if err != nil {
-		return "", nil, err
-	}
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return "", nil, err
-	}
-	srv := &http.Server{Handler: httputil.NewSingleHostReverseProxy(target), ReadHeaderTimeout: 10 * time.Second}
-	go srv.Serve(ln) //nolint:errcheck // ends with Close below
-	return "http://" + ln.Addr().String(), func() { srv.Close() }, nil
 }
 
 // createLocalQueues creates the FIFO job and response queues.

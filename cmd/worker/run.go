@@ -265,6 +265,9 @@ func idleStop(ctx context.Context, stop context.CancelFunc, cfg config.Config, a
 	}
 	reason := "idle for " + strconv.FormatFloat(cfg.AutoShutdown.Minutes(), 'f', -1, 64) + " minutes"
 	log.Info("idle: shutting down", "reason", reason, "on_ecs", cfg.ECSMetadataURI != "")
+	// Stop receiving first, so no job starts only to be cut short by the
+	// task's own stop; serve waits for this goroutine before it exits.
+	stop()
 	if cfg.ECSMetadataURI != "" {
 		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
 		task, err := ecstask.FromMetadata(sctx, nil, cfg.ECSMetadataURI)
@@ -278,5 +281,4 @@ func idleStop(ctx context.Context, stop context.CancelFunc, cfg config.Config, a
 			log.Info("ECS task stop requested", "task", task.TaskARN, "cluster", task.Cluster)
 		}
 	}
-	stop()
 }

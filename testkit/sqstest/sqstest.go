@@ -17,15 +17,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
-	"github.com/sivchari/kumo"
 
 	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/localsqs"
 )
 
-// Emulator is a running kumo server.
+// Emulator is a running kumo server, behind localsqs's front (which wakes
+// waiting long polls the way SQS does).
 type Emulator struct {
 	URL string
-	srv *kumo.Server
+	srv *localsqs.Server
 }
 
 // Start runs an emulator for the test's lifetime. kumo keeps its state in one
@@ -33,7 +34,10 @@ type Emulator struct {
 // names.
 func Start(tb testing.TB) *Emulator {
 	tb.Helper()
-	srv := kumo.NewServer()
+	srv, err := localsqs.Start("127.0.0.1:0")
+	if err != nil {
+		tb.Fatalf("start the AWS emulator: %v", err)
+	}
 	tb.Cleanup(srv.Close)
 	return &Emulator{URL: srv.URL, srv: srv}
 }
@@ -62,6 +66,8 @@ type Queue struct {
 type QueueOptions struct {
 	FIFO              bool
 	VisibilityTimeout time.Duration // default 30s
+	// Attributes are further queue attributes, such as RedrivePolicy.
+	Attributes map[string]string
 }
 
 // CreateQueue creates a queue named name (".fifo" is added for FIFO).
@@ -76,6 +82,9 @@ func (e *Emulator) CreateQueue(tb testing.TB, name string, opt QueueOptions) Que
 	if opt.VisibilityTimeout > 0 {
 		attrs["VisibilityTimeout"] = strconv.Itoa(int(opt.VisibilityTimeout / time.Second))
 	}
+	for k, v := range opt.Attributes {
+		attrs[k] = v
+	}
 	out, err := c.CreateQueue(context.Background(), &sqs.CreateQueueInput{QueueName: aws.String(name), Attributes: attrs})
 	if err != nil {
 		tb.Fatalf("create queue %s: %v", name, err)
@@ -83,6 +92,18 @@ func (e *Emulator) CreateQueue(tb testing.TB, name string, opt QueueOptions) Que
 	// kumo's queue URLs say localhost:4566 whatever its port; the SDK sends
 	// requests to BaseEndpoint, so the URL only names the queue.
 	return Queue{URL: aws.ToString(out.QueueUrl), Client: c}
+}
+
+// ARN returns the queue's ARN.
+func (q Queue) ARN(tb testing.TB) string {
+	tb.Helper()
+	out, err := q.Client.GetQueueAttributes(context.Background(), &sqs.GetQueueAttributesInput{
+		QueueUrl: aws.String(q.URL), AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameQueueArn},
+	})
+	if err != nil {
+		tb.Fatalf("queue ARN: %v", err)
+	}
+	return out.Attributes[string(types.QueueAttributeNameQueueArn)]
 }
 
 // SendJob puts a job on the queue, as upstream does: on a FIFO queue the
