@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/procfs"
 	"github.com/webordinary/claude-code-astro/testkit/browser"
 	"github.com/webordinary/claude-code-astro/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/testkit/sqstest"
@@ -268,11 +269,11 @@ func treeMemory(pid int) (treeSample, error) {
 		return treeSample{}, fmt.Errorf("the worker (%d): %w", pid, err)
 	}
 	t := treeSample{total: rss, parts: map[string]int64{"worker": rss}, procs: 1}
-	tree := childMap()
-	for _, child := range tree[pid] {
-		part := classify(child)
-		for _, p := range append([]int{child}, descendants(tree, child)...) {
-			rss, err := residentBytes(p)
+	tree := procfs.Snapshot()
+	for _, child := range tree.Children(pid) {
+		part := classify(child.PID)
+		for _, p := range append([]procfs.Process{child}, tree.Descendants(child.PID)...) {
+			rss, err := residentBytes(p.PID)
 			if err != nil {
 				continue // exited meanwhile
 			}

@@ -2,19 +2,14 @@ package bench
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"path/filepath"
-	"regexp"
-	"strings"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
@@ -69,24 +64,24 @@ func benchPreview(b *testing.B, e *env) {
 	// 8: one socket straight to Vite and one through the proxy, both open
 	// during the same edits, so each edit gives a pair.
 	getPage(b, base.String())
-	viaVite := dialHMR(b, direct)
-	viaProxy := dialHMR(b, base)
-	viaVite.next(b, 10*time.Second, "connected")
-	viaProxy.next(b, 10*time.Second, "connected")
+	viaVite := previewtest.DialHMR(b, direct, "")
+	viaProxy := previewtest.DialHMR(b, base, "")
+	viaVite.Next(b, 10*time.Second, "connected")
+	viaProxy.Next(b, 10*time.Second, "connected")
 	var dDirect, dProxy, overhead []time.Duration
 	for i := range hmrEdits {
 		start := time.Now()
 		setHeading(b, page, fmt.Sprintf("Edit %d at %d", i, start.UnixNano()))
-		md := viaVite.next(b, 10*time.Second, "update", "full-reload")
-		mp := viaProxy.next(b, 10*time.Second, "update", "full-reload")
+		md := viaVite.Next(b, 10*time.Second, "update", "full-reload")
+		mp := viaProxy.Next(b, 10*time.Second, "update", "full-reload")
 		dDirect = append(dDirect, md.At.Sub(start))
 		dProxy = append(dProxy, mp.At.Sub(start))
 		overhead = append(overhead, mp.At.Sub(md.At))
 		// A reloading browser requests the page again; Vite reports changes
 		// only to modules it has served since the last reload.
 		getPage(b, base.String())
-		viaVite.drain(30 * time.Millisecond)
-		viaProxy.drain(0)
+		viaVite.Drain(30 * time.Millisecond)
+		viaProxy.Drain(0)
 		time.Sleep(time.Until(start.Add(editGap)))
 	}
 	viaVite.Close()
@@ -140,106 +135,4 @@ func getPage(tb testing.TB, u string) string {
 		tb.Fatalf("GET %s: status %d", u, resp.StatusCode)
 	}
 	return string(body)
-}
-
-// wsTokenRE finds the HMR token Vite puts in /@vite/client.
-var wsTokenRE = regexp.MustCompile(`const wsToken = "([^"]+)"`)
-
-// hmrMessage is one message of Vite's HMR socket, stamped when it arrived.
-type hmrMessage struct {
-	Type string
-	At   time.Time
-}
-
-// hmrSocket is an open HMR WebSocket whose messages arrive on c.
-type hmrSocket struct {
-	conn *websocket.Conn
-	c    chan hmrMessage
-	done chan struct{}
-}
-
-// dialHMR opens Vite's HMR socket at base as a browser's page does:
-// subprotocol vite-hmr, an Origin, the token from /@vite/client. It is
-// closed when the benchmark ends.
-func dialHMR(tb testing.TB, base *url.URL) *hmrSocket {
-	tb.Helper()
-	m := wsTokenRE.FindStringSubmatch(getPage(tb, base.JoinPath("/@vite/client").String()))
-	if m == nil {
-		tb.Fatal("no wsToken in /@vite/client")
-	}
-	wsURL := *base
-	wsURL.Scheme = "ws"
-	wsURL.Path = "/"
-	wsURL.RawQuery = url.Values{"token": {m[1]}}.Encode()
-	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"vite-hmr"}}
-	h := http.Header{}
-	h.Set("Origin", "http://"+base.Host)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, _, err := dialer.DialContext(ctx, wsURL.String(), h)
-	if err != nil {
-		tb.Fatalf("dial the HMR socket %s: %v", wsURL.String(), err)
-	}
-	s := &hmrSocket{conn: conn, c: make(chan hmrMessage, 256), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		defer close(s.c)
-		for {
-			_, data, err := conn.ReadMessage()
-			if err != nil {
-				return
-			}
-			at := time.Now()
-			var typ struct {
-				Type string `json:"type"`
-			}
-			_ = json.Unmarshal(data, &typ) // a message without a type is kept with Type ""
-			s.c <- hmrMessage{Type: typ.Type, At: at}
-		}
-	}()
-	tb.Cleanup(s.Close)
-	return s
-}
-
-// Close closes the socket and waits for its reader.
-func (s *hmrSocket) Close() {
-	_ = s.conn.Close() // closing twice is harmless
-	<-s.done
-}
-
-// next returns the next message whose type is one of types, failing after
-// timeout.
-func (s *hmrSocket) next(tb testing.TB, timeout time.Duration, types ...string) hmrMessage {
-	tb.Helper()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		select {
-		case m, ok := <-s.c:
-			if !ok {
-				tb.Fatalf("the HMR socket closed while waiting for %v", types)
-			}
-			for _, typ := range types {
-				if m.Type == typ {
-					return m
-				}
-			}
-		case <-t.C:
-			tb.Fatalf("no HMR message of type %s within %s", strings.Join(types, " or "), timeout)
-		}
-	}
-}
-
-// drain discards messages until none arrived for quiet.
-func (s *hmrSocket) drain(quiet time.Duration) {
-	for {
-		select {
-		case _, ok := <-s.c:
-			if !ok {
-				return
-			}
-		case <-time.After(quiet):
-			return
-		}
-	}
 }

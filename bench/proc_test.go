@@ -243,39 +243,6 @@ func cpuTime(pid int) (time.Duration, error) {
 	return time.Duration(ut+st) * time.Second / userHZ, nil
 }
 
-// childMap returns every live process's children, from one scan of /proc.
-func childMap() map[int][]int {
-	children := map[int][]int{}
-	entries, _ := os.ReadDir("/proc")
-	for _, e := range entries {
-		child, err := strconv.Atoi(e.Name())
-		if err != nil {
-			continue
-		}
-		f, err := procStat(child)
-		if err != nil || len(f) < 2 || f[0] == "Z" {
-			continue // exited meanwhile, or a zombie
-		}
-		ppid, _ := strconv.Atoi(f[1])
-		children[ppid] = append(children[ppid], child)
-	}
-	return children
-}
-
-// descendants returns the pids of every process below pid in children.
-func descendants(children map[int][]int, pid int) []int {
-	var out []int
-	var walk func(int)
-	walk = func(p int) {
-		for _, c := range children[p] {
-			out = append(out, c)
-			walk(c)
-		}
-	}
-	walk(pid)
-	return out
-}
-
 // received is a response as upstream got it.
 type received struct {
 	resp jobs.Response

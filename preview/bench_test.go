@@ -59,17 +59,17 @@ func BenchmarkHMRLatency(b *testing.B) {
 		if status, _, _ := get(b, base.String(), ""); status != http.StatusOK {
 			b.Fatalf("page status %d", status)
 		}
-		viaVite := dialHMR(b, direct, "")
-		viaProxy := dialHMR(b, base, "")
-		viaVite.next(b, 10*time.Second, "connected")
-		viaProxy.next(b, 10*time.Second, "connected")
+		viaVite := previewtest.DialHMR(b, direct, "")
+		viaProxy := previewtest.DialHMR(b, base, "")
+		viaVite.Next(b, 10*time.Second, "connected")
+		viaProxy.Next(b, 10*time.Second, "connected")
 
 		var dDirect, dProxy, overhead []time.Duration
 		for i := range hmrEdits {
 			start := time.Now()
 			setHeading(b, site, fmt.Sprintf("Edit %d at %d", i, start.UnixNano()))
-			md := viaVite.next(b, 10*time.Second, "update", "full-reload")
-			mp := viaProxy.next(b, 10*time.Second, "update", "full-reload")
+			md := viaVite.Next(b, 10*time.Second, "update", "full-reload")
+			mp := viaProxy.Next(b, 10*time.Second, "update", "full-reload")
 			dDirect = append(dDirect, md.At.Sub(start))
 			dProxy = append(dProxy, mp.At.Sub(start))
 			overhead = append(overhead, mp.At.Sub(md.At))
@@ -78,8 +78,8 @@ func BenchmarkHMRLatency(b *testing.B) {
 			if status, _, _ := get(b, base.String(), ""); status != http.StatusOK {
 				b.Fatalf("page status %d after edit %d", status, i)
 			}
-			viaVite.drain(30 * time.Millisecond)
-			viaProxy.drain(0)
+			viaVite.Drain(30 * time.Millisecond)
+			viaProxy.Drain(0)
 			time.Sleep(time.Until(start.Add(editGap)))
 		}
 		viaVite.Close()

@@ -2,7 +2,6 @@ package preview_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
@@ -16,8 +15,6 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
-
-	"github.com/gorilla/websocket"
 
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
@@ -162,129 +159,5 @@ func setHeading(tb testing.TB, siteDir, text string) {
 	out := re.ReplaceAllLiteral(src, []byte(`<h1 id="title">`+text+`</h1>`))
 	if err := os.WriteFile(path, out, 0o644); err != nil {
 		tb.Fatal(err)
-	}
-}
-
-// wsToken reads the HMR token that Vite puts in /@vite/client, as a
-// browser's page does.
-func wsToken(tb testing.TB, base *url.URL) string {
-	tb.Helper()
-	status, _, body := get(tb, base.JoinPath("/@vite/client").String(), "")
-	if status != http.StatusOK {
-		tb.Fatalf("GET /@vite/client: status %d", status)
-	}
-	m := regexp.MustCompile(`const wsToken = "([^"]+)"`).FindStringSubmatch(body)
-	if m == nil {
-		tb.Fatal("no wsToken in /@vite/client")
-	}
-	return m[1]
-}
-
-// hmrMessage is one message of Vite's HMR socket, stamped when it arrived.
-type hmrMessage struct {
-	Type string
-	Raw  string
-	At   time.Time
-}
-
-// hmrSocket is an open HMR WebSocket whose messages arrive on C.
-type hmrSocket struct {
-	conn *websocket.Conn
-	C    chan hmrMessage
-	done chan struct{}
-}
-
-// dialHMR opens Vite's HMR socket at base the way a browser does: subprotocol
-// vite-hmr, an Origin and the token in the query string. host, if set, is the
-// Host header to send. The socket is closed when the test ends.
-func dialHMR(tb testing.TB, base *url.URL, host string) *hmrSocket {
-	tb.Helper()
-	token := wsToken(tb, base)
-	wsURL := *base
-	wsURL.Scheme = "ws"
-	wsURL.Path = "/"
-	wsURL.RawQuery = url.Values{"token": {token}}.Encode()
-	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"vite-hmr"}}
-	h := http.Header{}
-	origin := "http://" + base.Host
-	if host != "" {
-		h.Set("Host", host)
-		origin = "http://" + host
-	}
-	h.Set("Origin", origin)
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	conn, resp, err := dialer.DialContext(ctx, wsURL.String(), h)
-	if err != nil {
-		status := 0
-		if resp != nil {
-			status = resp.StatusCode
-		}
-		tb.Fatalf("dial HMR socket %s: %v (status %d)", wsURL.String(), err, status)
-	}
-	if got := conn.Subprotocol(); got != "vite-hmr" {
-		tb.Fatalf("HMR subprotocol = %q, want vite-hmr", got)
-	}
-	s := &hmrSocket{conn: conn, C: make(chan hmrMessage, 256), done: make(chan struct{})}
-	go func() {
-		defer close(s.done)
-		defer close(s.C)
-		for {
-			_, data, err := conn.ReadMessage()
-			if err != nil {
-				return
-			}
-			at := time.Now()
-			var typ struct {
-				Type string `json:"type"`
-			}
-			_ = json.Unmarshal(data, &typ) // a message without a type is kept with Type ""
-			s.C <- hmrMessage{Type: typ.Type, Raw: string(data), At: at}
-		}
-	}()
-	tb.Cleanup(s.Close)
-	return s
-}
-
-// Close closes the socket and waits for its reader.
-func (s *hmrSocket) Close() {
-	_ = s.conn.Close() // closing twice is harmless
-	<-s.done
-}
-
-// next returns the next message whose type is one of types, or fails the
-// test after timeout.
-func (s *hmrSocket) next(tb testing.TB, timeout time.Duration, types ...string) hmrMessage {
-	tb.Helper()
-	t := time.NewTimer(timeout)
-	defer t.Stop()
-	for {
-		select {
-		case m, ok := <-s.C:
-			if !ok {
-				tb.Fatalf("HMR socket closed while waiting for %v", types)
-			}
-			for _, typ := range types {
-				if m.Type == typ {
-					return m
-				}
-			}
-		case <-t.C:
-			tb.Fatalf("no HMR message of type %v within %s", types, timeout)
-		}
-	}
-}
-
-// drain discards messages until none arrived for quiet.
-func (s *hmrSocket) drain(quiet time.Duration) {
-	for {
-		select {
-		case _, ok := <-s.C:
-			if !ok {
-				return
-			}
-		case <-time.After(quiet):
-			return
-		}
 	}
 }

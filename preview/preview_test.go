@@ -208,13 +208,13 @@ func TestDevServerProxy(t *testing.T) {
 	t.Run("hmr websocket through the proxy", func(t *testing.T) {
 		// A browser-like socket: Origin and token (so the query string must
 		// reach Vite), subprotocol vite-hmr, public Host.
-		sock := dialHMR(t, base, "preview.example.com")
-		sock.next(t, 10*time.Second, "connected")
+		sock := previewtest.DialHMR(t, base, "preview.example.com")
+		sock.Next(t, 10*time.Second, "connected")
 
 		waitFor(t, "only the socket to be open", 5*time.Second, func() bool { return act.open.Load() == 1 })
 
 		setHeading(t, site, "Edited over HMR")
-		m := sock.next(t, 15*time.Second, "update", "full-reload")
+		m := sock.Next(t, 15*time.Second, "update", "full-reload")
 		t.Logf("HMR message after the edit: %s", m.Raw)
 
 		status, _, body := get(t, base.String(), "")

@@ -84,24 +84,38 @@ func GroupAlive(pgid int) bool {
 	return false
 }
 
-// Descendants returns the live processes below root (children, their
-// children, ...), zombies excluded.
-func Descendants(root int) []Process {
+// Tree is a snapshot of the live processes (zombies excluded) by parent.
+type Tree map[int][]Process
+
+// Snapshot reads the process table once into a Tree.
+func Snapshot() Tree {
 	procs, _ := All()
-	children := map[int][]Process{}
+	t := Tree{}
 	for _, p := range procs {
-		children[p.PPID] = append(children[p.PPID], p)
+		if !p.Zombie {
+			t[p.PPID] = append(t[p.PPID], p)
+		}
 	}
+	return t
+}
+
+// Children returns pid's direct children.
+func (t Tree) Children(pid int) []Process { return t[pid] }
+
+// Descendants returns the processes below pid: children, their children, ...
+func (t Tree) Descendants(pid int) []Process {
 	var out []Process
 	var walk func(int)
-	walk = func(pid int) {
-		for _, c := range children[pid] {
-			if !c.Zombie {
-				out = append(out, c)
-			}
+	walk = func(p int) {
+		for _, c := range t[p] {
+			out = append(out, c)
 			walk(c.PID)
 		}
 	}
-	walk(root)
+	walk(pid)
 	return out
 }
+
+// Descendants returns the live processes below root (children, their
+// children, ...), zombies excluded, from one reading of the process table.
+func Descendants(root int) []Process { return Snapshot().Descendants(root) }

@@ -1,0 +1,159 @@
+package previewtest
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/url"
+	"regexp"
+	"testing"
+	"time"
+
+	"github.com/gorilla/websocket"
+)
+
+// fetch GETs url and returns the status and body, failing the test on error.
+func fetch(tb testing.TB, u string) (int, string) {
+	tb.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		tb.Fatalf("GET %s: %v", u, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		tb.Fatalf("read %s: %v", u, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// WSToken reads the HMR token that Vite puts in /@vite/client, as a
+// browser's page does.
+func WSToken(tb testing.TB, base *url.URL) string {
+	tb.Helper()
+	status, body := fetch(tb, base.JoinPath("/@vite/client").String())
+	if status != http.StatusOK {
+		tb.Fatalf("GET /@vite/client: status %d", status)
+	}
+	m := regexp.MustCompile(`const wsToken = "([^"]+)"`).FindStringSubmatch(body)
+	if m == nil {
+		tb.Fatal("no wsToken in /@vite/client")
+	}
+	return m[1]
+}
+
+// HMRMessage is one message of Vite's HMR socket, stamped when it arrived.
+type HMRMessage struct {
+	Type string
+	Raw  string
+	At   time.Time
+}
+
+// HMRSocket is an open HMR WebSocket whose messages arrive on C.
+type HMRSocket struct {
+	conn *websocket.Conn
+	C    chan HMRMessage
+	done chan struct{}
+}
+
+// DialHMR opens Vite's HMR socket at base the way a browser does: subprotocol
+// vite-hmr, an Origin and the token in the query string. host, if set, is the
+// Host header to send. The socket is closed when the test ends.
+func DialHMR(tb testing.TB, base *url.URL, host string) *HMRSocket {
+	tb.Helper()
+	token := WSToken(tb, base)
+	wsURL := *base
+	wsURL.Scheme = "ws"
+	wsURL.Path = "/"
+	wsURL.RawQuery = url.Values{"token": {token}}.Encode()
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"vite-hmr"}}
+	h := http.Header{}
+	origin := "http://" + base.Host
+	if host != "" {
+		h.Set("Host", host)
+		origin = "http://" + host
+	}
+	h.Set("Origin", origin)
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	conn, resp, err := dialer.DialContext(ctx, wsURL.String(), h)
+	if err != nil {
+		status := 0
+		if resp != nil {
+			status = resp.StatusCode
+		}
+		tb.Fatalf("dial HMR socket %s: %v (status %d)", wsURL.String(), err, status)
+	}
+	if got := conn.Subprotocol(); got != "vite-hmr" {
+		tb.Fatalf("HMR subprotocol = %q, want vite-hmr", got)
+	}
+	s := &HMRSocket{conn: conn, C: make(chan HMRMessage, 256), done: make(chan struct{})}
+	go func() {
+		defer close(s.done)
+		defer close(s.C)
+		for {
+			_, data, err := conn.ReadMessage()
+			if err != nil {
+				return
+			}
+			at := time.Now()
+			var typ struct {
+				Type string `json:"type"`
+			}
+			_ = json.Unmarshal(data, &typ) // a message without a type is kept with Type ""
+			s.C <- HMRMessage{Type: typ.Type, Raw: string(data), At: at}
+		}
+	}()
+	tb.Cleanup(s.Close)
+	return s
+}
+
+// Close closes the socket and waits for its reader.
+func (s *HMRSocket) Close() {
+	_ = s.conn.Close() // closing twice is harmless
+	<-s.done
+}
+
+// Next returns the next message whose type is one of types, or fails the
+// test after timeout.
+func (s *HMRSocket) Next(tb testing.TB, timeout time.Duration, types ...string) HMRMessage {
+	tb.Helper()
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		select {
+		case m, ok := <-s.C:
+			if !ok {
+				tb.Fatalf("HMR socket closed while waiting for %v", types)
+			}
+			for _, typ := range types {
+				if m.Type == typ {
+					return m
+				}
+			}
+		case <-t.C:
+			tb.Fatalf("no HMR message of type %v within %s", types, timeout)
+		}
+	}
+}
+
+// Drain discards messages until none arrived for quiet.
+func (s *HMRSocket) Drain(quiet time.Duration) {
+	for {
+		select {
+		case _, ok := <-s.C:
+			if !ok {
+				return
+			}
+		case <-time.After(quiet):
+			return
+		}
+	}
+}
