@@ -140,10 +140,23 @@ func (s *Site) execute(ctx context.Context, u *workspace.User, job Job, progress
 	} else if found {
 		s.log.InfoContext(ctx, "job already committed by an earlier attempt: not running the agent again", "commit", sha)
 		resp.Commit = sha
-		if rec, ok := thread.Job(job.JobID); ok && rec.SessionID != "" {
+		if resp.FilesChanged, err = u.CommitFiles(ctx, sha); err != nil {
+			return resp, classify("list the job's commit", err)
+		}
+		rec, ok := thread.Job(job.JobID)
+		if ok && rec.SessionID != "" {
 			resp.Claude = &ClaudeResult{SessionID: rec.SessionID, CostUSD: rec.CostUSD}
 		}
 		s.push(ctx, u, job, &resp)
+		rec.JobID, rec.Type, rec.Commit, rec.Status = job.JobID, string(job.Type), sha, "succeeded"
+		rec.Pushed = resp.Pushed != nil && *resp.Pushed
+		rec.FinishedAt = time.Now().UTC()
+		if rec.StartedAt.IsZero() {
+			rec.StartedAt = rec.FinishedAt
+		}
+		if _, err := u.RecordJob(job.ThreadID, rec); err != nil {
+			s.log.WarnContext(ctx, "cannot record the job", "error", err)
+		}
 		return resp, nil
 	}
 

@@ -3,6 +3,7 @@ package systemtest
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -179,5 +180,39 @@ func TestSIGTERMMidRunCancelsAndReleases(t *testing.T) {
 	r := h.final("e1", 60*time.Second)
 	if r.Status != jobs.StatusSucceeded || r.Commit == "" {
 		t.Errorf("after restart: %+v %+v", r, r.Error)
+	}
+}
+
+// TestCommittedJobIsNotRunAgain: a job whose commit landed but whose answer
+// was never recorded (its worker died in between) is answered from its
+// commit when it comes again, without running the agent a second time.
+func TestCommittedJobIsNotRunAgain(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.start(nil)
+	h.send(initJob("i1", "lee", "t1"))
+	h.final("i1", 60*time.Second)
+	h.api.SetScript(editHeading(h.projectDir("lee") + "/src/pages/index.astro")...)
+	h.send(execJob("e1", "lee", "t1", "Change the heading"))
+	first := h.final("e1", 60*time.Second)
+	if first.Status != jobs.StatusSucceeded || first.Commit == "" {
+		t.Fatalf("execute: %+v %+v", first, first.Error)
+	}
+	// The worker "died" before its record said finished.
+	if err := os.Remove(filepath.Join(h.root, "acme", "lee", ".jobs", "job-e1.json")); err != nil {
+		t.Fatal(err)
+	}
+	calls := len(h.api.MessageRequests())
+	h.responses.All = nil
+	h.send(execJob("e1", "lee", "t1", "Change the heading"))
+	again := h.final("e1", 60*time.Second)
+	if again.Status != jobs.StatusSucceeded || again.Commit != first.Commit ||
+		strings.Join(again.FilesChanged, ",") != strings.Join(first.FilesChanged, ",") {
+		t.Errorf("again: %+v %+v; first: %+v", again, again.Error, first)
+	}
+	if n := len(h.api.MessageRequests()); n != calls {
+		t.Errorf("the agent ran again: %d more API calls", n-calls)
+	}
+	if n := strings.Count(h.git.Run(h.remote.Dir, "log", "--format=%B", "main..thread-t1"), "Job-Id: e1"); n != 1 {
+		t.Errorf("job e1 has %d commits on the remote, want 1", n)
 	}
 }

@@ -171,3 +171,38 @@ func (u *User) Push(ctx context.Context, threadID string) (pushed bool, reason s
 	}
 	return true, "", nil
 }
+
+// CommitFiles returns the paths a commit changed, relative to the project
+// root: what a job that committed before its worker died reports again.
+func (u *User) CommitFiles(ctx context.Context, sha string) ([]string, error) {
+	if !isHexSHA(sha) {
+		return nil, fmt.Errorf("commit files: %q is not a commit id", sha)
+	}
+	if err := u.ready(ctx); err != nil {
+		return nil, fmt.Errorf("commit files: %w", err)
+	}
+	out, err := u.git(ctx, gitCall{args: []string{"diff-tree", "-z", "--no-commit-id", "--name-only", "-r", "--no-renames", "--root", sha}})
+	if err != nil {
+		return nil, fmt.Errorf("commit files: %w", err)
+	}
+	var files []string
+	for _, name := range strings.Split(out, "\x00") {
+		if name = strings.TrimPrefix(name, "\n"); name != "" {
+			files = append(files, name)
+		}
+	}
+	return files, nil
+}
+
+// isHexSHA reports whether s looks like a full commit id.
+func isHexSHA(s string) bool {
+	if len(s) != 40 && len(s) != 64 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= '0' && r <= '9' || r >= 'a' && r <= 'f') {
+			return false
+		}
+	}
+	return true
+}

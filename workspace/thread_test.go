@@ -163,6 +163,13 @@ func TestCommit(t *testing.T) {
 	if got, want := strings.Join(c.Files, ","), "about.html,index.html,src/new file.css"; got != want {
 		t.Errorf("files = %q, want %q", got, want)
 	}
+	// The commit lists the same files when asked again later.
+	if files, err := u.CommitFiles(ctx(t), c.SHA); err != nil || strings.Join(files, ",") != strings.Join(c.Files, ",") {
+		t.Errorf("CommitFiles = %q, %v; want %q", files, err, c.Files)
+	}
+	if _, err := u.CommitFiles(ctx(t), "--output=/tmp/x"); err == nil {
+		t.Error("CommitFiles accepted an option as a commit id")
+	}
 	// The raw commit object holds the message verbatim (trailing space
 	// of the 50-rune subject included).
 	raw := g.Run(u.ProjectDir, "cat-file", "commit", "HEAD")
