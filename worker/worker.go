@@ -55,7 +55,7 @@ type Config struct {
 	Logger   *slog.Logger
 
 	MaxConcurrentUsers int           // jobs of different users at once; default 2
-	MaxHeld            int           // messages received and not finished; default 5 per user slot
+	MaxHeld            int           // messages received and not finished; default 10 per user slot
 	WaitTime           time.Duration // long poll; default 20s
 	// VisibilityTimeout is the job queue's; 0 reads it from the queue.
 	VisibilityTimeout time.Duration
@@ -124,7 +124,10 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 		cfg.MaxConcurrentUsers = 2
 	}
 	if cfg.MaxHeld <= 0 {
-		cfg.MaxHeld = 5 * cfg.MaxConcurrentUsers
+		// Room for a full receive batch (10) per user slot: one user's burst
+		// cannot hold every slot and keep another user's job from being
+		// received (SQS returns no more of a group while it is in flight).
+		cfg.MaxHeld = 10 * cfg.MaxConcurrentUsers
 	}
 	if cfg.WaitTime <= 0 {
 		cfg.WaitTime = 20 * time.Second

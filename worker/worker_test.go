@@ -559,3 +559,36 @@ func TestLastDeliveryBeforeDeadLetterIsAnswered(t *testing.T) {
 	}
 	waitQueueEmpty(t, e.jobsQ)
 }
+
+// TestBurstOfOneUserDoesNotStarveAnother: a user with a dozen queued jobs
+// does not keep another user's job from starting beside them: it starts
+// while the burst's first (long) job still runs.
+func TestBurstOfOneUserDoesNotStarveAnother(t *testing.T) {
+	e := newEnv(t, true, 30*time.Second)
+	rec := &recorder{}
+	for i := range 12 {
+		sleep := "sleep:10ms"
+		if i == 0 {
+			sleep = "sleep:3s"
+		}
+		e.jobsQ.SendJob(t, job(jobs.TypeExecute, fmt.Sprintf("burst-%02d", i), "acme", "busy", "t1", sleep))
+	}
+	// Queued before the worker starts, the burst comes in one full batch.
+	e.start(t, nil, worker.Config{Handler: rec, MaxConcurrentUsers: 2})
+	time.Sleep(500 * time.Millisecond)
+	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "other", "acme", "other", "t1", "sleep:10ms"))
+	e.responses.WaitFinal(t, 13, 60*time.Second)
+	var other, first span
+	for _, s := range rec.Spans() {
+		switch s.job.JobID {
+		case "other":
+			other = s
+		case "burst-00":
+			first = s
+		}
+	}
+	if !other.end.Before(first.end) {
+		t.Errorf("the other user's job ended at %s, after the burst's first job (%s): it waited for a free slot",
+			other.end.Format(time.StampMilli), first.end.Format(time.StampMilli))
+	}
+}
