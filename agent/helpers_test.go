@@ -1,7 +1,6 @@
 package agent
 
 import (
-	"bytes"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -14,6 +13,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/procfs"
 	"github.com/webordinary/claude-code-astro/testkit/fakeanthropic"
+	"github.com/webordinary/claude-code-astro/testkit/logbuf"
 )
 
 // testAPIKey is the key the tests give the CLI; it must never show in errors.
@@ -62,7 +62,7 @@ type testEnv struct {
 	config  string
 	home    string
 	tmp     string
-	logs    *syncBuffer
+	logs    *logbuf.Buffer
 
 	mu   sync.Mutex
 	pids []int
@@ -82,7 +82,7 @@ func newTestEnv(tb testing.TB, script ...fakeanthropic.Step) *testEnv {
 		config:  filepath.Join(root, ".claude"),
 		home:    root,
 		tmp:     filepath.Join(root, "tmp"),
-		logs:    &syncBuffer{},
+		logs:    &logbuf.Buffer{},
 	}
 	if err := os.MkdirAll(e.project, 0o755); err != nil {
 		tb.Fatal(err)
@@ -199,24 +199,6 @@ func findDescendant(root int, comm string) (procfs.Process, bool) {
 func running(p procfs.Process) bool {
 	now, ok := procfs.Read(p.PID)
 	return ok && now.Start == p.Start && !now.Zombie
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent writes (log output).
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // progressLog collects progress callbacks.

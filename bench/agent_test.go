@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/preview/previewtest"
 	"github.com/webordinary/claude-code-astro/procfs"
 	"github.com/webordinary/claude-code-astro/testkit/browser"
 	"github.com/webordinary/claude-code-astro/testkit/fakeanthropic"
@@ -142,7 +143,7 @@ func agentTimes(b *testing.B, p *workerProc, offset int) (wall, startup time.Dur
 // the edit.
 func benchMemory(b *testing.B, e *env) {
 	const executes = 2
-	w := e.startAgentWorker(b, "memory", e.exampleSiteFiles(b), map[string]string{
+	w := e.startAgentWorker(b, "memory", previewtest.SiteFiles(b), map[string]string{
 		"ASTRO_DEV_MODE": "true",
 		"ASTRO_PORT":     strconv.Itoa(freePort(b)),
 		"NPM_CACHE_DIR":  e.npmCache,

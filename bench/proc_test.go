@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io/fs"
 	"net/http"
 	"os"
 	"os/exec"
@@ -23,6 +22,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
+	"github.com/webordinary/claude-code-astro/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/testkit/sqstest"
 )
 
@@ -63,7 +63,7 @@ type workerProc struct {
 	tb      testing.TB
 	cmd     *exec.Cmd
 	addr    string // HTTP_ADDR
-	logs    *lockedBuffer
+	logs    *logbuf.Buffer
 	started time.Time
 	done    chan struct{}
 }
@@ -77,7 +77,7 @@ func (e *env) startWorker(tb testing.TB, vars map[string]string) *workerProc {
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &workerProc{tb: tb, cmd: cmd, addr: vars["HTTP_ADDR"], logs: &lockedBuffer{}, done: make(chan struct{})}
+	p := &workerProc{tb: tb, cmd: cmd, addr: vars["HTTP_ADDR"], logs: &logbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	p.started = time.Now()
@@ -161,31 +161,6 @@ func (p *workerProc) logLines(offset int) []map[string]any {
 		}
 	}
 	return out
-}
-
-// lockedBuffer is an io.Writer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
-// Len returns how many bytes were written.
-func (l *lockedBuffer) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Len()
 }
 
 // procStatusKB returns a "Field:   123 kB" value of /proc/PID/status in bytes.
@@ -407,39 +382,4 @@ func sendJob(ctx context.Context, q sqstest.Queue, job jobs.Job) error {
 		return fmt.Errorf("send job %s: %w", job.JobID, err)
 	}
 	return nil
-}
-
-// exampleSiteFiles reads examples/site without its installed or built parts.
-func (e *env) exampleSiteFiles(tb testing.TB) map[string]string {
-	tb.Helper()
-	src := filepath.Join(e.root, "examples", "site")
-	files := map[string]string{}
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".astro" || d.Name() == "dist") {
-			return filepath.SkipDir
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, err := filepath.Rel(src, path)
-		if err != nil {
-			return err
-		}
-		files[filepath.ToSlash(rel)] = string(b)
-		return nil
-	})
-	if err != nil {
-		tb.Fatalf("read the example site: %v", err)
-	}
-	if _, ok := files["package-lock.json"]; !ok {
-		tb.Fatal("examples/site has no package-lock.json")
-	}
-	return files
 }

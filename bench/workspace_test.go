@@ -28,7 +28,7 @@ func benchSiteWorkspace(b *testing.B, e *env) {
 		b.Fatalf("npm not found in PATH (%v): install Node.js 20 and npm", err)
 	}
 	g := workspacetest.NewGit(b)
-	remote := workspacetest.NewRemote(b, g, e.exampleSiteFiles(b))
+	remote := workspacetest.NewRemote(b, g, previewtest.SiteFiles(b))
 	ws, err := workspace.Open(workspace.Config{
 		Root: filepath.Join(b.TempDir(), "workspace"), Home: b.TempDir(), PATH: os.Getenv("PATH"),
 		NpmCacheDir: e.npmCache, Logger: quietLogger(b),

@@ -14,7 +14,6 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/procfs"
 	"github.com/webordinary/claude-code-astro/testkit/fakeanthropic"
+	"github.com/webordinary/claude-code-astro/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 )
@@ -148,7 +148,7 @@ func queueName(t *testing.T) string {
 type proc struct {
 	t      *testing.T
 	cmd    *exec.Cmd
-	logs   *lockedBuffer
+	logs   *logbuf.Buffer
 	addr   string
 	done   chan struct{}
 	status int
@@ -195,7 +195,7 @@ func (h *harness) launch(extra map[string]string) *proc {
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &proc{t: h.t, cmd: cmd, logs: &lockedBuffer{}, done: make(chan struct{})}
+	p := &proc{t: h.t, cmd: cmd, logs: &logbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout = p.logs
 	cmd.Stderr = p.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -305,24 +305,6 @@ func execJob(id, user, thread, instruction string) jobs.Job {
 // projectDir is the user's checkout.
 func (h *harness) projectDir(user string) string {
 	return filepath.Join(h.root, "acme", user, "project")
-}
-
-// lockedBuffer is an io.Writer safe for concurrent use.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }
 
 // descendants returns the pids of every live process below pid.

@@ -13,6 +13,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
+	"github.com/webordinary/claude-code-astro/testkit/logbuf"
 )
 
 // TestLocalModeRunsJobsFromSend runs the README's "run it" command, `worker
@@ -28,7 +29,7 @@ func TestLocalModeRunsJobsFromSend(t *testing.T) {
 	local := exec.Command(workerBin, "local", "-dir", dir, "-http", httpAddr, "-aws-addr", "127.0.0.1:0")
 	local.Dir = repoRoot
 	local.Env = env
-	var out, logs lockedBuffer
+	var out, logs logbuf.Buffer
 	local.Stdout, local.Stderr = &out, &logs
 	local.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := local.Start(); err != nil {

@@ -2,9 +2,6 @@ package systemtest
 
 import (
 	"fmt"
-	"io/fs"
-	"os"
-	"path/filepath"
 	"strconv"
 	"strings"
 	"testing"
@@ -17,40 +14,11 @@ import (
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 )
 
-// exampleSiteFiles reads examples/site without its installed or built parts.
-func exampleSiteFiles(t *testing.T) map[string]string {
-	t.Helper()
-	src := filepath.Join(repoRoot, "examples", "site")
-	files := map[string]string{}
-	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".astro" || d.Name() == "dist") {
-			return filepath.SkipDir
-		}
-		if !d.Type().IsRegular() {
-			return nil
-		}
-		b, err := os.ReadFile(path)
-		if err != nil {
-			return err
-		}
-		rel, _ := filepath.Rel(src, path)
-		files[rel] = string(b)
-		return nil
-	})
-	if err != nil {
-		t.Fatalf("read the example site: %v", err)
-	}
-	return files
-}
-
 // useExampleSite makes the harness's remote hold the example Astro site and
 // turns the preview on.
 func (h *harness) useExampleSite(t *testing.T) (previewHost string) {
 	t.Helper()
-	h.remote = workspacetest.NewRemote(t, h.git, exampleSiteFiles(t))
+	h.remote = workspacetest.NewRemote(t, h.git, previewtest.SiteFiles(t))
 	port := previewtest.FreePort(t)
 	h.env["REPO_URL"] = h.remote.URL
 	h.env["ASTRO_DEV_MODE"] = "true"

@@ -20,6 +20,7 @@ import (
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/ledger"
 	"github.com/webordinary/claude-code-astro/logging"
+	"github.com/webordinary/claude-code-astro/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/worker"
 )
@@ -366,7 +367,7 @@ func TestRecoversFromUnreachableSQS(t *testing.T) {
 	go srv.Serve(ln)
 	t.Cleanup(func() { srv.Close() })
 
-	var logs syncBuffer
+	var logs logbuf.Buffer
 	client := sqs.NewFromConfig(sqstest.AWSConfig(), func(o *sqs.Options) { o.BaseEndpoint = aws.String("http://" + ln.Addr().String()) })
 	rec := &recorder{}
 	e.start(t, client, worker.Config{Handler: rec, BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
@@ -387,23 +388,6 @@ func TestRecoversFromUnreachableSQS(t *testing.T) {
 	if !strings.Contains(out, "backing off") || !strings.Contains(out, "reachable again") {
 		t.Errorf("the outage was not logged:\n%s", out)
 	}
-}
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
 
 func TestShutdownReleasesRunningAndWaitingJobs(t *testing.T) {

@@ -50,6 +50,40 @@ func SiteDir(tb testing.TB) string {
 	return dir
 }
 
+// SiteFiles returns the example site's source files (path -> content, paths
+// with '/'), without what npm, Astro or a build put there: what a test
+// commits to a remote standing for the customer's repository.
+func SiteFiles(tb testing.TB) map[string]string {
+	tb.Helper()
+	src := SiteDir(tb)
+	files := map[string]string{}
+	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if d.IsDir() && (d.Name() == "node_modules" || d.Name() == ".astro" || d.Name() == "dist") {
+			return filepath.SkipDir
+		}
+		if !d.Type().IsRegular() {
+			return nil
+		}
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		rel, err := filepath.Rel(src, path)
+		if err != nil {
+			return err
+		}
+		files[filepath.ToSlash(rel)] = string(b)
+		return nil
+	})
+	if err != nil {
+		tb.Fatalf("previewtest: read the example site: %v", err)
+	}
+	return files
+}
+
 // RequireNodeModules fails the test, saying how to install them, unless the
 // example site's dependencies are installed.
 func RequireNodeModules(tb testing.TB) {
