@@ -48,6 +48,9 @@ type Config struct {
 	AnthropicBaseURL        string
 	GitHubToken             string
 	GitHubTokenSecretID     string
+	// GitTokenHosts are the hosts the git token is sent to (GIT_TOKEN_HOSTS,
+	// comma-separated host or host:port); default github.com.
+	GitTokenHosts []string
 
 	RepoURL string
 	// NpmCacheDir is the package manager's cache, shared by every user's
@@ -81,6 +84,7 @@ func Default() Config {
 		GitAuthorName:      "Claude Code",
 		GitAuthorEmail:     "claude@webordinary.com",
 		ClaudeBin:          "claude",
+		GitTokenHosts:      []string{"github.com"},
 		ClaudeMaxTurns:     30,
 		JobTimeout:         15 * time.Minute,
 		MaxConcurrentUsers: 2,
@@ -107,6 +111,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.str("ANTHROPIC_BASE_URL", &c.AnthropicBaseURL)
 	p.str("GITHUB_TOKEN", &c.GitHubToken)
 	p.str("GITHUB_TOKEN_SECRET_ID", &c.GitHubTokenSecretID)
+	p.list("GIT_TOKEN_HOSTS", &c.GitTokenHosts)
 	p.str("REPO_URL", &c.RepoURL)
 	p.str("NPM_CACHE_DIR", &c.NpmCacheDir)
 	p.str("GIT_AUTHOR_NAME", &c.GitAuthorName)
@@ -209,6 +214,26 @@ func (p *parser) str(name string, dst *string) {
 	if v, ok := p.lookup(name); ok {
 		*dst = v
 	}
+}
+
+func (p *parser) list(name string, dst *[]string) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	var out []string
+	for _, item := range strings.Split(v, ",") {
+		item = strings.TrimSpace(item)
+		if item == "" {
+			continue
+		}
+		if strings.ContainsAny(item, "/@ ") {
+			p.fail(name, "wants hosts such as github.com or 127.0.0.1:8080, comma-separated, not %q", item)
+			return
+		}
+		out = append(out, item)
+	}
+	*dst = out
 }
 
 func (p *parser) integer(name string, dst *int, lo, hi int) {

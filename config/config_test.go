@@ -3,6 +3,7 @@ package config
 import (
 	"errors"
 	"log/slog"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -24,7 +25,7 @@ func TestFromEnvDefaults(t *testing.T) {
 	}
 	want := Default()
 	want.JobQueueURL, want.ResponseQueueURL = jobQ, respQ
-	if c != want {
+	if !reflect.DeepEqual(c, want) {
 		t.Errorf("got %+v\nwant %+v", c, want)
 	}
 	if c.WorkspacePath != "/workspace" || c.HTTPAddr != ":8080" || c.AstroPort != 4321 || !c.AstroDevMode ||
@@ -39,13 +40,15 @@ func TestFromEnvOverrides(t *testing.T) {
 		"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ, "WORKSPACE_PATH": "/tmp/ws", "HTTP_ADDR": "127.0.0.1:9000",
 		"ASTRO_PORT": "5000", "ASTRO_DEV_MODE": "false", "AUTO_SHUTDOWN_MINUTES": "0.05", "CLAUDE_MAX_TURNS": "5",
 		"JOB_TIMEOUT": "90s", "MAX_CONCURRENT_USERS": "4", "LOG_LEVEL": "debug", "LOG_FORMAT": "json",
+		"GIT_TOKEN_HOSTS": " github.com, git.example.com:8443 ,",
 	}))
 	if err != nil {
 		t.Fatal(err)
 	}
 	if c.WorkspacePath != "/tmp/ws" || c.HTTPAddr != "127.0.0.1:9000" || c.AstroPort != 5000 || c.AstroDevMode ||
 		c.AutoShutdown != 3*time.Second || c.ClaudeMaxTurns != 5 || c.JobTimeout != 90*time.Second ||
-		c.MaxConcurrentUsers != 4 || c.LogLevel != slog.LevelDebug || c.LogFormat != "json" {
+		c.MaxConcurrentUsers != 4 || c.LogLevel != slog.LevelDebug || c.LogFormat != "json" ||
+		strings.Join(c.GitTokenHosts, ",") != "github.com,git.example.com:8443" {
 		t.Errorf("overrides not applied: %+v", c)
 	}
 }
@@ -73,6 +76,7 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"preview url", "PREVIEW_BASE_URL", "preview", "PREVIEW_BASE_URL"},
 		{"repo with creds", "REPO_URL", "https://x:ghp_abc@github.com/a/b", "REPO_URL"},
 		{"both keys", "ANTHROPIC_API_KEY_SECRET_ID", "arn:secret", "ANTHROPIC_API_KEY_SECRET_ID"},
+		{"token host url", "GIT_TOKEN_HOSTS", "https://github.com/", "GIT_TOKEN_HOSTS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -24,7 +24,8 @@ func TestSecretsNeverLeak(t *testing.T) {
 	gitRoot := filepath.Dir(h.remote.Dir)
 	srv := workspacetest.ServeHTTP(t, h.git, gitRoot, testToken)
 	repoURL := srv.URL + "/" + filepath.Base(h.remote.Dir)
-	p := h.start(map[string]string{"GITHUB_TOKEN": testToken, "REPO_URL": repoURL, "JOB_TIMEOUT": "20s"})
+	p := h.start(map[string]string{"GITHUB_TOKEN": testToken, "REPO_URL": repoURL, "JOB_TIMEOUT": "20s",
+		"GIT_TOKEN_HOSTS": strings.TrimPrefix(srv.URL, "http://")})
 
 	h.send(initJob("i1", "ivy", "t1"))
 	if r := h.final("i1", 60*time.Second); r.Status != jobs.StatusSucceeded {

@@ -91,8 +91,13 @@ func (u *User) git(ctx context.Context, c gitCall) (string, error) {
 		"GIT_COMMITTER_EMAIL="+w.cfg.AuthorEmail,
 	)
 	if c.authURL != "" && w.cfg.Token != "" {
-		if scope := credentialScope(c.authURL); scope != "" {
+		if scope := credentialScope(c.authURL, w.tokenHosts()); scope != "" {
 			args = append(args, "-c", "credential."+scope+".helper="+credentialHelper)
+			// The repository's own config is not trusted with the token
+			// (customer code can write it): no custom ssh command, proxy,
+			// unverified TLS or transport helper while the token is here.
+			args = append(args, "-c", "core.sshCommand=ssh", "-c", "http.proxy=", "-c", "https.proxy=",
+				"-c", "http.sslVerify=true", "-c", "protocol.ext.allow=never")
 			env = append(env, "GIT_TOKEN="+w.cfg.Token)
 		}
 	}

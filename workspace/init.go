@@ -46,6 +46,9 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 		if err := ValidateRepoURL(opt.RepoURL); err != nil {
 			return res, fmt.Errorf("init workspace: %w", err)
 		}
+		if err := u.ws.notInRoot(opt.RepoURL); err != nil {
+			return res, fmt.Errorf("init workspace: %w", err)
+		}
 	}
 	if opt.BaseBranch != "" {
 		if err := validateBranchName(opt.BaseBranch); err != nil {

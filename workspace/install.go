@@ -90,7 +90,15 @@ func (u *User) install(ctx context.Context, meta *Metadata) (bool, error) {
 		return false, fmt.Errorf("hash lockfile: %w", err)
 	}
 	nodeModules := filepath.Join(u.ProjectDir, "node_modules")
-	if fi, err := os.Stat(nodeModules); err == nil && fi.IsDir() && meta.LockfileHash == hash {
+	fi, err := os.Lstat(nodeModules)
+	if err == nil && !fi.IsDir() {
+		// A node_modules the repository itself holds as a link (or a file):
+		// npm would empty whatever it points at, another tenant's files on
+		// a shared volume included. Refuse it.
+		return false, &InstallError{Command: "check node_modules", Output: "node_modules is not a directory (a link or file committed to the repository): remove it from the repository",
+			Err: errors.New("node_modules is not a directory")}
+	}
+	if err == nil && meta.LockfileHash == hash {
 		return false, nil
 	}
 	meta.Lockfile, meta.LockfileHash = in.file, ""

@@ -90,7 +90,7 @@ func (u *User) cloneProject(ctx context.Context, repoURL string) error {
 
 // excludeLines are kept out of every commit even when the site's
 // .gitignore forgets them.
-var excludeLines = []string{"node_modules/"}
+var excludeLines = []string{"node_modules/", "node_modules", ".astro/"}
 
 // ensureExcludes adds excludeLines to .git/info/exclude.
 func (u *User) ensureExcludes() error {

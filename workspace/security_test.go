@@ -206,7 +206,8 @@ func TestTokenReachesOnlyTheServer(t *testing.T) {
 	srv := workspacetest.ServeHTTP(t, g, filepath.Dir(remote.Dir), testToken)
 	repoURL := srv.URL + "/" + filepath.Base(remote.Dir)
 	home := t.TempDir()
-	ws := newWorkspaces(t, func(c *workspace.Config) { c.Home = home })
+	host := strings.TrimPrefix(srv.URL, "http://")
+	ws := newWorkspaces(t, func(c *workspace.Config) { c.Home = home; c.TokenHosts = []string{host} })
 	u := mustUser(t, ws, "c", "u")
 
 	res := mustInit(t, u, workspace.InitOptions{RepoURL: repoURL, ThreadID: "t1"})
@@ -288,5 +289,70 @@ func TestTokenReachesOnlyTheServer(t *testing.T) {
 	cfg := readFile(t, filepath.Join(u.ProjectDir, ".git", "config"))
 	if strings.Contains(cfg, "x-access-token") || strings.Contains(cfg, "@127.0.0.1") {
 		t.Errorf(".git/config holds credentials:\n%s", cfg)
+	}
+}
+
+// TestTokenGoesOnlyToItsHosts: a job naming another server as its
+// repository does not get the token sent there.
+func TestTokenGoesOnlyToItsHosts(t *testing.T) {
+	g := workspacetest.NewGit(t)
+	remote := workspacetest.NewRemote(t, g, plainSite())
+	srv := workspacetest.ServeHTTP(t, g, filepath.Dir(remote.Dir), testToken)
+	repoURL := srv.URL + "/" + filepath.Base(remote.Dir)
+	ws := newWorkspaces(t, func(c *workspace.Config) { c.TokenHosts = []string{"github.com"} })
+	u := mustUser(t, ws, "c", "u")
+	if _, err := u.Init(ctx(t), workspace.InitOptions{RepoURL: repoURL, ThreadID: "t1"}); err == nil {
+		t.Fatal("clone from a server that demands the token succeeded without it")
+	}
+	for _, auth := range srv.Authorizations() {
+		if strings.Contains(auth, base64.StdEncoding.EncodeToString([]byte("x-access-token:"+testToken))) {
+			t.Errorf("the token went to %s, which is not one of its hosts", srv.URL)
+		}
+	}
+}
+
+// TestLocalRepositoryInsideTheRootIsRefused: a job cannot clone another
+// user's workspace by naming its path.
+func TestLocalRepositoryInsideTheRootIsRefused(t *testing.T) {
+	g := workspacetest.NewGit(t)
+	remote := workspacetest.NewRemote(t, g, plainSite())
+	ws := newWorkspaces(t)
+	victim := mustUser(t, ws, "c", "victim")
+	mustInit(t, victim, workspace.InitOptions{RepoURL: remote.URL, ThreadID: "t1"})
+	thief := mustUser(t, ws, "c", "thief")
+	for _, repo := range []string{victim.ProjectDir, "file://" + victim.ProjectDir, ws.Root() + "/c/../c/victim/project"} {
+		if _, err := thief.Init(ctx(t), workspace.InitOptions{RepoURL: repo, ThreadID: "t1"}); !errors.Is(err, workspace.ErrInvalidRepoURL) {
+			t.Errorf("Init from %s = %v, want ErrInvalidRepoURL", repo, err)
+		}
+	}
+}
+
+// TestNodeModulesLinkIsRefused: a repository holding node_modules as a link
+// is not installed (npm ci would empty the link's target).
+func TestNodeModulesLinkIsRefused(t *testing.T) {
+	g := workspacetest.NewGit(t)
+	victim := t.TempDir()
+	if err := os.WriteFile(filepath.Join(victim, "precious.txt"), []byte("keep me"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	remote := workspacetest.NewRemote(t, g, workspacetest.SiteFiles())
+	work := t.TempDir()
+	g.Run(work, "clone", "-q", remote.Dir, "w")
+	w := filepath.Join(work, "w")
+	if err := os.Symlink(victim, filepath.Join(w, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	g.Run(w, "add", "-f", "node_modules")
+	g.Run(w, "commit", "-q", "-m", "link node_modules")
+	g.Run(w, "push", "-q", "origin", "HEAD")
+
+	u := mustUser(t, newWorkspaces(t), "c", "u")
+	_, err := u.Init(ctx(t), workspace.InitOptions{RepoURL: remote.URL, ThreadID: "t1"})
+	var ie *workspace.InstallError
+	if !errors.As(err, &ie) || !strings.Contains(ie.Output, "node_modules is not a directory") {
+		t.Fatalf("Init with a node_modules link = %v, want an InstallError about node_modules", err)
+	}
+	if b, err := os.ReadFile(filepath.Join(victim, "precious.txt")); err != nil || string(b) != "keep me" {
+		t.Errorf("the link's target was touched: %q, %v", b, err)
 	}
 }

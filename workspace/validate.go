@@ -107,16 +107,30 @@ func isLoopback(host string) bool {
 	return ip != nil && ip.IsLoopback()
 }
 
+// DefaultTokenHosts are the hosts the git token is sent to when
+// Config.TokenHosts is empty.
+var DefaultTokenHosts = []string{"github.com"}
+
 // credentialScope returns the URL prefix a token may be sent to (scheme,
-// host and port of an http(s) repo URL), or "" when the URL is not one the
-// token is for.
-func credentialScope(repoURL string) string {
-	if !strings.HasPrefix(repoURL, "https://") && !strings.HasPrefix(repoURL, "http://") {
-		return ""
-	}
+// host and port of the repo URL), or "" when the token is not for it: only
+// https to one of hosts, or http to a loopback host that hosts names with
+// its port (a local git server). A job cannot send the token elsewhere by
+// naming another repository.
+func credentialScope(repoURL string, hosts []string) string {
 	u, err := url.Parse(repoURL)
 	if err != nil || u.Host == "" || u.User != nil {
 		return ""
 	}
-	return u.Scheme + "://" + u.Host
+	switch {
+	case u.Scheme == "https":
+	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	default:
+		return ""
+	}
+	for _, h := range hosts {
+		if strings.EqualFold(h, u.Host) {
+			return u.Scheme + "://" + u.Host
+		}
+	}
+	return ""
 }

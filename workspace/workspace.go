@@ -40,6 +40,9 @@ type Config struct {
 	Root string
 	// Token is the git token for https remotes. Empty means none.
 	Token string
+	// TokenHosts are the hosts (host or host:port) Token is sent to, over
+	// https (or http to a loopback host). Empty means DefaultTokenHosts.
+	TokenHosts []string
 	// AuthorName and AuthorEmail are the commit author and committer.
 	// Empty means DefaultAuthorName and DefaultAuthorEmail.
 	AuthorName, AuthorEmail string
@@ -236,4 +239,37 @@ func lookPath(file, pathList string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("find %s: not in PATH", file)
+}
+
+// tokenHosts returns the hosts the git token may go to.
+func (w *Workspaces) tokenHosts() []string {
+	if len(w.cfg.TokenHosts) > 0 {
+		return w.cfg.TokenHosts
+	}
+	return DefaultTokenHosts
+}
+
+// notInRoot refuses a local repository (an absolute path or file:// URL)
+// inside the workspace root, symlinks resolved: a job must not clone another
+// user's workspace, unpushed work and all.
+func (w *Workspaces) notInRoot(repoURL string) error {
+	path := repoURL
+	if rest, ok := strings.CutPrefix(repoURL, "file://"); ok {
+		path = strings.TrimPrefix(rest, "localhost")
+	}
+	if !strings.HasPrefix(path, "/") {
+		return nil // a network URL
+	}
+	path = filepath.Clean(path)
+	if real, err := filepath.EvalSymlinks(path); err == nil {
+		path = real
+	}
+	root := w.root
+	if real, err := filepath.EvalSymlinks(root); err == nil {
+		root = real
+	}
+	if within(root, path) {
+		return fmt.Errorf("%w: a local repository inside the workspace root", ErrInvalidRepoURL)
+	}
+	return nil
 }

@@ -104,7 +104,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		npmCache = filepath.Join(cfg.WorkspacePath, ".npm-cache") // ids cannot start with '.'
 	}
 	ws, err := workspace.Open(workspace.Config{
-		Root: cfg.WorkspacePath, Token: token, AuthorName: cfg.GitAuthorName, AuthorEmail: cfg.GitAuthorEmail, NpmCacheDir: npmCache,
+		Root: cfg.WorkspacePath, Token: token, TokenHosts: cfg.GitTokenHosts, AuthorName: cfg.GitAuthorName, AuthorEmail: cfg.GitAuthorEmail, NpmCacheDir: npmCache,
 		PATH: opt.PATH, Redactor: red, Logger: log.With("component", "workspace"),
 	})
 	if err != nil {
