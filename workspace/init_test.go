@@ -257,7 +257,10 @@ func TestInitRepairsDamagedWorkspace(t *testing.T) {
 			if _, err := u.RecordJob("t1", workspace.JobRecord{JobID: "job-1", Status: "succeeded", SessionID: "sess-1"}); err != nil {
 				t.Fatal(err)
 			}
+			writeFile(t, filepath.Join(u.ProjectDir, "unsaved-work.txt"), "an edit nobody committed\n")
 			tt.damage(t, u)
+			_, err := os.Stat(u.ProjectDir)
+			hadProject := err == nil // a damage that removed project/ took the work with it
 
 			if _, err := u.SwitchThread(ctx(t), "t1"); !errors.Is(err, workspace.ErrNotInitialized) {
 				t.Errorf("switch on damaged workspace: err = %v, want ErrNotInitialized", err)
@@ -288,7 +291,37 @@ func TestInitRepairsDamagedWorkspace(t *testing.T) {
 					t.Errorf("leftover %s", e.Name())
 				}
 			}
+			// The damaged project is kept, with the work in it.
+			if kept, _ := filepath.Glob(filepath.Join(u.Dir, ".damaged", "*", "unsaved-work.txt")); hadProject && len(kept) != 1 {
+				t.Errorf("the damaged project's uncommitted work was not kept: %v", kept)
+			}
 		})
+	}
+}
+
+// TestUnbornThreadIsHealthy: a thread of an empty remote (no commit yet)
+// with other branches fetched since is not taken for a damaged repository,
+// so nothing is re-cloned and no edit is lost.
+func TestUnbornThreadIsHealthy(t *testing.T) {
+	g := workspacetest.NewGit(t)
+	empty := filepath.Join(t.TempDir(), "empty.git")
+	g.Run("", "init", "-q", "--bare", empty)
+	u := mustUser(t, newWorkspaces(t), "c", "u")
+	mustInit(t, u, workspace.InitOptions{RepoURL: "file://" + empty, ThreadID: "t1"})
+	writeFile(t, filepath.Join(u.ProjectDir, "draft.txt"), "work in progress\n")
+	// Someone pushes main meanwhile; the next init fetches it.
+	work := t.TempDir()
+	g.Run(work, "clone", "-q", empty, "w")
+	writeFile(t, filepath.Join(work, "w", "README.md"), "hello\n")
+	g.Run(filepath.Join(work, "w"), "add", "-A")
+	g.Run(filepath.Join(work, "w"), "commit", "-q", "-m", "first")
+	g.Run(filepath.Join(work, "w"), "push", "-q", "origin", "HEAD:main")
+	res := mustInit(t, u, workspace.InitOptions{ThreadID: "t1"})
+	if res.Cloned {
+		t.Error("a healthy workspace with an unborn thread branch was cloned again")
+	}
+	if b, err := os.ReadFile(filepath.Join(u.ProjectDir, "draft.txt")); err != nil || string(b) != "work in progress\n" {
+		t.Errorf("the draft is gone: %q, %v", b, err)
 	}
 }
 

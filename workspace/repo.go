@@ -15,11 +15,14 @@ import (
 const (
 	cloneTempPrefix  = ".project-clone-"
 	brokenTempPrefix = ".project-broken-"
+	// damagedDir keeps every project a repair replaced, work and all: a
+	// damaged repository may still hold edits or commits nobody pushed.
+	damagedDir = ".damaged"
 )
 
 // repoHealthy reports whether project/ is a usable git repository of its
 // own: .git present, git finds it as the top level, and HEAD resolves to a
-// commit unless the repository has no refs at all (an empty remote).
+// commit or names a branch not born yet (a thread of an empty remote).
 func (u *User) repoHealthy(ctx context.Context) bool {
 	fi, err := os.Lstat(filepath.Join(u.ProjectDir, ".git"))
 	if err != nil || !fi.IsDir() {
@@ -32,29 +35,57 @@ func (u *User) repoHealthy(ctx context.Context) bool {
 	if _, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--verify", "--quiet", "HEAD^{commit}"}}); err == nil {
 		return true
 	}
-	refs, err := u.git(ctx, gitCall{args: []string{"for-each-ref", "--count=1", "--format=%(refname)"}})
-	return err == nil && strings.TrimSpace(refs) == ""
+	// HEAD names a branch that does not exist yet: unborn, not damaged.
+	// (A branch that exists but whose commit cannot be read is damaged.)
+	ref, err := u.git(ctx, gitCall{args: []string{"symbolic-ref", "--quiet", "HEAD"}})
+	if ref = strings.TrimSpace(ref); err != nil || !strings.HasPrefix(ref, "refs/heads/") {
+		return false
+	}
+	_, err = u.git(ctx, gitCall{args: []string{"rev-parse", "--verify", "--quiet", ref}}) // the ref alone, not its object
+	return err != nil
 }
 
-// removeTemps deletes clone and repair leftovers of an earlier, killed init.
+// removeTemps deletes the half clones of an earlier, killed init, and keeps
+// a damaged project it had moved aside (see keepDamaged).
 func (u *User) removeTemps() error {
-	for _, prefix := range []string{cloneTempPrefix, brokenTempPrefix} {
-		matches, err := filepath.Glob(filepath.Join(u.Dir, prefix+"*"))
-		if err != nil {
+	clones, err := filepath.Glob(filepath.Join(u.Dir, cloneTempPrefix+"*"))
+	if err != nil {
+		return fmt.Errorf("remove leftovers: %w", err)
+	}
+	for _, m := range clones {
+		if err := os.RemoveAll(m); err != nil {
 			return fmt.Errorf("remove leftovers: %w", err)
 		}
-		for _, m := range matches {
-			if err := os.RemoveAll(m); err != nil {
-				return fmt.Errorf("remove leftovers: %w", err)
-			}
+	}
+	broken, err := filepath.Glob(filepath.Join(u.Dir, brokenTempPrefix+"*"))
+	if err != nil {
+		return fmt.Errorf("remove leftovers: %w", err)
+	}
+	for _, b := range broken {
+		if err := u.keepDamaged(b); err != nil {
+			return fmt.Errorf("remove leftovers: %w", err)
 		}
 	}
 	return nil
 }
 
+// keepDamaged moves a replaced project into .damaged/, never deleting it.
+func (u *User) keepDamaged(path string) error {
+	dst := filepath.Join(u.Dir, damagedDir)
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	kept := filepath.Join(dst, strings.TrimPrefix(filepath.Base(path), "."))
+	if err := os.Rename(path, kept); err != nil {
+		return err
+	}
+	u.log.Warn("kept the damaged project: its unpushed work can be recovered from there", "path", kept)
+	return nil
+}
+
 // cloneProject clones repoURL into a temporary directory beside project/
 // and renames it into place, so a killed clone never leaves a half
-// project/. A damaged project/ is moved aside first and removed after.
+// project/. A damaged project/ is moved aside first and kept in .damaged/.
 func (u *User) cloneProject(ctx context.Context, repoURL string) error {
 	tmp, err := os.MkdirTemp(u.Dir, cloneTempPrefix)
 	if err != nil {
@@ -81,8 +112,8 @@ func (u *User) cloneProject(ctx context.Context, repoURL string) error {
 		return fmt.Errorf("clone repository: %w", err)
 	}
 	if broken != "" {
-		if err := os.RemoveAll(broken); err != nil {
-			return fmt.Errorf("clone repository: remove damaged project: %w", err)
+		if err := u.keepDamaged(broken); err != nil {
+			return fmt.Errorf("clone repository: keep the damaged project: %w", err)
 		}
 	}
 	return nil
