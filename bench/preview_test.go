@@ -3,7 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"io"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -35,7 +34,7 @@ func benchPreview(b *testing.B, e *env) {
 	site := previewtest.PrepareSite(b)
 	page := filepath.Join(site, "src", "pages", "index.astro")
 	ds := preview.NewDevServer(preview.DevServerConfig{
-		Port: previewtest.FreePort(b), PATH: nodePATH(b), Home: b.TempDir(), Logger: quietLogger(b),
+		Port: previewtest.FreePort(b), PATH: previewtest.NodePATH(b), Home: b.TempDir(), Logger: quietLogger(b),
 		ReadyTimeout: 90 * time.Second,
 	})
 	b.Cleanup(func() {
@@ -116,23 +115,9 @@ func benchPreview(b *testing.B, e *env) {
 // getPage fetches u, failing unless it answers 200.
 func getPage(tb testing.TB, u string) string {
 	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		tb.Fatal(err)
+	status, _, body := previewtest.Get(tb, u, "")
+	if status != http.StatusOK {
+		tb.Fatalf("GET %s: status %d", u, status)
 	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatalf("GET %s: %v", u, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatalf("read %s: %v", u, err)
-	}
-	if resp.StatusCode != http.StatusOK {
-		tb.Fatalf("GET %s: status %d", u, resp.StatusCode)
-	}
-	return string(body)
+	return body
 }

@@ -110,7 +110,7 @@ func benchSiteWorkspace(b *testing.B, e *env) {
 	var warm []time.Duration
 	for i := range warmStarts + 1 {
 		ds := preview.NewDevServer(preview.DevServerConfig{
-			Port: previewtest.FreePort(b), PATH: nodePATH(b), Home: b.TempDir(), Logger: quietLogger(b),
+			Port: previewtest.FreePort(b), PATH: previewtest.NodePATH(b), Home: b.TempDir(), Logger: quietLogger(b),
 			ReadyTimeout: 90 * time.Second,
 		})
 		start := time.Now()
@@ -155,16 +155,6 @@ func countPackages(nodeModules string) (int, error) {
 		return 0, fmt.Errorf("count installed packages: none in %s", nodeModules)
 	}
 	return len(lock.Packages), nil
-}
-
-// nodePATH returns a PATH where node is found, failing when it is not.
-func nodePATH(tb testing.TB) string {
-	tb.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		tb.Fatalf("node is missing (%v): install Node.js 20", err)
-	}
-	return filepath.Dir(node) + ":" + preview.DefaultPATH
 }
 
 // quietLogger logs warnings and errors to the benchmark's output.

@@ -2,13 +2,11 @@ package preview_test
 
 import (
 	"context"
-	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"regexp"
 	"sync"
@@ -22,16 +20,6 @@ import (
 
 // heading is the example site's <h1 id="title"> text.
 const heading = "Welcome to Example Site"
-
-// nodePATH returns a PATH where node is found, failing the test if it is not.
-func nodePATH(tb testing.TB) string {
-	tb.Helper()
-	node, err := exec.LookPath("node")
-	if err != nil {
-		tb.Fatalf("node is missing (%v): install Node.js 20", err)
-	}
-	return filepath.Dir(node) + ":" + preview.DefaultPATH
-}
 
 // testLogger logs to the test's output; in benchmarks, warnings only.
 func testLogger(tb testing.TB) *slog.Logger {
@@ -48,7 +36,7 @@ func newDevServer(tb testing.TB) *preview.DevServer {
 	tb.Helper()
 	ds := preview.NewDevServer(preview.DevServerConfig{
 		Port:         previewtest.FreePort(tb),
-		PATH:         nodePATH(tb),
+		PATH:         previewtest.NodePATH(tb),
 		Home:         tb.TempDir(),
 		Logger:       testLogger(tb),
 		ReadyTimeout: 60 * time.Second,
@@ -105,30 +93,6 @@ func serveProxy(tb testing.TB, p http.Handler) *url.URL {
 		tb.Fatal(err)
 	}
 	return u
-}
-
-// get fetches u with an optional Host header and returns status and body.
-func get(tb testing.TB, u, host string) (int, http.Header, string) {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	if host != "" {
-		req.Host = host
-	}
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		tb.Fatalf("GET %s: %v", u, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(resp.Body)
-	if err != nil {
-		tb.Fatalf("read %s: %v", u, err)
-	}
-	return resp.StatusCode, resp.Header, string(body)
 }
 
 // waitFor polls cond until it holds or timeout passes.

@@ -41,7 +41,7 @@ func TestProxyStartingPage(t *testing.T) {
 				Upstream: tt.upstream, Activity: &act, Logger: testLogger(t),
 			}))
 
-			status, h, body := get(t, base.JoinPath("/some/page").String(), "preview.example.com")
+			status, h, body := previewtest.Get(t, base.JoinPath("/some/page").String(), "preview.example.com")
 			if status != http.StatusServiceUnavailable {
 				t.Errorf("status = %d, want 503", status)
 			}
@@ -154,7 +154,7 @@ func TestDevServerProxy(t *testing.T) {
 	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: &act, Logger: testLogger(t)}))
 
 	// Before Target: the starting page.
-	if status, _, _ := get(t, base.String(), ""); status != http.StatusServiceUnavailable {
+	if status, _, _ := previewtest.Get(t, base.String(), ""); status != http.StatusServiceUnavailable {
 		t.Fatalf("before Target: status %d, want 503", status)
 	}
 
@@ -177,7 +177,7 @@ func TestDevServerProxy(t *testing.T) {
 	})
 
 	t.Run("page through the proxy", func(t *testing.T) {
-		status, _, body := get(t, base.String(), "")
+		status, _, body := previewtest.Get(t, base.String(), "")
 		if status != http.StatusOK || !strings.Contains(body, heading) {
 			t.Fatalf("status %d, heading found %v", status, strings.Contains(body, heading))
 		}
@@ -185,13 +185,13 @@ func TestDevServerProxy(t *testing.T) {
 
 	t.Run("public host name", func(t *testing.T) {
 		const host = "preview.example.com"
-		status, _, body := get(t, base.String(), host)
+		status, _, body := previewtest.Get(t, base.String(), host)
 		if status != http.StatusOK || !strings.Contains(body, heading) {
 			t.Errorf("through the proxy with Host %s: status %d, heading found %v", host, status, strings.Contains(body, heading))
 		}
 		// Vite itself refuses that host: the proxy's Host rewrite is what works.
 		u, _ := ds.URL()
-		status, _, body = get(t, u.String(), host)
+		status, _, body = previewtest.Get(t, u.String(), host)
 		if status != http.StatusForbidden {
 			t.Errorf("direct with Host %s: status %d, want 403 (%s)", host, status, body)
 		}
@@ -217,7 +217,7 @@ func TestDevServerProxy(t *testing.T) {
 		m := sock.Next(t, 15*time.Second, "update", "full-reload")
 		t.Logf("HMR message after the edit: %s", m.Raw)
 
-		status, _, body := get(t, base.String(), "")
+		status, _, body := previewtest.Get(t, base.String(), "")
 		if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
 			t.Errorf("page after the edit: status %d, new heading found %v", status, strings.Contains(body, "Edited over HMR"))
 		}
@@ -251,7 +251,7 @@ func TestDevServerProxy(t *testing.T) {
 		if groupAlive(old) {
 			t.Errorf("old process group %d still alive", old)
 		}
-		status, _, body := get(t, base.String(), "")
+		status, _, body := previewtest.Get(t, base.String(), "")
 		if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
 			t.Errorf("after the restart: status %d, heading found %v", status, strings.Contains(body, "Edited over HMR"))
 		}
@@ -270,7 +270,7 @@ func TestDevServerProxy(t *testing.T) {
 		if got := ds.State(); got != preview.StateStopped {
 			t.Errorf("State = %q, want stopped", got)
 		}
-		if status, _, _ := get(t, base.String(), ""); status != http.StatusServiceUnavailable {
+		if status, _, _ := previewtest.Get(t, base.String(), ""); status != http.StatusServiceUnavailable {
 			t.Errorf("after Close: status %d, want 503", status)
 		}
 	})
@@ -285,7 +285,7 @@ func TestDevServerRetarget(t *testing.T) {
 
 	target(t, ds, first)
 	firstPID := ds.PID()
-	if _, _, body := get(t, base.String(), ""); !strings.Contains(body, heading) {
+	if _, _, body := previewtest.Get(t, base.String(), ""); !strings.Contains(body, heading) {
 		t.Fatal("first site not served")
 	}
 
@@ -296,7 +296,7 @@ func TestDevServerRetarget(t *testing.T) {
 	if got := ds.ProjectDir(); got != second {
 		t.Errorf("ProjectDir = %q, want %q", got, second)
 	}
-	status, _, body := get(t, base.String(), "")
+	status, _, body := previewtest.Get(t, base.String(), "")
 	if status != http.StatusOK || !strings.Contains(body, "Second Site") {
 		t.Errorf("after re-target: status %d, second heading found %v", status, strings.Contains(body, "Second Site"))
 	}
@@ -321,7 +321,7 @@ func TestDevServerCrashLoop(t *testing.T) {
 	}
 	ds := preview.NewDevServer(preview.DevServerConfig{
 		Port:         previewtest.FreePort(t),
-		PATH:         nodePATH(t),
+		PATH:         previewtest.NodePATH(t),
 		Home:         t.TempDir(),
 		Logger:       testLogger(t),
 		ReadyTimeout: 90 * time.Second,

@@ -11,6 +11,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/webordinary/claude-code-astro/preview"
+	"github.com/webordinary/claude-code-astro/preview/previewtest"
 )
 
 // seen is what the upstream reports about the request it got.
@@ -93,7 +94,7 @@ func TestProxyRewrite(t *testing.T) {
 		run  func(t *testing.T) seen
 	}{
 		{"plain request", func(t *testing.T) seen {
-			status, _, body := get(t, base.String()+"/src/pages/index.astro?"+query, public)
+			status, _, body := previewtest.Get(t, base.String()+"/src/pages/index.astro?"+query, public)
 			if status != http.StatusOK {
 				t.Fatalf("status %d", status)
 			}

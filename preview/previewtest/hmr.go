@@ -6,21 +6,29 @@ import (
 	"io"
 	"net/http"
 	"net/url"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"testing"
 	"time"
 
 	"github.com/gorilla/websocket"
+
+	"github.com/webordinary/claude-code-astro/preview"
 )
 
-// fetch GETs url and returns the status and body, failing the test on error.
-func fetch(tb testing.TB, u string) (int, string) {
+// Get fetches u, with the Host header host when not empty, and returns the
+// status, headers and body; it fails the test when the request does.
+func Get(tb testing.TB, u, host string) (int, http.Header, string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		tb.Fatal(err)
+	}
+	if host != "" {
+		req.Host = host
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -31,14 +39,25 @@ func fetch(tb testing.TB, u string) (int, string) {
 	if err != nil {
 		tb.Fatalf("read %s: %v", u, err)
 	}
-	return resp.StatusCode, string(b)
+	return resp.StatusCode, resp.Header, string(b)
+}
+
+// NodePATH returns a PATH where node is found (for a dev server's
+// environment), failing the test when node is not installed.
+func NodePATH(tb testing.TB) string {
+	tb.Helper()
+	node, err := exec.LookPath("node")
+	if err != nil {
+		tb.Fatalf("node is missing (%v): install Node.js 20", err)
+	}
+	return filepath.Dir(node) + ":" + preview.DefaultPATH
 }
 
 // WSToken reads the HMR token that Vite puts in /@vite/client, as a
 // browser's page does.
 func WSToken(tb testing.TB, base *url.URL) string {
 	tb.Helper()
-	status, body := fetch(tb, base.JoinPath("/@vite/client").String())
+	status, _, body := Get(tb, base.JoinPath("/@vite/client").String(), "")
 	if status != http.StatusOK {
 		tb.Fatalf("GET /@vite/client: status %d", status)
 	}
