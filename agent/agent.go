@@ -272,13 +272,13 @@ func (r *Runner) prepare(req Request) (Request, func(), error) {
 	}
 	var err error
 	if req.ProjectDir, err = filepath.Abs(req.ProjectDir); err != nil {
-		return req, noop, fmt.Errorf("%w: project dir: %v", ErrInvalidRequest, err)
+		return req, noop, fmt.Errorf("%w: project dir: %w", ErrInvalidRequest, err)
 	}
 	if fi, err := os.Stat(req.ProjectDir); err != nil || !fi.IsDir() {
 		return req, noop, fmt.Errorf("%w: project dir %s is not a directory", ErrInvalidRequest, req.ProjectDir)
 	}
 	if req.ConfigDir, err = filepath.Abs(req.ConfigDir); err != nil {
-		return req, noop, fmt.Errorf("%w: config dir: %v", ErrInvalidRequest, err)
+		return req, noop, fmt.Errorf("%w: config dir: %w", ErrInvalidRequest, err)
 	}
 	if req.HomeDir == "" {
 		req.HomeDir = filepath.Dir(req.ConfigDir)

@@ -26,6 +26,9 @@ const (
 	TypeExecute Type = "execute"
 )
 
+// Known reports whether t is one of the job types.
+func (t Type) Known() bool { return t == TypeInit || t == TypeExecute }
+
 // Mode says whether an execute job may change files.
 type Mode string
 
@@ -91,10 +94,34 @@ func (e *InvalidError) Error() string {
 // Unwrap makes errors.Is(err, ErrInvalid) true.
 func (e *InvalidError) Unwrap() error { return ErrInvalid }
 
-// Addressable reports whether the invalid job's answer can be routed: its
-// client and user ids are valid, so it has a user and a FIFO group.
+// Addressable reports whether the invalid job's answer can be routed to its
+// user: its client and user ids are valid, so it has a user and a FIFO group.
 func (e *InvalidError) Addressable() bool {
 	return ValidID(e.Job.ClientID) && ValidID(e.Job.UserID)
+}
+
+// Echo returns what an invalid_job answer may echo of the message: each id
+// only when it is valid, the type only when it is a known one, and as job id
+// the message's own when valid, else messageID (the queue's id, which
+// upstream has from its send).
+func (e *InvalidError) Echo(messageID string) Job {
+	var j Job
+	if ValidJobID(e.Job.JobID) {
+		j.JobID = e.Job.JobID
+	} else {
+		j.JobID = messageID
+	}
+	for _, f := range []struct{ src, dst *string }{
+		{&e.Job.ClientID, &j.ClientID}, {&e.Job.UserID, &j.UserID}, {&e.Job.ThreadID, &j.ThreadID},
+	} {
+		if ValidID(*f.src) {
+			*f.dst = *f.src
+		}
+	}
+	if e.Job.Type.Known() {
+		j.Type = e.Job.Type
+	}
+	return j
 }
 
 // ValidID reports whether s is a valid client, user or thread id: 1-64

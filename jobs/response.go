@@ -51,7 +51,12 @@ type Response struct {
 	Progress     *Progress     `json:"progress,omitempty"`
 	Error        *ErrorBody    `json:"error,omitempty"`
 
+	// ReceivedAt is when the worker received the message; StartedAt when
+	// it began the job, after any wait behind the same user's earlier jobs;
+	// FinishedAt when the job ended. DurationMs is FinishedAt - StartedAt:
+	// the job's own time, without the wait.
 	ReceivedAt string `json:"receivedAt,omitempty"`
+	StartedAt  string `json:"startedAt,omitempty"`
 	FinishedAt string `json:"finishedAt,omitempty"`
 	DurationMs int64  `json:"durationMs"`
 }
@@ -128,11 +133,14 @@ func NewResponse(job Job, status Status) Response {
 	return r
 }
 
-// Finish sets the response's times.
-func (r *Response) Finish(received, finished time.Time) {
+// Finish sets the response's times: received from the queue, started by
+// the worker (after any wait in the user's lane), finished. DurationMs is the
+// job's own time, finished - started.
+func (r *Response) Finish(received, started, finished time.Time) {
 	r.ReceivedAt = received.UTC().Format(time.RFC3339Nano)
+	r.StartedAt = started.UTC().Format(time.RFC3339Nano)
 	r.FinishedAt = finished.UTC().Format(time.RFC3339Nano)
-	r.DurationMs = finished.Sub(received).Milliseconds()
+	r.DurationMs = finished.Sub(started).Milliseconds()
 }
 
 // Bool returns a pointer to b, for the optional boolean fields.

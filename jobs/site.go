@@ -68,7 +68,7 @@ func (s *Site) Handle(ctx context.Context, job Job, progress ProgressFunc) (Resp
 		return Response{}, fmt.Errorf("%w: %w", ErrRetryLater, err)
 	}
 	if err != nil {
-		return Response{}, classify("lock the workspace", err)
+		return Response{}, classify(err)
 	}
 	defer func() {
 		if err := unlock(); err != nil {
@@ -87,7 +87,7 @@ func (s *Site) Handle(ctx context.Context, job Job, progress ProgressFunc) (Resp
 func (s *Site) user(job Job) (*workspace.User, error) {
 	u, err := s.cfg.Workspaces.User(job.ClientID, job.UserID)
 	if err != nil {
-		return nil, classify("open workspace", err)
+		return nil, classify(fmt.Errorf("open workspace: %w", err))
 	}
 	return u, nil
 }
@@ -105,7 +105,7 @@ func (s *Site) init(ctx context.Context, u *workspace.User, job Job) (Response, 
 		if repo == "" && errors.Is(err, workspace.ErrInvalidRepoURL) {
 			return Response{}, Errorf(CodeInvalidJob, "the job has no repoUrl and REPO_URL is not set")
 		}
-		return Response{}, classify("init workspace", err)
+		return Response{}, classify(err)
 	}
 	if err := u.Touch(); err != nil {
 		s.log.WarnContext(ctx, "cannot update metadata.json", "error", err)
@@ -121,7 +121,7 @@ func (s *Site) init(ctx context.Context, u *workspace.User, job Job) (Response, 
 func (s *Site) execute(ctx context.Context, u *workspace.User, job Job, progress ProgressFunc) (Response, error) {
 	branch, err := u.SwitchThread(ctx, job.ThreadID)
 	if err != nil {
-		return Response{}, classify("switch to the thread", err)
+		return Response{}, classify(err)
 	}
 	resp := Response{Branch: branch, PreviewURL: s.cfg.PreviewBaseURL}
 	if err := u.Touch(); err != nil {
@@ -131,17 +131,17 @@ func (s *Site) execute(ctx context.Context, u *workspace.User, job Job, progress
 
 	thread, err := u.LoadThread(job.ThreadID)
 	if err != nil {
-		return resp, classify("read the thread record", err)
+		return resp, classify(err)
 	}
 
 	// A job that committed before its worker died is not run again.
 	if sha, found, err := u.FindJobCommit(ctx, job.ThreadID, job.JobID); err != nil {
-		return resp, classify("look for the job's commit", err)
+		return resp, classify(err)
 	} else if found {
 		s.log.InfoContext(ctx, "job already committed by an earlier attempt: not running the agent again", "commit", sha)
 		resp.Commit = sha
 		if resp.FilesChanged, err = u.CommitFiles(ctx, sha); err != nil {
-			return resp, classify("list the job's commit", err)
+			return resp, classify(err)
 		}
 		rec, ok := thread.Job(job.JobID)
 		if ok && rec.SessionID != "" {
@@ -163,7 +163,7 @@ func (s *Site) execute(ctx context.Context, u *workspace.User, job Job, progress
 	started := time.Now().UTC()
 	record := workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Instruction: job.Instruction, Status: "running", StartedAt: started}
 	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-		return resp, classify("record the job", err)
+		return resp, classify(err)
 	}
 	mode := agent.ModeExecute
 	if job.Mode == ModePlan {
@@ -186,7 +186,7 @@ func (s *Site) execute(ctx context.Context, u *workspace.User, job Job, progress
 		// Changes the agent made stay in the working tree, uncommitted: a
 		// retry of the job sees them, and a switch to another thread saves
 		// them on this thread's branch.
-		code := classify("run the agent", runErr)
+		code := classify(runErr)
 		record.Status, record.ErrorCode, record.FinishedAt = "failed", string(ErrorBodyOf(code).Code), time.Now().UTC()
 		if _, err := u.RecordJob(job.ThreadID, record); err != nil {
 			s.log.WarnContext(ctx, "cannot record the job", "error", err)
@@ -202,7 +202,7 @@ func (s *Site) execute(ctx context.Context, u *workspace.User, job Job, progress
 	if job.Mode != ModePlan {
 		commit, err := u.Commit(ctx, job.ThreadID, job.JobID, job.Instruction)
 		if err != nil {
-			return resp, classify("commit the changes", err)
+			return resp, classify(err)
 		}
 		resp.Commit, resp.FilesChanged = commit.SHA, commit.Files
 		record.Commit = commit.SHA
@@ -246,7 +246,9 @@ func (s *Site) preview(ctx context.Context, u *workspace.User, job Job) {
 }
 
 // classify wraps err in an *Error with the response code its kind maps to.
-func classify(doing string, err error) error {
+// The message is err's own text: the workspace's errors already say what was
+// being done, so nothing is said twice.
+func classify(err error) error {
 	var je *Error
 	if errors.As(err, &je) {
 		return err
@@ -255,7 +257,7 @@ func classify(doing string, err error) error {
 	var ge *workspace.GitError
 	var ie *workspace.InstallError
 	code := CodeInternal
-	msg := fmt.Sprintf("%s: %v", doing, err)
+	msg := err.Error()
 	switch {
 	case errors.As(err, &ae):
 		code, msg = Code(ae.Code), ae.Message

@@ -1,5 +1,11 @@
 // Package localsqs runs the in-process AWS emulator (kumo) on loopback for
-// `worker local` and the tests, with one fix on top: kumo wakes a waiting long
+// `worker local` and the tests, with two fixes on top.
+//
+// First, kumo returns neither MessageGroupId nor SequenceNumber among a
+// received message's attributes, as SQS does on a FIFO queue; the front
+// remembers each sent message's group and adds both.
+//
+// Second, kumo wakes a waiting long
 // poll only when a message is sent, not when a message becomes receivable
 // again (a FIFO group unlocked by a delete, a message released with a
 // visibility change). Real SQS answers such a poll at once; on bare kumo the
@@ -47,7 +53,17 @@ type Server struct {
 	direct *sqs.Client
 	seq    atomic.Int64
 	wg     sync.WaitGroup
+
+	mu      sync.Mutex
+	groups  map[string]string // MessageGroupId by MessageId, of FIFO messages not yet deleted
+	held    map[string]string // MessageId by receipt handle, to forget a deleted message's group
+	learned chan struct{}     // closed and replaced whenever groups grows
 }
+
+// groupWait bounds how long a receive waits for the send of one of its FIFO
+// messages to be noted: the message is receivable as soon as kumo stored it,
+// a moment before its send's answer (which carries its id) passes the front.
+const groupWait = 2 * time.Second
 
 // Start runs the emulator with its front on addr ("127.0.0.1:0" for any port).
 func Start(addr string) (*Server, error) {
@@ -62,7 +78,7 @@ func Start(addr string) (*Server, error) {
 		emu.Close()
 		return nil, err
 	}
-	s := &Server{URL: "http://" + ln.Addr().String(), emu: emu}
+	s := &Server{URL: "http://" + ln.Addr().String(), emu: emu, groups: map[string]string{}, held: map[string]string{}, learned: make(chan struct{})}
 	s.direct = sqs.NewFromConfig(aws.Config{Region: "us-east-1",
 		Credentials: credentials.NewStaticCredentialsProvider("local", "local", "")},
 		func(o *sqs.Options) { o.BaseEndpoint = aws.String(emu.URL) })
@@ -70,7 +86,7 @@ func Start(addr string) (*Server, error) {
 	proxy.ErrorHandler = func(w http.ResponseWriter, _ *http.Request, _ error) {
 		w.WriteHeader(http.StatusBadGateway) // a client gave up: a long poll cancelled at shutdown
 	}
-	proxy.ModifyResponse = s.dropNudges
+	proxy.ModifyResponse = s.fixReceive
 	s.srv = &http.Server{Handler: s.handler(proxy), ReadHeaderTimeout: 10 * time.Second}
 	s.wg.Go(func() { _ = s.srv.Serve(ln) }) // ends with Close
 	return s, nil
@@ -88,7 +104,7 @@ func (s *Server) Close() {
 func (s *Server) handler(proxy *httputil.ReverseProxy) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		action := r.Header.Get("X-Amz-Target")
-		if !unlocks(action) && action != "AmazonSQS.ReceiveMessage" {
+		if !unlocks(action) && action != "AmazonSQS.ReceiveMessage" && !sends(action) {
 			proxy.ServeHTTP(w, r)
 			return
 		}
@@ -103,10 +119,19 @@ func (s *Server) handler(proxy *httputil.ReverseProxy) http.Handler {
 				QueueURL string `json:"QueueUrl"`
 			}
 			_ = json.Unmarshal(body, &in)
-			r.Header.Set(queueHeader, in.QueueURL) // for dropNudges
+			r.Header.Set(queueHeader, in.QueueURL) // for fixReceive
 			proxy.ServeHTTP(w, r)
 			return
 		}
+		if sends(action) {
+			rec := &bodyRecorder{ResponseWriter: w, status: http.StatusOK}
+			proxy.ServeHTTP(rec, r)
+			if rec.status == http.StatusOK {
+				s.rememberGroups(body, rec.body.Bytes())
+			}
+			return
+		}
+		s.forgetDeleted(action, body)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		proxy.ServeHTTP(rec, r)
 		var in struct {
@@ -124,8 +149,77 @@ const queueHeader = "X-Localsqs-Queue"
 // nudgeBody marks a nudge message.
 const nudgeBody = `{"localsqs":"nudge"}`
 
-// dropNudges removes due nudges from a ReceiveMessage answer and deletes them.
-func (s *Server) dropNudges(resp *http.Response) error {
+// sends reports whether an SQS action sends messages.
+func sends(action string) bool {
+	return action == "AmazonSQS.SendMessage" || action == "AmazonSQS.SendMessageBatch"
+}
+
+// rememberGroups notes the group of every FIFO message a send created.
+func (s *Server) rememberGroups(req, resp []byte) {
+	var in struct {
+		MessageGroupID string `json:"MessageGroupId"`
+		Entries        []struct {
+			ID             string `json:"Id"`
+			MessageGroupID string `json:"MessageGroupId"`
+		}
+	}
+	var out struct {
+		MessageID  string `json:"MessageId"`
+		Successful []struct {
+			ID        string `json:"Id"`
+			MessageID string `json:"MessageId"`
+		}
+	}
+	if json.Unmarshal(req, &in) != nil || json.Unmarshal(resp, &out) != nil {
+		return
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	defer func() {
+		close(s.learned)
+		s.learned = make(chan struct{})
+	}()
+	if in.MessageGroupID != "" && out.MessageID != "" {
+		s.groups[out.MessageID] = in.MessageGroupID
+	}
+	for _, e := range in.Entries {
+		for _, ok := range out.Successful {
+			if ok.ID == e.ID && e.MessageGroupID != "" {
+				s.groups[ok.MessageID] = e.MessageGroupID
+			}
+		}
+	}
+}
+
+// forgetDeleted drops the groups of the messages a delete removes.
+func (s *Server) forgetDeleted(action string, req []byte) {
+	var in struct {
+		ReceiptHandle string `json:"ReceiptHandle"`
+		Entries       []struct {
+			ReceiptHandle string `json:"ReceiptHandle"`
+		}
+	}
+	if (action != "AmazonSQS.DeleteMessage" && action != "AmazonSQS.DeleteMessageBatch") || json.Unmarshal(req, &in) != nil {
+		return
+	}
+	handles := []string{in.ReceiptHandle}
+	for _, e := range in.Entries {
+		handles = append(handles, e.ReceiptHandle)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, h := range handles {
+		if id, ok := s.held[h]; ok {
+			delete(s.groups, id)
+			delete(s.held, h)
+		}
+	}
+}
+
+// fixReceive completes a ReceiveMessage answer as SQS gives it: each FIFO
+// message's MessageGroupId and SequenceNumber among its attributes. It also
+// removes due nudges from the answer and deletes them.
+func (s *Server) fixReceive(resp *http.Response) error {
 	if resp.Request.Header.Get("X-Amz-Target") != "AmazonSQS.ReceiveMessage" || resp.StatusCode != http.StatusOK {
 		return nil
 	}
@@ -133,10 +227,6 @@ func (s *Server) dropNudges(resp *http.Response) error {
 	_ = resp.Body.Close()
 	if err != nil {
 		return err
-	}
-	if !bytes.Contains(body, []byte("localsqs")) {
-		resp.Body = io.NopCloser(bytes.NewReader(body))
-		return nil
 	}
 	var out map[string]json.RawMessage
 	var msgs []map[string]json.RawMessage
@@ -147,10 +237,13 @@ func (s *Server) dropNudges(resp *http.Response) error {
 	}
 	kept := msgs[:0]
 	for _, m := range msgs {
-		var text, handle string
+		var text, handle, id, seq string
 		_ = json.Unmarshal(m["Body"], &text)
 		_ = json.Unmarshal(m["ReceiptHandle"], &handle)
+		_ = json.Unmarshal(m["MessageId"], &id)
+		_ = json.Unmarshal(m["SequenceNumber"], &seq)
 		if text != nudgeBody {
+			s.addAttributes(resp.Request.Context(), m, id, handle, seq)
 			kept = append(kept, m)
 			continue
 		}
@@ -168,6 +261,44 @@ func (s *Server) dropNudges(resp *http.Response) error {
 	resp.Header.Set("Content-Length", strconv.Itoa(len(body)))
 	resp.Header.Del("X-Amz-Crc32")
 	return nil
+}
+
+// addAttributes sets a received FIFO message's MessageGroupId and
+// SequenceNumber attributes (a FIFO message is one with a sequence number).
+func (s *Server) addAttributes(ctx context.Context, m map[string]json.RawMessage, id, handle, seq string) {
+	if seq == "" {
+		return
+	}
+	timeout := time.NewTimer(groupWait)
+	defer timeout.Stop()
+	var group string
+	for {
+		s.mu.Lock()
+		g, ok := s.groups[id]
+		learned := s.learned
+		if ok {
+			s.held[handle] = id
+		}
+		s.mu.Unlock()
+		if ok {
+			group = g
+			break
+		}
+		select {
+		case <-learned:
+			continue
+		case <-timeout.C:
+		case <-ctx.Done():
+		}
+		return // sent past the front: its group is unknown
+	}
+	attrs := map[string]string{}
+	_ = json.Unmarshal(m["Attributes"], &attrs) // absent: start empty
+	attrs["MessageGroupId"] = group
+	if seq != "" {
+		attrs["SequenceNumber"] = seq
+	}
+	m["Attributes"], _ = json.Marshal(attrs)
 }
 
 // unlocks reports whether an SQS action can make a message receivable.
@@ -191,6 +322,23 @@ func (s *Server) nudge(ctx context.Context, queueURL string) {
 		in.MessageGroupId, in.MessageDeduplicationId = aws.String("localsqs-nudge"), aws.String(id)
 	}
 	_, _ = s.direct.SendMessage(ctx, in) // best effort: without it a poll just waits longer
+}
+
+// bodyRecorder keeps a copy of the response body written through it.
+type bodyRecorder struct {
+	http.ResponseWriter
+	status int
+	body   bytes.Buffer
+}
+
+func (b *bodyRecorder) WriteHeader(code int) {
+	b.status = code
+	b.ResponseWriter.WriteHeader(code)
+}
+
+func (b *bodyRecorder) Write(p []byte) (int, error) {
+	b.body.Write(p)
+	return b.ResponseWriter.Write(p)
 }
 
 // statusRecorder remembers the status code written through it.

@@ -93,3 +93,48 @@ func TestNudgesAreNeverDelivered(t *testing.T) {
 		t.Errorf("%s messages in flight, want 1 (the real job; the nudges deleted)", n)
 	}
 }
+
+// TestFIFOMessagesCarryGroupAndSequence: a received FIFO message has its
+// MessageGroupId and SequenceNumber among its attributes, as on SQS, for a
+// single send and a batch send alike.
+func TestFIFOMessagesCarryGroupAndSequence(t *testing.T) {
+	s := startTB(t)
+	c := client(s.URL)
+	ctx := context.Background()
+	q, err := c.CreateQueue(ctx, &sqs.CreateQueueInput{QueueName: aws.String("localsqs-attrs.fifo"), Attributes: map[string]string{"FifoQueue": "true"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SendMessage(ctx, &sqs.SendMessageInput{QueueUrl: q.QueueUrl, MessageBody: aws.String("one"),
+		MessageGroupId: aws.String("acme/alice"), MessageDeduplicationId: aws.String("one")}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.SendMessageBatch(ctx, &sqs.SendMessageBatchInput{QueueUrl: q.QueueUrl, Entries: []types.SendMessageBatchRequestEntry{
+		{Id: aws.String("b"), MessageBody: aws.String("two"), MessageGroupId: aws.String("acme/bob"), MessageDeduplicationId: aws.String("two")},
+	}}); err != nil {
+		t.Fatal(err)
+	}
+	want := map[string]string{"one": "acme/alice", "two": "acme/bob"}
+	got := map[string]string{}
+	for len(got) < len(want) {
+		out, err := c.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: q.QueueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 1,
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if len(out.Messages) == 0 {
+			t.Fatalf("received %v, want %v", got, want)
+		}
+		for _, m := range out.Messages {
+			got[aws.ToString(m.Body)] = m.Attributes["MessageGroupId"]
+			if m.Attributes["SequenceNumber"] == "" {
+				t.Errorf("message %q has no SequenceNumber attribute: %v", aws.ToString(m.Body), m.Attributes)
+			}
+		}
+	}
+	for body, g := range want {
+		if got[body] != g {
+			t.Errorf("message %q in group %q, want %q", body, got[body], g)
+		}
+	}
+}

@@ -220,15 +220,12 @@ func (d *DevServer) Target(ctx context.Context, projectDir string) error {
 		d.switchMu.Unlock()
 		return d.waitReady(ctx, gen, dir)
 	}
+	// The new run is current before the old one is told to stop: the proxy
+	// stops forwarding to the old project at once (a page must not load from
+	// a server that is going away), and the old run's last state changes are
+	// ignored.
 	old := d.run
-	d.mu.Unlock()
-	if old != nil {
-		d.log.InfoContext(ctx, "re-targeting dev server", "from", old.dir, "to", dir)
-		old.cancel()
-		<-old.done
-	}
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
-	d.mu.Lock()
 	d.gen++
 	r := &run{gen: d.gen, dir: dir, ctx: runCtx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	d.run = r
@@ -237,6 +234,11 @@ func (d *DevServer) Target(ctx context.Context, projectDir string) error {
 	d.lastErr = nil
 	d.setStateLocked(StateStarting)
 	d.mu.Unlock()
+	if old != nil {
+		d.log.InfoContext(ctx, "re-targeting dev server", "from", old.dir, "to", dir)
+		old.cancel()
+		<-old.done
+	}
 	go d.supervise(r)
 	d.switchMu.Unlock()
 	return d.waitReady(ctx, r.gen, dir)

@@ -305,6 +305,76 @@ func TestDevServerRetarget(t *testing.T) {
 	}
 }
 
+// TestHMRSocketThatCannotReachItsDevServerMakesThePageReload: Vite's
+// client opens its HMR socket once and never again if it fails to open, so a
+// page whose socket is refused would never update. The proxy opens such a
+// socket itself and closes it with 1012 (service restart), after which the
+// client polls with vite-ping and reloads the page: while the dev server is
+// not ready, and when a re-targeted dev server (a new process, with a new
+// token) refuses the old page's token. Pings fail until the dev server is
+// ready, so the page reloads only once it can load.
+func TestHMRSocketThatCannotReachItsDevServerMakesThePageReload(t *testing.T) {
+	first := previewtest.PrepareSite(t)
+	second := previewtest.PrepareSite(t)
+	setHeading(t, second, "Second Site")
+	ds := newDevServer(t)
+	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Logger: testLogger(t)}))
+
+	wantRestart := func(what, token string) {
+		t.Helper()
+		conn, resp, err := previewtest.DialWS(base, "", "vite-hmr", token)
+		if err != nil {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			t.Fatalf("%s: HMR socket refused (%v, status %d): the page would never update", what, err, status)
+		}
+		defer conn.Close()
+		if conn.Subprotocol() != "vite-hmr" {
+			t.Errorf("%s: subprotocol %q", what, conn.Subprotocol())
+		}
+		_ = conn.SetReadDeadline(time.Now().Add(10 * time.Second))
+		_, _, err = conn.ReadMessage()
+		if !websocket.IsCloseError(err, websocket.CloseServiceRestart) {
+			t.Errorf("%s: read = %v, want a close with 1012 (service restart)", what, err)
+		}
+	}
+	wantPing := func(what string, ok bool) {
+		t.Helper()
+		conn, resp, err := previewtest.DialWS(base, "", "vite-ping", "")
+		if err == nil {
+			conn.Close()
+		}
+		if (err == nil) != ok {
+			status := 0
+			if resp != nil {
+				status = resp.StatusCode
+			}
+			t.Errorf("%s: ping answered = %v (%v, status %d), want %v", what, err == nil, err, status, ok)
+		}
+	}
+
+	wantRestart("no dev server yet", "any-token")
+	wantPing("no dev server yet", false)
+
+	target(t, ds, first)
+	firstToken := previewtest.WSToken(t, base)
+	live := previewtest.DialHMR(t, base, "")
+	if m := live.Next(t, 15*time.Second, "connected"); m.Type != "connected" {
+		t.Fatalf("first HMR socket: %+v", m)
+	}
+	wantPing("first dev server ready", true)
+
+	target(t, ds, second)
+	wantRestart("the first page's token at the second dev server", firstToken)
+	wantPing("second dev server ready", true)
+	fresh := previewtest.DialHMR(t, base, "")
+	if m := fresh.Next(t, 15*time.Second, "connected"); m.Type != "connected" {
+		t.Fatalf("HMR socket with the second dev server's token: %+v", m)
+	}
+}
+
 // TestDevServerCrashLoop: a dev server that dies before it is ready is
 // restarted with backoff, Target reports why it is not ready, and once the
 // project is fixed a Target on the same directory starts it at once instead

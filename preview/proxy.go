@@ -3,13 +3,17 @@ package preview
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
+
+	"github.com/gorilla/websocket"
 )
 
 // Activity is told about every request the Proxy serves, so that an idle
@@ -94,9 +98,72 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 			ExpectContinueTimeout: time.Second,
 			DisableCompression:    true, // pass encodings through untouched
 		},
-		ErrorHandler: p.proxyError,
+		ModifyResponse: refuseFailedHMR,
+		ErrorHandler:   p.proxyError,
 	}
 	return p
+}
+
+// HMR sockets. Vite's client in a page opens its HMR socket (subprotocol
+// vite-hmr, with the page's token) once, and never tries again if that socket
+// fails to open: such a page never updates. A socket that opens and then
+// closes is different: the client polls the server (subprotocol vite-ping)
+// and reloads the page once it answers, and the reloaded page gets the
+// current dev server's token. A page can reach a dev server that is starting
+// (after a restart or a re-target), or one that refuses its token (each dev
+// server process has its own), so the proxy opens such a socket itself and
+// closes it at once, with code 1012 (service restart): the page reloads when
+// the dev server is back.
+
+// errHMRRefused reports a vite-hmr upgrade the dev server did not accept.
+var errHMRRefused = errors.New("the dev server refused the HMR socket")
+
+// isViteHMR reports whether r opens Vite's HMR socket.
+func isViteHMR(r *http.Request) bool {
+	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
+		return false
+	}
+	for _, v := range r.Header.Values("Sec-Websocket-Protocol") {
+		for _, p := range strings.Split(v, ",") {
+			if strings.TrimSpace(p) == "vite-hmr" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// refuseFailedHMR turns the dev server's refusal of an HMR socket into an
+// error, so that proxyError answers it.
+func refuseFailedHMR(resp *http.Response) error {
+	if resp.StatusCode != http.StatusSwitchingProtocols && isViteHMR(resp.Request) {
+		return fmt.Errorf("%w: status %d", errHMRRefused, resp.StatusCode)
+	}
+	return nil
+}
+
+// hmrUpgrader accepts an HMR socket only to close it. The origin needs no
+// check: nothing is read from the socket, and nothing but a close is sent.
+var hmrUpgrader = websocket.Upgrader{
+	HandshakeTimeout: 5 * time.Second,
+	Subprotocols:     []string{"vite-hmr"},
+	CheckOrigin:      func(*http.Request) bool { return true },
+}
+
+// restartHMR opens r's HMR socket and closes it at once with code 1012
+// (service restart), so the page's client polls and reloads.
+func (p *Proxy) restartHMR(w http.ResponseWriter, r *http.Request, why string) {
+	conn, err := hmrUpgrader.Upgrade(w, r, nil)
+	if err != nil {
+		p.log.DebugContext(r.Context(), "cannot answer an HMR socket", "err", err)
+		return // the upgrader answered the client already
+	}
+	defer conn.Close()
+	msg := websocket.FormatCloseMessage(websocket.CloseServiceRestart, "dev server restarting")
+	if err := conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
+		p.log.DebugContext(r.Context(), "close an HMR socket", "err", err)
+	}
+	p.log.InfoContext(r.Context(), "closed an HMR socket that cannot reach its dev server: the page reloads when the dev server answers", "reason", why)
 }
 
 // ServeHTTP forwards r to the dev server, or serves the "starting" page.
@@ -107,6 +174,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	u, ok := p.upstream()
 	if !ok || u == nil {
+		if isViteHMR(r) {
+			p.restartHMR(w, r, "the dev server is not ready")
+			return
+		}
 		p.serveStarting(w)
 		return
 	}
@@ -119,6 +190,10 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 	level := slog.LevelWarn
 	if errors.Is(err, context.Canceled) {
 		level = slog.LevelDebug // the client went away
+	}
+	if isViteHMR(r) && !errors.Is(err, context.Canceled) {
+		p.restartHMR(w, r, err.Error())
+		return
 	}
 	p.log.LogAttrs(r.Context(), level, "preview proxy error",
 		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))

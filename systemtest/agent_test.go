@@ -151,4 +151,14 @@ func TestExecuteBeforeInitIsAnswered(t *testing.T) {
 	if r.Status != jobs.StatusFailed || r.Error.Code != jobs.CodeNotInitialized {
 		t.Errorf("execute before init: %+v", r.Error)
 	}
+
+	// A failed clone, as upstream reads it: each step said once.
+	bad := initJob("bad-repo", "fay", "t1")
+	bad.RepoURL = "/nonexistent/site.git"
+	h.send(bad)
+	r = h.final("bad-repo", 60*time.Second)
+	want := "init workspace: clone repository: git clone: exit status 128: fatal: repository '/nonexistent/site.git' does not exist"
+	if r.Status != jobs.StatusFailed || r.Error == nil || r.Error.Code != jobs.CodeGitFailed || r.Error.Message != want {
+		t.Errorf("init of a missing repository answered %+v\nwant git_failed %q", r.Error, want)
+	}
 }

@@ -10,7 +10,10 @@ import (
 	"strings"
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 	"github.com/aws/smithy-go"
+
+	"github.com/webordinary/claude-code-astro/jobs"
 )
 
 // SQSClient lists the SQS calls the worker makes; *sqs.Client implements it.
@@ -55,6 +58,33 @@ func maxReceiveCount(policy string) int {
 		return 0
 	}
 	return n
+}
+
+// responseGroup returns the FIFO group of a message's answers: the job's
+// clientId/userId when both are valid, else the incoming message's own group
+// when SQS would accept it, else invalidGroup.
+func responseGroup(job jobs.Job, m types.Message) string {
+	if jobs.ValidID(job.ClientID) && jobs.ValidID(job.UserID) {
+		return job.UserKey()
+	}
+	if g := m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]; validGroupID(g) {
+		return g
+	}
+	return invalidGroup
+}
+
+// validGroupID reports whether SQS accepts g as a MessageGroupId: 1-128
+// characters, letters, digits and ASCII punctuation.
+func validGroupID(g string) bool {
+	if len(g) == 0 || len(g) > 128 {
+		return false
+	}
+	for _, r := range g {
+		if r <= ' ' || r > '~' {
+			return false
+		}
+	}
+	return true
 }
 
 // isFIFO reports whether a queue URL names a FIFO queue.

@@ -103,12 +103,21 @@ type Worker struct {
 
 // delivery is one received message.
 type delivery struct {
-	msg        types.Message
-	job        jobs.Job
-	invalid    *jobs.InvalidError // set for an addressable invalid job, answered in its lane
+	msg     types.Message
+	job     jobs.Job           // for an invalid message, only what its answer may echo
+	invalid *jobs.InvalidError // set for an invalid message, answered invalid_job in its lane
+	// group is the FIFO group of the message's answers and the key of its
+	// lane: clientId/userId, or for an invalid message without valid ids
+	// the message's own group (or invalidGroup).
+	group      string
 	receivedAt time.Time
+	startedAt  time.Time // when its lane began it: after any wait behind the user's earlier jobs
 	attempt    int
 }
+
+// invalidGroup is the lane and the response queue's FIFO group of invalid
+// messages that name no valid user and came without a group of their own.
+const invalidGroup = "invalid-messages"
 
 // lane holds one user's messages, run in order.
 type lane struct {
@@ -312,28 +321,20 @@ func (w *Worker) accept(ctx context.Context, m types.Message, lanes *sync.WaitGr
 	d := &delivery{msg: m, receivedAt: time.Now()}
 	job, err := jobs.Decode([]byte(body), msgID)
 	if err != nil {
+		// Every message gets one answer: an invalid one is answered
+		// invalid_job, echoing only its valid ids, in its user's lane when it
+		// names one, else in its own group's.
 		var ie *jobs.InvalidError
-		if !errors.As(err, &ie) || !ie.Addressable() {
-			w.log.Warn("invalid job message: cannot be answered; deleting it", "message_id", msgID, "error", err)
-			w.failed.Add(1)
-			w.delete(ctx, d)
-			return
-		}
-		job = ie.Job
-		if !jobs.ValidJobID(job.JobID) {
-			job.JobID = msgID
-		}
-		if !jobs.ValidID(job.ThreadID) {
-			job.ThreadID = ""
-		}
-		if job.Type != jobs.TypeInit && job.Type != jobs.TypeExecute {
-			job.Type = ""
+		if !errors.As(err, &ie) {
+			ie = &jobs.InvalidError{Reason: err.Error()}
 		}
 		d.invalid = ie
+		job = ie.Echo(msgID)
 	}
 	d.job = job
+	d.group = responseGroup(job, m)
 
-	key := job.UserKey()
+	key := d.group
 	w.mu.Lock()
 	w.inflight[aws.ToString(m.ReceiptHandle)] = d
 	l, running := w.lanes[key]
@@ -430,11 +431,12 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 	if w.cfg.Activity != nil {
 		defer w.cfg.Activity.Begin()()
 	}
+	d.startedAt = time.Now()
 	if d.invalid != nil {
 		log.Warn("invalid job: answering invalid_job", "error", d.invalid)
 		resp := jobs.NewResponse(job, jobs.StatusFailed)
 		resp.Error = jobs.ErrorBodyOf(d.invalid)
-		resp.Finish(d.receivedAt, time.Now())
+		resp.Finish(d.receivedAt, d.startedAt, time.Now())
 		return w.answer(ctx, d, resp, nil, log)
 	}
 
@@ -459,7 +461,7 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 		}
 		rec.Attempts++
 		rec.State = ledger.StateRunning
-		rec.StartedAt = d.receivedAt.UTC()
+		rec.StartedAt = d.startedAt.UTC()
 		if err := w.cfg.Ledger.Put(job, rec); err != nil {
 			log.Warn("cannot write the job's record", "error", err)
 		}
@@ -473,7 +475,7 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 		final := jobs.NewResponse(job, jobs.StatusFailed)
 		final.Error = &jobs.ErrorBody{Code: jobs.CodeInternal, Message: fmt.Sprintf(
 			"the job was delivered %d times without finishing (the queue's maxReceiveCount); it was not run again", n)}
-		final.Finish(d.receivedAt, time.Now())
+		final.Finish(d.receivedAt, d.startedAt, time.Now())
 		return w.finish(ctx, d, job, rec, final, log)
 	}
 
@@ -511,7 +513,7 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 		final.Error = jobs.ErrorBodyOf(err)
 		final.Error.Message = w.cfg.Redactor.String(final.Error.Message)
 	}
-	final.Finish(d.receivedAt, time.Now())
+	final.Finish(d.receivedAt, d.startedAt, time.Now())
 	if err != nil {
 		log.Warn("job failed", "code", string(final.Error.Code), "error", final.Error.Message, "duration_ms", final.DurationMs)
 	} else {
@@ -570,9 +572,9 @@ func (w *Worker) progress(ctx context.Context, d *delivery, log *slog.Logger) jo
 		seq++
 		r := jobs.NewResponse(d.job, jobs.StatusProgress)
 		r.Progress = &p
-		r.Finish(d.receivedAt, time.Now())
+		r.Finish(d.receivedAt, d.startedAt, time.Now())
 		id := dedupID(d.job.JobID, "progress", strconv.Itoa(d.attempt), strconv.Itoa(seq))
-		if err := w.send(ctx, r, id); err != nil {
+		if err := w.send(ctx, r, d.group, id); err != nil {
 			log.Warn("cannot send a progress response", "error", err)
 		}
 	}
@@ -586,7 +588,7 @@ func (w *Worker) answer(ctx context.Context, d *delivery, resp jobs.Response, re
 	bo := backoff{min: w.cfg.BackoffMin, max: 2 * time.Second}
 	var err error
 	for range 4 {
-		if err = w.send(ctx, resp, dedupID(resp.JobID, string(resp.Status))); err == nil {
+		if err = w.send(ctx, resp, d.group, dedupID(resp.JobID, string(resp.Status))); err == nil {
 			break
 		}
 		log.Warn("cannot send the final response; retrying", "error", err)
@@ -611,8 +613,9 @@ func (w *Worker) answer(ctx context.Context, d *delivery, resp jobs.Response, re
 	return w.delete(ctx, d)
 }
 
-// send puts one response on the response queue.
-func (w *Worker) send(ctx context.Context, resp jobs.Response, dedup string) error {
+// send puts one response on the response queue; on a FIFO queue in the
+// given group, with the given deduplication id.
+func (w *Worker) send(ctx context.Context, resp jobs.Response, group, dedup string) error {
 	body, err := json.Marshal(resp)
 	if err != nil {
 		return fmt.Errorf("encode response: %w", err)
@@ -622,7 +625,7 @@ func (w *Worker) send(ctx context.Context, resp jobs.Response, dedup string) err
 		MessageBody: aws.String(w.cfg.Redactor.String(string(body))),
 	}
 	if w.fifo {
-		in.MessageGroupId = aws.String(resp.ClientID + "/" + resp.UserID)
+		in.MessageGroupId = aws.String(group)
 		in.MessageDeduplicationId = aws.String(dedup)
 	}
 	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)

@@ -235,6 +235,49 @@ func TestPerUserOrderAndParallelUsers(t *testing.T) {
 	}
 }
 
+// TestStartedAtExcludesTheWaitInTheLane: three jobs of one user sent at
+// once wait for each other; each answer's startedAt is at or after the
+// previous answer's finishedAt, and durationMs is finishedAt - startedAt (the
+// job's own time, not its wait). The ledger records the same start.
+func TestStartedAtExcludesTheWaitInTheLane(t *testing.T) {
+	e := newEnv(t, true, 30*time.Second)
+	root := t.TempDir()
+	e.start(t, nil, worker.Config{Handler: &recorder{}, Ledger: ledger.New(root)})
+	for i := range 3 {
+		e.jobsQ.SendJob(t, job(jobs.TypeExecute, fmt.Sprintf("wait-%d", i), "acme", "ann", "t1", "sleep:300ms"))
+	}
+	final := e.responses.WaitFinal(t, 3, 30*time.Second)
+	parse := func(what, s string) time.Time {
+		t.Helper()
+		ts, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatalf("%s %q: %v", what, s, err)
+		}
+		return ts
+	}
+	var prevFinished time.Time
+	for i, r := range final {
+		if want := fmt.Sprintf("wait-%d", i); r.JobID != want {
+			t.Fatalf("answer %d is %s, want %s", i, r.JobID, want)
+		}
+		received, started, finished := parse("receivedAt", r.ReceivedAt), parse("startedAt", r.StartedAt), parse("finishedAt", r.FinishedAt)
+		if started.Before(received) || finished.Before(started) {
+			t.Errorf("%s: received %s, started %s, finished %s: out of order", r.JobID, r.ReceivedAt, r.StartedAt, r.FinishedAt)
+		}
+		if i > 0 && started.Before(prevFinished) {
+			t.Errorf("%s started at %s, before the previous job finished at %s", r.JobID, r.StartedAt, prevFinished.Format(time.RFC3339Nano))
+		}
+		if want := finished.Sub(started).Milliseconds(); r.DurationMs != want {
+			t.Errorf("%s: durationMs %d, want finishedAt - startedAt = %d", r.JobID, r.DurationMs, want)
+		}
+		rec, found, err := ledger.New(root).Get(jobs.Job{JobID: r.JobID, ClientID: "acme", UserID: "ann"})
+		if err != nil || !found || !rec.StartedAt.Equal(started) {
+			t.Errorf("%s: ledger startedAt %s (found %v, %v), want %s", r.JobID, rec.StartedAt, found, err, r.StartedAt)
+		}
+		prevFinished = finished
+	}
+}
+
 func TestLongJobIsNotRedelivered(t *testing.T) {
 	e := newEnv(t, true, 2*time.Second)
 	rec := &recorder{}
@@ -290,49 +333,89 @@ func TestRedeliveredJobRunsOnce(t *testing.T) {
 	}
 }
 
-func TestPoisonMessages(t *testing.T) {
+// TestEveryInvalidMessageIsAnsweredOnce: a message that is not a valid job
+// is answered invalid_job exactly once, echoing only its valid ids, with the
+// SQS MessageId standing in for a missing or invalid job id, in the
+// message's own FIFO group; the next job of the group still runs.
+func TestEveryInvalidMessageIsAnsweredOnce(t *testing.T) {
 	e := newEnv(t, true, 30*time.Second)
 	rec := &recorder{}
 	e.start(t, nil, worker.Config{Handler: rec})
 	valid := `"clientId":"acme","userId":"u1","threadId":"t1"`
 	poison := []struct {
 		name, body string
-		answered   bool
+		want       jobs.Response // the ids the answer echoes; JobID "" means the MessageId
 	}{
-		{"not json", `this is not json`, false},
-		{"wrong shape", `[1,2,3]`, false},
-		{"unknown type", `{"type":"deploy",` + valid + `}`, true},
-		{"dotdot client", `{"type":"init","clientId":"../x","userId":"u1","threadId":"t1"}`, false},
-		{"slash thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":"a/b"}`, true},
-		{"dash thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":"-rf"}`, true},
-		{"empty thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":""}`, true},
-		{"long thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":"` + strings.Repeat("x", 200) + `"}`, true},
+		{"not json", `this is not json`, jobs.Response{}},
+		{"wrong shape", `[1,2,3]`, jobs.Response{}},
+		{"unknown type", `{"type":"deploy","jobId":"j-deploy",` + valid + `}`, jobs.Response{JobID: "j-deploy", ClientID: "acme", UserID: "u1", ThreadID: "t1"}},
+		{"dotdot client", `{"type":"init","jobId":"j-dotdot","clientId":"../evil","userId":"u1","threadId":"t1"}`, jobs.Response{JobID: "j-dotdot", Type: jobs.TypeInit, UserID: "u1", ThreadID: "t1"}},
+		{"slash user", `{"type":"init","clientId":"acme","userId":"u/1","threadId":"t1"}`, jobs.Response{Type: jobs.TypeInit, ClientID: "acme", ThreadID: "t1"}},
+		{"dash client", `{"type":"init","jobId":"../x","clientId":"-rf","userId":"u1","threadId":"t1"}`, jobs.Response{Type: jobs.TypeInit, UserID: "u1", ThreadID: "t1"}},
+		{"slash thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":"a/b"}`, jobs.Response{Type: jobs.TypeInit, ClientID: "acme", UserID: "u1"}},
+		{"empty thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":""}`, jobs.Response{Type: jobs.TypeInit, ClientID: "acme", UserID: "u1"}},
+		{"long thread", `{"type":"init","clientId":"acme","userId":"u1","threadId":"` + strings.Repeat("x", 200) + `"}`, jobs.Response{Type: jobs.TypeInit, ClientID: "acme", UserID: "u1"}},
 	}
-	want := 0
+	msgIDs := make([]string, len(poison))
 	for i, p := range poison {
-		e.jobsQ.SendRaw(t, p.body, "acme/u1", fmt.Sprintf("poison-%d", i))
-		if p.answered {
-			want++
-		}
+		msgIDs[i] = e.jobsQ.SendRaw(t, p.body, "acme/u1", fmt.Sprintf("poison-%d", i))
 	}
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "after-poison", "acme", "u1", "t1", "edit"))
-	final := e.responses.WaitFinal(t, want+1, 30*time.Second)
-	last := final[len(final)-1]
-	if last.JobID != "after-poison" || last.Status != jobs.StatusSucceeded {
+	final := e.responses.WaitFinal(t, len(poison)+1, 30*time.Second)
+	if last := final[len(final)-1]; last.JobID != "after-poison" || last.Status != jobs.StatusSucceeded {
 		t.Errorf("the job after the poison = %+v", last)
 	}
-	for _, r := range final[:len(final)-1] {
-		if r.Status != jobs.StatusFailed || r.Error == nil || r.Error.Code != jobs.CodeInvalidJob || r.Error.Message == "" {
-			t.Errorf("poison answer = %+v, want failed invalid_job", r)
-		}
-		if r.ClientID != "acme" || r.UserID != "u1" {
-			t.Errorf("poison answer not addressed: %+v", r)
-		}
+	for i, p := range poison {
+		t.Run(p.name, func(t *testing.T) {
+			got := final[i]
+			want := p.want
+			if want.JobID == "" {
+				want.JobID = msgIDs[i]
+			}
+			if got.Status != jobs.StatusFailed || got.Error == nil || got.Error.Code != jobs.CodeInvalidJob || got.Error.Message == "" {
+				t.Errorf("answer = %+v %+v, want failed invalid_job with a message", got, got.Error)
+			}
+			if got.JobID != want.JobID || got.Type != want.Type || got.ClientID != want.ClientID || got.UserID != want.UserID || got.ThreadID != want.ThreadID {
+				t.Errorf("echoed ids = job %q type %q client %q user %q thread %q, want %q %q %q %q %q",
+					got.JobID, got.Type, got.ClientID, got.UserID, got.ThreadID, want.JobID, want.Type, want.ClientID, want.UserID, want.ThreadID)
+			}
+			if g := e.responses.Groups[i]; g != "acme/u1" {
+				t.Errorf("answer in FIFO group %q, want the message's own group acme/u1", g)
+			}
+			if got.ReceivedAt == "" || got.StartedAt == "" || got.FinishedAt == "" {
+				t.Errorf("answer times = %q %q %q", got.ReceivedAt, got.StartedAt, got.FinishedAt)
+			}
+		})
 	}
 	waitQueueEmpty(t, e.jobsQ)
 	if n := rec.calls.Load(); n != 1 {
 		t.Errorf("handler called %d times, want 1 (only the valid job)", n)
 	}
+	e.responses.Poll(t, time.Second)
+	if n := len(e.responses.Final()); n != len(poison)+1 {
+		t.Errorf("%d final answers, want exactly %d", n, len(poison)+1)
+	}
+}
+
+// TestInvalidMessageWithoutGroupIsAnsweredInAFixedGroup: a standard job
+// queue's messages have no group; an invalid one naming no valid user is
+// answered on the FIFO response queue in one fixed group.
+func TestInvalidMessageWithoutGroupIsAnsweredInAFixedGroup(t *testing.T) {
+	emu := sqstest.Start(t)
+	name := strings.ReplaceAll(t.Name(), "/", "-")
+	jq := emu.CreateQueue(t, name+"-jobs", sqstest.QueueOptions{VisibilityTimeout: 30 * time.Second})
+	rq := emu.CreateQueue(t, name+"-responses", sqstest.QueueOptions{FIFO: true})
+	e := &env{emu: emu, jobsQ: jq, respQ: rq, responses: sqstest.NewResponses(rq)}
+	e.start(t, nil, worker.Config{Handler: &recorder{}})
+	msgID := jq.SendRaw(t, `{"type":"init","clientId":"../evil"}`, "", "")
+	got := e.responses.WaitFinal(t, 1, 20*time.Second)[0]
+	if got.JobID != msgID || got.ClientID != "" || got.Error == nil || got.Error.Code != jobs.CodeInvalidJob {
+		t.Errorf("answer = %+v %+v, want invalid_job for message %s with no client echoed", got, got.Error, msgID)
+	}
+	if g := e.responses.Groups[0]; g != "invalid-messages" {
+		t.Errorf("answer in group %q, want invalid-messages", g)
+	}
+	waitQueueEmpty(t, jq)
 }
 
 // flakyProxy forwards to the emulator, or drops every connection while down.

@@ -116,7 +116,7 @@ func (u *User) git(ctx context.Context, c gitCall) (string, error) {
 	err := cmd.Run()
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = fmt.Errorf("%w (%v)", ctxErr, err)
+			err = fmt.Errorf("%w: %w", ctxErr, err) // both stay in the chain: the exit code is not lost
 		}
 		return stdout.String(), &GitError{Op: subcommand(c.args), Stderr: w.redactor.String(stderr.String()), Err: err}
 	}

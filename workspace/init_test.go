@@ -1,12 +1,15 @@
 package workspace_test
 
 import (
+	"context"
 	"errors"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/webordinary/claude-code-astro/workspace"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
@@ -433,6 +436,27 @@ func TestInstall(t *testing.T) {
 		}
 		if _, err := u.Init(ctx(t), workspace.InitOptions{ThreadID: "t"}); !errors.As(err, &ie) {
 			t.Errorf("second init err = %v, want the install retried and failing", err)
+		}
+	})
+
+	t.Run("installer past its deadline", func(t *testing.T) {
+		// A timed-out install says both that the time ran out and how the
+		// process ended: the context's error and the *exec.ExitError are
+		// both in the chain, not flattened into text.
+		remote := workspacetest.NewRemote(t, g, map[string]string{
+			"package.json": `{"name":"site","version":"1.0.0","private":true,"scripts":{"preinstall":"sleep 60"}}`,
+		})
+		u := mustUser(t, newWorkspaces(t), "c", "u")
+		short, cancel := context.WithTimeout(ctx(t), 5*time.Second)
+		defer cancel()
+		_, err := u.Init(short, workspace.InitOptions{RepoURL: remote.URL, ThreadID: "t"})
+		var ie *workspace.InstallError
+		var exit *exec.ExitError
+		if !errors.As(err, &ie) || !errors.Is(err, context.DeadlineExceeded) || !errors.As(err, &exit) {
+			t.Fatalf("err = %v, want an *InstallError wrapping context.DeadlineExceeded and an *exec.ExitError", err)
+		}
+		if exit.ExitCode() != -1 || !strings.Contains(err.Error(), "signal: killed") {
+			t.Errorf("exit = %v (code %d), want the process killed by its deadline", exit, exit.ExitCode())
 		}
 	})
 

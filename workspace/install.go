@@ -151,7 +151,7 @@ func (u *User) runInstaller(ctx context.Context, args []string) error {
 	killGroup(cmd)
 	if err := cmd.Run(); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			err = fmt.Errorf("%w (%v)", ctxErr, err)
+			err = fmt.Errorf("%w: %w", ctxErr, err) // both stay in the chain: the exit code is not lost
 		}
 		return &InstallError{Command: command, Output: w.redactor.String(out.String()), Err: err}
 	}

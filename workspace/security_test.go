@@ -3,6 +3,7 @@ package workspace_test
 import (
 	"encoding/base64"
 	"errors"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -307,6 +308,83 @@ func TestTokenGoesOnlyToItsHosts(t *testing.T) {
 	for _, auth := range srv.Authorizations() {
 		if strings.Contains(auth, base64.StdEncoding.EncodeToString([]byte("x-access-token:"+testToken))) {
 			t.Errorf("the token went to %s, which is not one of its hosts", srv.URL)
+		}
+	}
+}
+
+// TestTokenHostsMatchPorts: in GIT_TOKEN_HOSTS a bare host matches every
+// port of that host and host:port that port only; a host not listed never
+// gets the token. Each case clones from a real git server on loopback that
+// demands the token.
+func TestTokenHostsMatchPorts(t *testing.T) {
+	g := workspacetest.NewGit(t)
+	remote := workspacetest.NewRemote(t, g, plainSite())
+	srv := workspacetest.ServeHTTP(t, g, filepath.Dir(remote.Dir), testToken)
+	repoURL := srv.URL + "/" + filepath.Base(remote.Dir)
+	hostPort := strings.TrimPrefix(srv.URL, "http://")
+	_, port, _ := strings.Cut(hostPort, ":")
+	otherPort := "1"
+	if port == otherPort {
+		otherPort = "2"
+	}
+	basic := "Basic " + base64.StdEncoding.EncodeToString([]byte("x-access-token:"+testToken))
+	for _, tc := range []struct {
+		name      string
+		hosts     []string
+		sendToken bool
+	}{
+		{"bare host, any port", []string{"127.0.0.1"}, true},
+		{"host and its port", []string{"127.0.0.1:" + port}, true},
+		{"listed among others", []string{"github.com", "127.0.0.1"}, true},
+		{"host with another port", []string{"127.0.0.1:" + otherPort}, false},
+		{"another host", []string{"github.com"}, false},
+		{"another name of the same machine", []string{"localhost"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			before := len(srv.Authorizations())
+			ws := newWorkspaces(t, func(c *workspace.Config) { c.TokenHosts = tc.hosts })
+			u := mustUser(t, ws, "c", "u")
+			_, err := u.Init(ctx(t), workspace.InitOptions{RepoURL: repoURL, ThreadID: "t1"})
+			sent := slices.Contains(srv.Authorizations()[before:], basic)
+			if sent != tc.sendToken {
+				t.Errorf("GIT_TOKEN_HOSTS=%v, repository %s: token sent = %v, want %v", tc.hosts, repoURL, sent, tc.sendToken)
+			}
+			if tc.sendToken && err != nil {
+				t.Errorf("clone with the token: %v", err)
+			}
+			if !tc.sendToken && err == nil {
+				t.Error("clone from a server that demands the token succeeded without it")
+			}
+		})
+	}
+}
+
+func TestTokenHostMatches(t *testing.T) {
+	for _, tc := range []struct {
+		hosts []string
+		url   string
+		want  bool
+	}{
+		{[]string{"github.com"}, "https://github.com/o/r.git", true},
+		{[]string{"GitHub.com"}, "https://github.com/o/r.git", true},
+		{[]string{"github.com"}, "https://github.com:8443/o/r.git", true},
+		{[]string{"github.com:443"}, "https://github.com/o/r.git", true},
+		{[]string{"github.com:8443"}, "https://github.com/o/r.git", false},
+		{[]string{"github.com"}, "https://github.com.evil.example/o/r.git", false},
+		{[]string{"127.0.0.1"}, "http://127.0.0.1:8081/x.git", true},
+		{[]string{"127.0.0.1:8081"}, "http://127.0.0.1:8081/x.git", true},
+		{[]string{"127.0.0.1:8082"}, "http://127.0.0.1:8081/x.git", false},
+		{[]string{"::1"}, "http://[::1]:8081/x.git", true},
+		{[]string{"[::1]:8081"}, "http://[::1]:8081/x.git", true},
+		{[]string{"[::1]:8082"}, "http://[::1]:8081/x.git", false},
+		{nil, "https://github.com/o/r.git", false},
+	} {
+		u, err := url.Parse(tc.url)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := workspace.TokenHostMatches(tc.hosts, u); got != tc.want {
+			t.Errorf("TokenHostMatches(%v, %s) = %v, want %v", tc.hosts, tc.url, got, tc.want)
 		}
 	}
 }

@@ -113,9 +113,9 @@ var DefaultTokenHosts = []string{"github.com"}
 
 // credentialScope returns the URL prefix a token may be sent to (scheme,
 // host and port of the repo URL), or "" when the token is not for it: only
-// https to one of hosts, or http to a loopback host that hosts names with
-// its port (a local git server). A job cannot send the token elsewhere by
-// naming another repository.
+// https to one of hosts, or http to a loopback host that hosts names (a local
+// git server). A job cannot send the token elsewhere by naming another
+// repository.
 func credentialScope(repoURL string, hosts []string) string {
 	u, err := url.Parse(repoURL)
 	if err != nil || u.Host == "" || u.User != nil {
@@ -127,10 +127,43 @@ func credentialScope(repoURL string, hosts []string) string {
 	default:
 		return ""
 	}
-	for _, h := range hosts {
-		if strings.EqualFold(h, u.Host) {
-			return u.Scheme + "://" + u.Host
+	if !TokenHostMatches(hosts, u) {
+		return ""
+	}
+	return u.Scheme + "://" + u.Host
+}
+
+// TokenHostMatches reports whether the URL u is on one of hosts
+// (GIT_TOKEN_HOSTS): a bare host ("github.com", "127.0.0.1", "::1") matches
+// every port of that host; "host:port" ("127.0.0.1:8081", "[::1]:8081")
+// matches that port only, a URL without a port standing for its scheme's
+// default port. Host names compare case-insensitively.
+func TokenHostMatches(hosts []string, u *url.URL) bool {
+	host, port := u.Hostname(), u.Port()
+	if port == "" {
+		switch u.Scheme {
+		case "https":
+			port = "443"
+		case "http":
+			port = "80"
 		}
 	}
-	return ""
+	for _, h := range hosts {
+		wantHost, wantPort := splitTokenHost(h)
+		if strings.EqualFold(wantHost, host) && (wantPort == "" || wantPort == port) {
+			return true
+		}
+	}
+	return false
+}
+
+// splitTokenHost splits a GIT_TOKEN_HOSTS entry into its host and port ("" for
+// a bare host). A bare IPv6 address has no port; one with a port is bracketed.
+func splitTokenHost(h string) (host, port string) {
+	if strings.HasPrefix(h, "[") || strings.Count(h, ":") == 1 {
+		if host, port, err := net.SplitHostPort(h); err == nil {
+			return host, port
+		}
+	}
+	return strings.Trim(h, "[]"), ""
 }

@@ -82,17 +82,20 @@ type HMRSocket struct {
 	done chan struct{}
 }
 
-// DialHMR opens Vite's HMR socket at base the way a browser does: subprotocol
-// vite-hmr, an Origin and the token in the query string. host, if set, is the
-// Host header to send. The socket is closed when the test ends.
-func DialHMR(tb testing.TB, base *url.URL, host string) *HMRSocket {
-	tb.Helper()
-	token := WSToken(tb, base)
+// DialWS opens a WebSocket at the root of base with one subprotocol
+// (vite-hmr, vite-ping) and, when token is not empty, Vite's token in the
+// query string, as a browser's page does. host, if set, is the Host header
+// (and Origin) to send. It returns the handshake's response and error as the
+// dialer gives them.
+func DialWS(base *url.URL, host, protocol, token string) (*websocket.Conn, *http.Response, error) {
 	wsURL := *base
 	wsURL.Scheme = "ws"
 	wsURL.Path = "/"
-	wsURL.RawQuery = url.Values{"token": {token}}.Encode()
-	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{"vite-hmr"}}
+	wsURL.RawQuery = ""
+	if token != "" {
+		wsURL.RawQuery = url.Values{"token": {token}}.Encode()
+	}
+	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{protocol}}
 	h := http.Header{}
 	origin := "http://" + base.Host
 	if host != "" {
@@ -102,13 +105,21 @@ func DialHMR(tb testing.TB, base *url.URL, host string) *HMRSocket {
 	h.Set("Origin", origin)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, resp, err := dialer.DialContext(ctx, wsURL.String(), h)
+	return dialer.DialContext(ctx, wsURL.String(), h)
+}
+
+// DialHMR opens Vite's HMR socket at base the way a browser does: subprotocol
+// vite-hmr, an Origin and the token in the query string. host, if set, is the
+// Host header to send. The socket is closed when the test ends.
+func DialHMR(tb testing.TB, base *url.URL, host string) *HMRSocket {
+	tb.Helper()
+	conn, resp, err := DialWS(base, host, "vite-hmr", WSToken(tb, base))
 	if err != nil {
 		status := 0
 		if resp != nil {
 			status = resp.StatusCode
 		}
-		tb.Fatalf("dial HMR socket %s: %v (status %d)", wsURL.String(), err, status)
+		tb.Fatalf("dial HMR socket at %s: %v (status %d)", base, err, status)
 	}
 	if got := conn.Subprotocol(); got != "vite-hmr" {
 		tb.Fatalf("HMR subprotocol = %q, want vite-hmr", got)

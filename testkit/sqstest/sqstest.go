@@ -139,6 +139,9 @@ func (q Queue) SendRaw(tb testing.TB, body, group, dedup string) string {
 type Responses struct {
 	q   Queue
 	All []jobs.Response
+	// Groups holds the FIFO group of each response in All ("" on a
+	// standard queue).
+	Groups []string
 }
 
 // NewResponses reads responses from q.
@@ -171,6 +174,7 @@ func (r *Responses) Poll(tb testing.TB, wait time.Duration) int {
 			tb.Fatalf("response is not JSON: %v: %s", err, aws.ToString(m.Body))
 		}
 		r.All = append(r.All, resp)
+		r.Groups = append(r.Groups, m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)])
 		if _, err := r.q.Client.DeleteMessage(context.Background(), &sqs.DeleteMessageInput{
 			QueueUrl: aws.String(r.q.URL), ReceiptHandle: m.ReceiptHandle,
 		}); err != nil {
