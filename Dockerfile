@@ -45,14 +45,15 @@ RUN apt-get update \
         tini \
     && rm -rf /var/lib/apt/lists/*
 
-# The Claude Code CLI, pinned in exactly one place: tools/package-lock.json.
+# The Claude Code CLI, pinned in exactly one place: internal/agent/claude-code/
+# (package.json and package-lock.json).
 # npm ci runs the package's postinstall script, which hard-links the native
 # binary of this platform (from the optional dependency
 # @anthropic-ai/claude-code-linux-x64 or -linux-arm64) over bin/claude.exe.
 # `claude --version` fails the build if that script was skipped (for example
 # with --ignore-scripts), instead of shipping a stub that fails at run time.
 WORKDIR /opt/tools
-COPY tools/package.json tools/package-lock.json ./
+COPY internal/agent/claude-code/package.json internal/agent/claude-code/package-lock.json ./
 RUN --mount=type=cache,target=/root/.npm \
     npm ci --omit=dev --no-audit --no-fund \
     && HOME=/tmp/claude-check /opt/tools/node_modules/.bin/claude --version \

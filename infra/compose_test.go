@@ -213,12 +213,12 @@ func TestComposeServices(t *testing.T) {
 		}
 		var hooks bool
 		for _, v := range ls.Volumes {
-			if v.Target == "/etc/localstack/init/ready.d" && v.Source == filepath.Join(root, "localstack", "init", "ready.d") {
+			if v.Target == "/etc/localstack/init/ready.d" && v.Source == filepath.Join(root, "infra", "localstack", "init", "ready.d") {
 				hooks = true
 			}
 		}
 		if !hooks {
-			t.Error("localstack does not mount ./localstack/init/ready.d at /etc/localstack/init/ready.d")
+			t.Error("localstack does not mount ./infra/localstack/init/ready.d at /etc/localstack/init/ready.d")
 		}
 	})
 

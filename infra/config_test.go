@@ -7,7 +7,7 @@ import (
 	"testing"
 
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
-	"github.com/webordinary/claude-code-astro/config"
+	"github.com/webordinary/claude-code-astro/internal/config"
 )
 
 // imageEnv returns the ENV defaults of the Dockerfile's runtime stage.

@@ -304,15 +304,15 @@ func TestDockerfileRuntime(t *testing.T) {
 }
 
 // TestDockerfileInstallsPinnedClaude checks that the Claude Code CLI comes from
-// tools/package-lock.json, the one place its version is pinned.
+// internal/agent/claude-code/package-lock.json, the one place its version is pinned.
 func TestDockerfileInstallsPinnedClaude(t *testing.T) {
 	final := parseDockerfile(t).final()
 
 	var pkg struct {
 		Dependencies map[string]string `json:"dependencies"`
 	}
-	if err := json.Unmarshal(readRepoFile(t, "tools/package.json"), &pkg); err != nil {
-		t.Fatalf("parse tools/package.json: %v", err)
+	if err := json.Unmarshal(readRepoFile(t, "internal/agent/claude-code/package.json"), &pkg); err != nil {
+		t.Fatalf("parse internal/agent/claude-code/package.json: %v", err)
 	}
 	var lock struct {
 		Packages map[string]struct {
@@ -321,16 +321,16 @@ func TestDockerfileInstallsPinnedClaude(t *testing.T) {
 			Dependencies any    `json:"dependencies"`
 		} `json:"packages"`
 	}
-	if err := json.Unmarshal(readRepoFile(t, "tools/package-lock.json"), &lock); err != nil {
-		t.Fatalf("parse tools/package-lock.json: %v", err)
+	if err := json.Unmarshal(readRepoFile(t, "internal/agent/claude-code/package-lock.json"), &lock); err != nil {
+		t.Fatalf("parse internal/agent/claude-code/package-lock.json: %v", err)
 	}
 	const cli = "@anthropic-ai/claude-code"
 	want := pkg.Dependencies[cli]
 	if !regexp.MustCompile(`^\d+\.\d+\.\d+$`).MatchString(want) {
-		t.Errorf("tools/package.json: %s is %q, want an exact version", cli, want)
+		t.Errorf("internal/agent/claude-code/package.json: %s is %q, want an exact version", cli, want)
 	}
 	if got := lock.Packages["node_modules/"+cli].Version; got != want {
-		t.Errorf("tools/package-lock.json: %s locked at %q, package.json says %q", cli, got, want)
+		t.Errorf("internal/agent/claude-code/package-lock.json: %s locked at %q, package.json says %q", cli, got, want)
 	}
 
 	// WORKDIR, then COPY of both files into it, then npm ci there.
@@ -341,9 +341,9 @@ func TestDockerfileInstallsPinnedClaude(t *testing.T) {
 		case *instructions.WorkdirCommand:
 			dir = c.Path
 		case *instructions.CopyCommand:
-			if slices.Contains(c.SourcePaths, "tools/package.json") && slices.Contains(c.SourcePaths, "tools/package-lock.json") {
+			if slices.Contains(c.SourcePaths, "internal/agent/claude-code/package.json") && slices.Contains(c.SourcePaths, "internal/agent/claude-code/package-lock.json") {
 				if dest := path.Clean(path.Join(dir, c.DestPath)); dest != "/opt/tools" {
-					t.Errorf("tools/package*.json copied to %s, want /opt/tools", dest)
+					t.Errorf("internal/agent/claude-code/package*.json copied to %s, want /opt/tools", dest)
 				}
 				copiedAt = i
 			}
@@ -367,10 +367,10 @@ func TestDockerfileInstallsPinnedClaude(t *testing.T) {
 		}
 	}
 	if copiedAt < 0 {
-		t.Fatal("runtime stage does not COPY tools/package.json tools/package-lock.json")
+		t.Fatal("runtime stage does not COPY internal/agent/claude-code/package.json and package-lock.json")
 	}
 	if ciAt < 0 {
-		t.Fatal("runtime stage does not run npm ci after copying tools/package-lock.json")
+		t.Fatal("runtime stage does not run npm ci after copying internal/agent/claude-code/package-lock.json")
 	}
 }
 
@@ -392,10 +392,10 @@ func TestDockerignore(t *testing.T) {
 		{"go.mod", false},
 		{"go.sum", false},
 		{"cmd/worker/main.go", false},
-		{"tools/package.json", false},
-		{"tools/package-lock.json", false},
+		{"internal/agent/claude-code/package.json", false},
+		{"internal/agent/claude-code/package-lock.json", false},
 		{".git/config", true},
-		{"tools/node_modules/@anthropic-ai/claude-code/package.json", true},
+		{"internal/agent/claude-code/node_modules/@anthropic-ai/claude-code/package.json", true},
 		{"examples/site/node_modules/astro/package.json", true},
 		{"examples/site/.astro/types.d.ts", true},
 		{".env", true},

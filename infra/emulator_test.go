@@ -16,7 +16,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	sqstypes "github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
-	"github.com/webordinary/claude-code-astro/testkit/sqstest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 )
 
 // awslocalWrapper stands in for LocalStack's awslocal: the real AWS CLI with

@@ -17,7 +17,7 @@ import (
 )
 
 // initHook is the LocalStack ready hook, relative to the repository root.
-const initHook = "localstack/init/ready.d/10-worker-queues.sh"
+const initHook = "infra/localstack/init/ready.d/10-worker-queues.sh"
 
 // shellLines returns a shell script's lines with backslash continuations
 // joined and comments dropped.

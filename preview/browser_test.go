@@ -5,9 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
-	"github.com/webordinary/claude-code-astro/testkit/browser"
 )
 
 // viteConnected is what Vite's client logs once its HMR socket is open.

@@ -21,7 +21,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/webordinary/claude-code-astro/procfs"
+	"github.com/webordinary/claude-code-astro/internal/procfs"
 )
 
 // The states of a DevServer, as State reports them.

@@ -23,10 +23,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/webordinary/claude-code-astro/internal/ledger"
+	"github.com/webordinary/claude-code-astro/internal/logging"
+	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/jobs"
-	"github.com/webordinary/claude-code-astro/ledger"
-	"github.com/webordinary/claude-code-astro/logging"
-	"github.com/webordinary/claude-code-astro/redact"
 )
 
 // Ledger keeps job records, for idempotency; *ledger.Ledger implements it.

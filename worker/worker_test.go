@@ -17,11 +17,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
+	"github.com/webordinary/claude-code-astro/internal/ledger"
+	"github.com/webordinary/claude-code-astro/internal/logging"
+	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
+	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/jobs"
-	"github.com/webordinary/claude-code-astro/ledger"
-	"github.com/webordinary/claude-code-astro/logging"
-	"github.com/webordinary/claude-code-astro/testkit/logbuf"
-	"github.com/webordinary/claude-code-astro/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/worker"
 )
 

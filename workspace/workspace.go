@@ -24,7 +24,7 @@ import (
 	"path/filepath"
 	"strings"
 
-	"github.com/webordinary/claude-code-astro/redact"
+	"github.com/webordinary/claude-code-astro/internal/redact"
 )
 
 // Default commit identity.

@@ -18,9 +18,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/webordinary/claude-code-astro/config"
-	"github.com/webordinary/claude-code-astro/ledger"
-	"github.com/webordinary/claude-code-astro/localsqs"
+	claudecode "github.com/webordinary/claude-code-astro/internal/agent/claude-code"
+	"github.com/webordinary/claude-code-astro/internal/config"
+	"github.com/webordinary/claude-code-astro/internal/ledger"
+	"github.com/webordinary/claude-code-astro/internal/localsqs"
 )
 
 // localStateFile is where `worker local` says which queues it serves, for
@@ -73,7 +74,7 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 		"AUTO_SHUTDOWN_MINUTES": "0",
 		"PREVIEW_BASE_URL":      "http://" + *httpAddr,
 	}
-	if bin, err := filepath.Abs("tools/node_modules/.bin/claude"); err == nil {
+	if bin, err := filepath.Abs(claudecode.Bin); err == nil {
 		if _, err := os.Stat(bin); err == nil {
 			defaults["CLAUDE_BIN"] = bin
 		}

@@ -21,17 +21,16 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
-	"github.com/webordinary/claude-code-astro/agent"
-	"github.com/webordinary/claude-code-astro/config"
-	"github.com/webordinary/claude-code-astro/ecstask"
-	"github.com/webordinary/claude-code-astro/health"
-	"github.com/webordinary/claude-code-astro/idle"
-	"github.com/webordinary/claude-code-astro/jobs"
-	"github.com/webordinary/claude-code-astro/ledger"
-	"github.com/webordinary/claude-code-astro/logging"
+	"github.com/webordinary/claude-code-astro/internal/agent"
+	"github.com/webordinary/claude-code-astro/internal/config"
+	"github.com/webordinary/claude-code-astro/internal/ecstask"
+	"github.com/webordinary/claude-code-astro/internal/idle"
+	"github.com/webordinary/claude-code-astro/internal/ledger"
+	"github.com/webordinary/claude-code-astro/internal/logging"
+	"github.com/webordinary/claude-code-astro/internal/redact"
+	"github.com/webordinary/claude-code-astro/internal/secrets"
+	"github.com/webordinary/claude-code-astro/jobs/site"
 	"github.com/webordinary/claude-code-astro/preview"
-	"github.com/webordinary/claude-code-astro/redact"
-	"github.com/webordinary/claude-code-astro/secrets"
 	"github.com/webordinary/claude-code-astro/worker"
 	"github.com/webordinary/claude-code-astro/workspace"
 )
@@ -117,19 +116,19 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	activity := idle.New(cfg.AutoShutdown)
 
 	var dev *preview.DevServer
-	site := jobs.SiteConfig{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL, PreviewBaseURL: cfg.PreviewBaseURL,
+	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL, PreviewBaseURL: cfg.PreviewBaseURL,
 		Logger: log.With("component", "jobs")}
 	if cfg.AstroDevMode {
 		dev = preview.NewDevServer(preview.DevServerConfig{
 			Port: cfg.AstroPort, PATH: opt.PATH, Home: filepath.Join(cfg.WorkspacePath, ".home"), Logger: log.With("component", "preview"),
 		})
-		site.Preview = dev
+		siteCfg.Preview = dev
 	}
 
 	sqsClient := sqs.NewFromConfig(opt.AWS)
 	w, err := worker.New(sqsClient, worker.Config{
 		JobQueueURL: cfg.JobQueueURL, ResponseQueueURL: cfg.ResponseQueueURL,
-		Handler: jobs.NewSite(site), Ledger: ledger.New(cfg.WorkspacePath), Activity: activity, Redactor: red,
+		Handler: site.New(siteCfg), Ledger: ledger.New(cfg.WorkspacePath), Activity: activity, Redactor: red,
 		Logger: log, MaxConcurrentUsers: cfg.MaxConcurrentUsers, JobTimeout: cfg.JobTimeout,
 	})
 	if err != nil {
@@ -218,7 +217,7 @@ func resolveSecrets(ctx context.Context, cfg config.Config, awsCfg aws.Config) (
 // routes is the one HTTP port: /health, and the preview for everything else.
 func routes(cfg config.Config, w *worker.Worker, dev *preview.DevServer, activity *idle.Tracker, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/health", health.Handler(func() health.Report {
+	mux.Handle("/health", healthHandler(func() healthReport {
 		return report(cfg, w, dev, activity)
 	}))
 	if dev != nil {
@@ -232,17 +231,17 @@ func routes(cfg config.Config, w *worker.Worker, dev *preview.DevServer, activit
 }
 
 // report builds /health's body.
-func report(cfg config.Config, w *worker.Worker, dev *preview.DevServer, activity *idle.Tracker) health.Report {
+func report(cfg config.Config, w *worker.Worker, dev *preview.DevServer, activity *idle.Tracker) healthReport {
 	st := w.Stats()
-	r := health.Report{
+	r := healthReport{
 		Version:        version(),
 		Workspace:      cfg.WorkspacePath,
-		Astro:          health.AstroState{State: "disabled"},
-		Jobs:           health.JobCounts{InFlight: st.InFlight, Succeeded: st.Succeeded, Failed: st.Failed},
-		LastActivityAt: health.TimePtr(activity.LastActivity()),
+		Astro:          astroState{State: "disabled"},
+		Jobs:           jobCounts{InFlight: st.InFlight, Succeeded: st.Succeeded, Failed: st.Failed},
+		LastActivityAt: timePtr(activity.LastActivity()),
 	}
 	if d, ok := activity.Deadline(); ok {
-		r.IdleShutdownAt = health.TimePtr(d)
+		r.IdleShutdownAt = timePtr(d)
 	}
 	if j := st.LastJob; j != nil {
 		r.ClientID, r.UserID, r.ThreadID, r.Branch = j.ClientID, j.UserID, j.ThreadID, j.Branch()

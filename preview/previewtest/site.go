@@ -21,7 +21,7 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/webordinary/claude-code-astro/procfs"
+	"github.com/webordinary/claude-code-astro/internal/procfs"
 )
 
 // InstallHint is the command that installs the example site's dependencies,

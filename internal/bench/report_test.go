@@ -1,0 +1,157 @@
+package bench
+
+import (
+	"fmt"
+	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+)
+
+// The lines around the table in the benchmark's output; scripts/bench
+// extracts what is between them.
+const (
+	beginMarker = "=== BENCHMARK REPORT ==="
+	endMarker   = "=== END OF BENCHMARK REPORT ==="
+)
+
+// specs declares the report's rows, in the order they are printed.
+func specs() []Spec {
+	return []Spec{
+		{ID: "1a", Name: "idle RSS of the worker binary while long-polling (max over 10 s)", Goal: "< 30 MiB"},
+		{ID: "1b", Name: "idle CPU of the worker binary while long-polling (10 s window)", Goal: "< 1% of a core"},
+		{ID: "2", Name: "start to healthy: exec to the first 200 from /health, median of 5 (min-max)", Goal: "< 1 s"},
+		{ID: "3a", Name: "worker overhead per job, no-op handler: receive to the response on the response queue, median (p95), 100 jobs one at a time", Goal: "< 20 ms"},
+		{ID: "3b", Name: "same jobs: receive to finish (the response's receivedAt to finishedAt), median (p95)"},
+		{ID: "3c", Name: "same jobs: end to end, upstream's send to upstream receiving the response, median (p95)"},
+		{ID: "4", Name: "throughput: 500 no-op jobs from 10 users on a FIFO queue, MAX_CONCURRENT_USERS 10, first send to last response", Goal: "> 50 jobs/s"},
+		{ID: "5a", Name: "resumed init on a prepared workspace of the example site, median of 7 (max)", Goal: "< 500 ms"},
+		{ID: "5b", Name: "thread switch + one-file commit on the example site, median of 10 (max)", Goal: "< 100 ms"},
+		{ID: "6", Name: "first init of the example site: clone + npm ci from the npm registry, empty npm cache"},
+		{ID: "7a", Name: "execute job overhead around the agent, warm workspace: job duration minus the CLI's wall time (start to exit), median of 5 (max)", Goal: "< 150 ms"},
+		{ID: "7b", Name: "same jobs: CLI start-up, start to its init line, median (max)"},
+		{ID: "7c", Name: "same jobs: durationMs minus claude.durationMs (worker overhead + CLI start-up and exit), median"},
+		{ID: "7d", Name: "same jobs: whole execute job (Read, Edit, text against the fake API), median"},
+		{ID: "8a", Name: "HMR: file write to the first HMR message through the preview proxy, median (p95) of 50 edits", Goal: "median < 20 ms"},
+		{ID: "8b", Name: "HMR: what the proxy adds to the same messages, median (p95)", Goal: "median < 1 ms"},
+		{ID: "8c", Name: "HMR: file write to the first HMR message straight from Vite, median (p95)"},
+		{ID: "9", Name: "edit to headless Chromium's DOM showing it, through the preview proxy, median (p95) of 20 edits", Goal: "median < 300 ms"},
+		{ID: "10a", Name: "init to preview serving on a prepared workspace: resumed init + dev server start, first start (Vite cache empty)", Goal: "< 5 s"},
+		{ID: "10b", Name: "init to preview serving, later starts, median of 3 (max)", Goal: "< 5 s"},
+		{ID: "11a", Name: "peak memory of worker + Astro + Claude during an execute job: summed RSS of the worker's process tree, max of 2 jobs (at the peak)", Goal: "< 2 GiB"},
+		{ID: "11b", Name: "same worker: peak summed RSS during its init job (npm ci, Astro start)"},
+		{ID: "11c", Name: "same worker: its init job of a new user (clone, npm ci, Astro start)"},
+	}
+}
+
+// section is one measurement: it fills rows of the table.
+type section struct {
+	name string
+	rows []string
+	run  func(b *testing.B, e *env)
+}
+
+// sections lists the measurements in the order they run: the cheap ones
+// first; the example site's workspace before the memory section, which
+// reuses its npm cache.
+func sections() []section {
+	return []section{
+		{"IdleWorker", []string{"1a", "1b"}, benchIdle},
+		{"StartToHealthy", []string{"2"}, benchStart},
+		{"JobOverhead", []string{"3a", "3b", "3c"}, benchJobOverhead},
+		{"Throughput", []string{"4"}, benchThroughput},
+		{"SiteWorkspace", []string{"6", "5a", "5b", "10a", "10b"}, benchSiteWorkspace},
+		{"ExecuteOverhead", []string{"7a", "7b", "7c", "7d"}, benchExecute},
+		{"Preview", []string{"8a", "8b", "8c", "9"}, benchPreview},
+		{"PeakMemory", []string{"11a", "11b", "11c"}, benchMemory},
+	}
+}
+
+// BenchmarkReport measures everything in the report and prints its table.
+// Run it once per measurement:
+//
+//	go test -run '^$' -bench Report -benchtime 1x -timeout 20m ./bench
+//
+// One section: -bench 'Report/Preview'. A section that cannot run (a tool
+// missing, a step failing) fails the benchmark and shows as ERROR in the
+// table, never with a number.
+func BenchmarkReport(b *testing.B) {
+	e := newEnv(b)
+	for _, s := range sections() {
+		ran := false
+		b.Run(s.name, func(b *testing.B) {
+			if ran {
+				return // called again for a larger b.N (no -benchtime 1x): measured once is enough
+			}
+			ran = true
+			e.table.Tried(s.rows...)
+			s.run(b, e)
+		})
+	}
+	fmt.Printf("\n%s\n%s%s\n", beginMarker, e.table.Markdown(), endMarker)
+}
+
+// env is what the sections share.
+type env struct {
+	table *Table
+	// root is the module's root directory.
+	root string
+	// dir is a temporary directory for the whole report.
+	dir string
+	// npmCache is the npm cache shared by the installs of the example site,
+	// so its packages come from the registry once per run.
+	npmCache string
+	// npmCacheWarm says the example site's install filled npmCache.
+	npmCacheWarm atomic.Bool
+
+	buildOnce sync.Once
+	bin       string
+	buildErr  error
+}
+
+func newEnv(b *testing.B) *env {
+	_, file, _, ok := runtime.Caller(0)
+	if !ok {
+		b.Fatal("cannot locate the bench package's source to find the repository")
+	}
+	dir := b.TempDir()
+	e := &env{
+		table:    NewTable(specs()...),
+		root:     filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..")),
+		dir:      dir,
+		npmCache: filepath.Join(dir, "npm-cache"),
+	}
+	if err := os.MkdirAll(e.npmCache, 0o755); err != nil {
+		b.Fatal(err)
+	}
+	return e
+}
+
+// workerBin builds the worker binary once (without -race: its numbers are
+// the product's) and returns its path.
+func (e *env) workerBin(tb testing.TB) string {
+	tb.Helper()
+	e.buildOnce.Do(func() {
+		e.bin = filepath.Join(e.dir, "worker")
+		cmd := exec.Command("go", "build", "-o", e.bin, "./cmd/worker")
+		cmd.Dir = e.root
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			e.buildErr = fmt.Errorf("go build ./cmd/worker: %w\n%s", err, out)
+		}
+	})
+	if e.buildErr != nil {
+		tb.Fatal(e.buildErr)
+	}
+	return e.bin
+}
+
+// claudeBin returns the pinned Claude Code CLI, failing when it is missing.
+func (e *env) claudeBin(tb testing.TB) string {
+	tb.Helper()
+	return repo.ClaudeBin(tb)
+}

@@ -1,0 +1,91 @@
+package systemtest
+
+import (
+	"encoding/json"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
+	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/preview/previewtest"
+)
+
+// TestLocalModeRunsJobsFromSend runs the README's "run it" command, `worker
+// local`, from the repository root and sends it an init job with `worker
+// send`, as the README shows.
+func TestLocalModeRunsJobsFromSend(t *testing.T) {
+	dir := t.TempDir()
+	httpAddr := "127.0.0.1:" + strconv.Itoa(previewtest.FreePort(t))
+	env := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NPM_CACHE_DIR=" + npmCache,
+		"ASTRO_PORT=" + strconv.Itoa(previewtest.FreePort(t)), "LOG_FORMAT=json",
+	}
+	local := exec.Command(workerBin, "local", "-dir", dir, "-http", httpAddr, "-aws-addr", "127.0.0.1:0")
+	local.Dir = repoRoot
+	local.Env = env
+	var out, logs logbuf.Buffer
+	local.Stdout, local.Stderr = &out, &logs
+	local.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := local.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- local.Wait() }()
+	t.Cleanup(func() {
+		_ = local.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(25 * time.Second):
+			_ = syscall.Kill(-local.Process.Pid, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			t.Logf("worker local printed:\n%s\nlogs:\n%s", out.String(), logs.String())
+		}
+	})
+	waitFor(t, 60*time.Second, "worker local to say it is running", func() bool {
+		return strings.Contains(out.String(), "worker local is running")
+	})
+	for _, want := range []string{"job queue", "response queue", "preview", "worker send"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("the welcome does not mention %q:\n%s", want, out.String())
+		}
+	}
+
+	send := exec.Command(workerBin, "send", "-local-state", filepath.Join(dir, "local.json"),
+		"-type", "init", "-client", "acme", "-user", "alice", "-thread", "t1", "-job-id", "local-1", "-wait", "3m")
+	send.Dir = repoRoot
+	send.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	stdout, err := send.Output()
+	if err != nil {
+		t.Fatalf("worker send: %v\n%s", err, stdout)
+	}
+	var r jobs.Response
+	if err := json.Unmarshal(stdout, &r); err != nil {
+		t.Fatalf("worker send printed %q: %v", stdout, err)
+	}
+	if r.JobID != "local-1" || r.Status != jobs.StatusSucceeded || r.Branch != "thread-t1" || r.PreviewURL != "http://"+httpAddr {
+		t.Errorf("response %+v %+v", r, r.Error)
+	}
+	// The example site was cloned into the local workspace.
+	if _, err := os.Stat(filepath.Join(dir, "workspace", "acme", "alice", "project", "src", "pages", "index.astro")); err != nil {
+		t.Errorf("the example site is not in the workspace: %v", err)
+	}
+	_ = local.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Errorf("worker local exited with %v after SIGTERM", err)
+		}
+	case <-time.After(25 * time.Second):
+		t.Error("worker local did not stop within 25s of SIGTERM")
+	}
+	if _, err := os.Stat(filepath.Join(dir, "local.json")); err == nil {
+		t.Error("the state file outlived worker local")
+	}
+}

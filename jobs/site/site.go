@@ -1,0 +1,285 @@
+// Package site is the Handler of init and execute jobs on Astro site
+// workspaces (CONTRACT.md section 3): it knows what a job does to a
+// workspace, the agent and the preview, and nothing of queues.
+package site
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/agent"
+	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/workspace"
+)
+
+// Agent runs the coding agent; *agent.Runner implements it.
+type Agent interface {
+	Run(ctx context.Context, req agent.Request, onProgress func(agent.Progress)) (agent.Result, error)
+}
+
+// Previewer serves a project's live preview; *preview.DevServer implements it.
+type Previewer interface {
+	Target(ctx context.Context, projectDir string) error
+}
+
+// finishTimeout bounds the commit and push after the agent succeeded; it
+// runs past JOB_TIMEOUT and shutdown, within ECS's stop timeout.
+const finishTimeout = 15 * time.Second
+
+// Config configures a Handler. Workspaces and Agent are required.
+type Config struct {
+	Workspaces *workspace.Workspaces
+	Agent      Agent
+	// Preview, when not nil, is pointed at the workspace of every job.
+	Preview Previewer
+	// DefaultRepoURL is cloned by an init without repoUrl (REPO_URL).
+	DefaultRepoURL string
+	// PreviewBaseURL is echoed as previewUrl (PREVIEW_BASE_URL).
+	PreviewBaseURL string
+	Logger         *slog.Logger
+}
+
+// Handler is the jobs.Handler of init and execute jobs on Astro site workspaces
+// (CONTRACT.md section 3). The worker serialises one user's jobs; different
+// users' jobs run at once.
+type Handler struct {
+	cfg Config
+	log *slog.Logger
+
+	previewMu sync.Mutex // serialises re-targeting the one dev server
+}
+
+// New returns the handler.
+func New(cfg Config) *Handler {
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger}
+}
+
+// Handle runs one job, holding the user's workspace lock meanwhile.
+func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.ProgressFunc) (jobs.Response, error) {
+	u, err := s.user(job)
+	if err != nil {
+		return jobs.Response{}, err
+	}
+	unlock, err := u.Lock()
+	if errors.Is(err, workspace.ErrBusy) {
+		return jobs.Response{}, fmt.Errorf("%w: %w", jobs.ErrRetryLater, err)
+	}
+	if err != nil {
+		return jobs.Response{}, classify(err)
+	}
+	defer func() {
+		if err := unlock(); err != nil {
+			s.log.WarnContext(ctx, "unlock the workspace", "error", err)
+		}
+	}()
+	switch job.Type {
+	case jobs.TypeInit:
+		return s.init(ctx, u, job)
+	case jobs.TypeExecute:
+		return s.execute(ctx, u, job, progress)
+	}
+	return jobs.Response{}, jobs.Errorf(jobs.CodeInvalidJob, "unknown job type %q", job.Type)
+}
+
+func (s *Handler) user(job jobs.Job) (*workspace.User, error) {
+	u, err := s.cfg.Workspaces.User(job.ClientID, job.UserID)
+	if err != nil {
+		return nil, classify(fmt.Errorf("open workspace: %w", err))
+	}
+	return u, nil
+}
+
+// init clones or resumes the workspace and checks out the thread's branch.
+func (s *Handler) init(ctx context.Context, u *workspace.User, job jobs.Job) (jobs.Response, error) {
+	repo := job.RepoURL
+	if repo == "" {
+		if meta, err := u.Metadata(); err != nil || meta.RepoURL == "" {
+			repo = s.cfg.DefaultRepoURL
+		}
+	}
+	res, err := u.Init(ctx, workspace.InitOptions{RepoURL: repo, BaseBranch: job.BaseBranch, ThreadID: job.ThreadID})
+	if err != nil {
+		if repo == "" && errors.Is(err, workspace.ErrInvalidRepoURL) {
+			return jobs.Response{}, jobs.Errorf(jobs.CodeInvalidJob, "the job has no repoUrl and REPO_URL is not set")
+		}
+		return jobs.Response{}, classify(err)
+	}
+	if err := u.Touch(); err != nil {
+		s.log.WarnContext(ctx, "cannot update metadata.json", "error", err)
+	}
+	if _, err := u.LoadThread(job.ThreadID); err != nil {
+		s.log.WarnContext(ctx, "cannot read the thread record", "error", err)
+	}
+	s.preview(ctx, u, job)
+	return jobs.Response{Branch: res.Branch, Resumed: jobs.Bool(res.Resumed), PreviewURL: s.cfg.PreviewBaseURL}, nil
+}
+
+// execute runs the agent on the thread and commits what it changed.
+func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, progress jobs.ProgressFunc) (jobs.Response, error) {
+	branch, err := u.SwitchThread(ctx, job.ThreadID)
+	if err != nil {
+		return jobs.Response{}, classify(err)
+	}
+	resp := jobs.Response{Branch: branch, PreviewURL: s.cfg.PreviewBaseURL}
+	if err := u.Touch(); err != nil {
+		s.log.WarnContext(ctx, "cannot update metadata.json", "error", err)
+	}
+	s.preview(ctx, u, job)
+
+	thread, err := u.LoadThread(job.ThreadID)
+	if err != nil {
+		return resp, classify(err)
+	}
+
+	// A job that committed before its worker died is not run again.
+	if sha, found, err := u.FindJobCommit(ctx, job.ThreadID, job.JobID); err != nil {
+		return resp, classify(err)
+	} else if found {
+		s.log.InfoContext(ctx, "job already committed by an earlier attempt: not running the agent again", "commit", sha)
+		resp.Commit = sha
+		if resp.FilesChanged, err = u.CommitFiles(ctx, sha); err != nil {
+			return resp, classify(err)
+		}
+		rec, ok := thread.Job(job.JobID)
+		if ok && rec.SessionID != "" {
+			resp.Claude = &jobs.ClaudeResult{SessionID: rec.SessionID, CostUSD: rec.CostUSD}
+		}
+		s.push(ctx, u, job, &resp)
+		rec.JobID, rec.Type, rec.Commit, rec.Status = job.JobID, string(job.Type), sha, "succeeded"
+		rec.Pushed = resp.Pushed != nil && *resp.Pushed
+		rec.FinishedAt = time.Now().UTC()
+		if rec.StartedAt.IsZero() {
+			rec.StartedAt = rec.FinishedAt
+		}
+		if _, err := u.RecordJob(job.ThreadID, rec); err != nil {
+			s.log.WarnContext(ctx, "cannot record the job", "error", err)
+		}
+		return resp, nil
+	}
+
+	started := time.Now().UTC()
+	record := workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Instruction: job.Instruction, Status: "running", StartedAt: started}
+	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+		return resp, classify(err)
+	}
+	mode := agent.ModeExecute
+	if job.Mode == jobs.ModePlan {
+		mode = agent.ModePlan
+	}
+	result, runErr := s.cfg.Agent.Run(ctx, agent.Request{
+		Instruction: job.Instruction, Mode: mode,
+		ProjectDir: u.ProjectDir, ConfigDir: u.ClaudeDir, HomeDir: u.Dir,
+		SessionID: thread.SessionID,
+	}, func(p agent.Progress) {
+		progress(ctx, jobs.Progress{Kind: p.Kind, Tool: p.Tool, Summary: p.Summary})
+	})
+	if result.SessionID != "" {
+		resp.Claude = &jobs.ClaudeResult{SessionID: result.SessionID, Result: result.Result, NumTurns: result.NumTurns,
+			CostUSD: result.CostUSD, DurationMs: result.DurationMs, IsError: result.IsError, FreshSession: result.FreshSession}
+		record.SessionID = result.SessionID
+		record.CostUSD = result.CostUSD
+	}
+	if runErr != nil {
+		// Changes the agent made stay in the working tree, uncommitted: a
+		// retry of the job sees them, and a switch to another thread saves
+		// them on this thread's branch.
+		code := classify(runErr)
+		record.Status, record.ErrorCode, record.FinishedAt = "failed", string(jobs.ErrorBodyOf(code).Code), time.Now().UTC()
+		if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+			s.log.WarnContext(ctx, "cannot record the job", "error", err)
+		}
+		return resp, code
+	}
+
+	// The agent's work is done: commit and push it even if the job's time
+	// runs out or the worker is stopping now, so a redelivery finds the
+	// commit instead of running the instruction again on top of its edits.
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	if job.Mode != jobs.ModePlan {
+		commit, err := u.Commit(ctx, job.ThreadID, job.JobID, job.Instruction)
+		if err != nil {
+			return resp, classify(err)
+		}
+		resp.Commit, resp.FilesChanged = commit.SHA, commit.Files
+		record.Commit = commit.SHA
+		// Pushed even when nothing changed: an earlier job's failed push
+		// lands now.
+		s.push(ctx, u, job, &resp)
+	}
+	record.Pushed = resp.Pushed != nil && *resp.Pushed
+	record.Status, record.FinishedAt = "succeeded", time.Now().UTC()
+	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+		s.log.WarnContext(ctx, "cannot record the job", "error", err)
+	}
+	return resp, nil
+}
+
+// push pushes the thread branch; a failed push is reported, not an error.
+func (s *Handler) push(ctx context.Context, u *workspace.User, job jobs.Job, resp *jobs.Response) {
+	pushed, reason, err := u.Push(ctx, job.ThreadID)
+	if err != nil {
+		reason = err.Error()
+	}
+	resp.Pushed = jobs.Bool(pushed)
+	if !pushed && reason != "" {
+		resp.PushError = reason
+		s.log.WarnContext(ctx, "thread branch not pushed", "reason", reason)
+	}
+}
+
+// preview points the dev server at the user's project when another
+// workspace was active. A preview that does not start is logged, not a job
+// failure: /health shows the dev server's state.
+func (s *Handler) preview(ctx context.Context, u *workspace.User, job jobs.Job) {
+	if s.cfg.Preview == nil {
+		return
+	}
+	s.previewMu.Lock()
+	defer s.previewMu.Unlock()
+	if err := s.cfg.Preview.Target(ctx, u.ProjectDir); err != nil {
+		s.log.WarnContext(ctx, "preview not serving", "error", err)
+	}
+}
+
+// classify wraps err in a *jobs.Error with the response code its kind maps to.
+// The message is err's own text: the workspace's errors already say what was
+// being done, so nothing is said twice.
+func classify(err error) error {
+	var je *jobs.Error
+	if errors.As(err, &je) {
+		return err
+	}
+	var ae *agent.Error
+	var ge *workspace.GitError
+	var ie *workspace.InstallError
+	code := jobs.CodeInternal
+	msg := err.Error()
+	switch {
+	case errors.As(err, &ae):
+		code, msg = jobs.Code(ae.Code), ae.Message
+	case errors.Is(err, context.DeadlineExceeded):
+		code = jobs.CodeTimeout
+	case errors.Is(err, context.Canceled):
+		code = jobs.CodeCancelled
+	case errors.Is(err, workspace.ErrNotInitialized):
+		code = jobs.CodeNotInitialized
+		msg = "the thread's workspace is not initialized: send an init job for it first"
+	case errors.Is(err, workspace.ErrInvalidID), errors.Is(err, workspace.ErrOutsideRoot),
+		errors.Is(err, workspace.ErrInvalidRepoURL), errors.Is(err, workspace.ErrRepoMismatch),
+		errors.Is(err, workspace.ErrBaseBranchNotFound):
+		code = jobs.CodeInvalidJob
+	case errors.As(err, &ie):
+		code = jobs.CodeInstallFailed
+	case errors.As(err, &ge):
+		code = jobs.CodeGitFailed
+	}
+	return &jobs.Error{Code: code, Msg: msg, Err: err}
+}
