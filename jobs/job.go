@@ -61,6 +61,9 @@ type Job struct {
 	BaseBranch  string `json:"baseBranch,omitempty"`
 	Instruction string `json:"instruction,omitempty"`
 	Mode        Mode   `json:"mode,omitempty"`
+	// MaxBudgetUSD is an execute job's spending limit in US dollars; 0
+	// means none of its own (CLAUDE_MAX_BUDGET_USD still applies).
+	MaxBudgetUSD float64 `json:"maxBudgetUsd,omitempty"`
 }
 
 // Branch is the git branch of the job's thread.
@@ -176,7 +179,7 @@ func Decode(body []byte, messageID string) (Job, error) {
 	}
 
 	known := map[string]bool{"type": true, "jobId": true, "clientId": true, "userId": true, "threadId": true,
-		"repoUrl": true, "baseBranch": true, "instruction": true, "mode": true}
+		"repoUrl": true, "baseBranch": true, "instruction": true, "mode": true, "maxBudgetUsd": true}
 	for name := range raw {
 		if !known[name] {
 			return invalid(name, "unknown field")
@@ -231,7 +234,7 @@ func Decode(body []byte, messageID string) (Job, error) {
 
 	switch job.Type {
 	case TypeInit:
-		for _, name := range []string{"instruction", "mode"} {
+		for _, name := range []string{"instruction", "mode", "maxBudgetUsd"} {
 			if _, ok := raw[name]; ok {
 				return invalid(name, "is not allowed in an init job")
 			}
@@ -257,6 +260,11 @@ func Decode(body []byte, messageID string) (Job, error) {
 			return invalid("instruction", fmt.Sprintf("is %d bytes, more than %d", len(job.Instruction), MaxInstructionBytes))
 		case strings.ContainsRune(job.Instruction, 0):
 			return invalid("instruction", "contains a NUL character")
+		}
+		if v, ok := raw["maxBudgetUsd"]; ok {
+			if err := json.Unmarshal(v, &job.MaxBudgetUSD); err != nil || job.MaxBudgetUSD <= 0 || job.MaxBudgetUSD > 1e6 {
+				return invalid("maxBudgetUsd", "must be a number of US dollars above 0")
+			}
 		}
 		switch job.Mode {
 		case "":

@@ -26,6 +26,7 @@ const (
 	CodeGitFailed      Code = "git_failed"
 	CodeInstallFailed  Code = "install_failed"
 	CodeAgentFailed    Code = "agent_failed"
+	CodeBudgetExceeded Code = "budget_exceeded"
 	CodeTimeout        Code = "timeout"
 	CodeCancelled      Code = "cancelled"
 	CodeInternal       Code = "internal"
@@ -70,6 +71,17 @@ type ClaudeResult struct {
 	DurationMs   int64   `json:"durationMs"`
 	IsError      bool    `json:"isError"`
 	FreshSession bool    `json:"freshSession,omitempty"` // the thread's earlier session could not be resumed
+	// Usage is what the job's API calls used, counted by the worker's API
+	// gateway.
+	Usage *Usage `json:"usage,omitempty"`
+}
+
+// Usage counts tokens.
+type Usage struct {
+	InputTokens      int64 `json:"inputTokens"`
+	OutputTokens     int64 `json:"outputTokens"`
+	CacheReadTokens  int64 `json:"cacheReadTokens"`
+	CacheWriteTokens int64 `json:"cacheWriteTokens"`
 }
 
 // Progress is the body of a progress response.

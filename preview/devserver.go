@@ -3,6 +3,7 @@ package preview
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -130,10 +131,29 @@ type DevServer struct {
 	run     *run
 }
 
+// RunAs says whom a dev server runs as: a tenant's uid and HOME. The zero
+// value runs it as the worker with DevServerConfig.Home.
+type RunAs struct {
+	// Credential is the uid and gid of the dev server and all it starts;
+	// nil runs it as the worker.
+	Credential *syscall.Credential
+	// Home is its HOME; empty means DevServerConfig.Home.
+	Home string
+}
+
+// same reports whether a and b run a dev server as the same user.
+func (a RunAs) same(b RunAs) bool {
+	if (a.Credential == nil) != (b.Credential == nil) || a.Home != b.Home {
+		return false
+	}
+	return a.Credential == nil || (a.Credential.Uid == b.Credential.Uid && a.Credential.Gid == b.Credential.Gid)
+}
+
 // run is one target's supervising goroutine.
 type run struct {
 	gen    uint64
 	dir    string
+	as     RunAs
 	ctx    context.Context
 	cancel context.CancelFunc
 	kick   chan struct{} // cuts a restart's backoff short
@@ -190,6 +210,12 @@ func NewDevServer(cfg DevServerConfig) *DevServer {
 // ended, ReadyTimeout passed or another Target re-targeted it. A dev server
 // still starting when Target returns keeps starting in the background.
 func (d *DevServer) Target(ctx context.Context, projectDir string) error {
+	return d.TargetAs(ctx, projectDir, RunAs{})
+}
+
+// TargetAs is Target with the dev server run as as: a tenant's uid and HOME.
+// A dev server of the same directory run as someone else is restarted.
+func (d *DevServer) TargetAs(ctx context.Context, projectDir string, as RunAs) error {
 	if d.cfg.Port <= 0 || d.cfg.Port > 65535 {
 		return fmt.Errorf("target dev server: invalid port %d", d.cfg.Port)
 	}
@@ -197,7 +223,7 @@ func (d *DevServer) Target(ctx context.Context, projectDir string) error {
 	if err != nil {
 		return fmt.Errorf("target dev server: resolve %s: %w", projectDir, err)
 	}
-	if info, err := os.Stat(dir); err != nil {
+	if info, err := os.Lstat(dir); err != nil {
 		return fmt.Errorf("target dev server: %w", err)
 	} else if !info.IsDir() {
 		return fmt.Errorf("target dev server: %s is not a directory", dir)
@@ -210,7 +236,7 @@ func (d *DevServer) Target(ctx context.Context, projectDir string) error {
 		d.switchMu.Unlock()
 		return ErrClosed
 	}
-	if d.run != nil && d.dir == dir && d.state != StateFailed {
+	if d.run != nil && d.dir == dir && d.run.as.same(as) && d.state != StateFailed {
 		gen := d.gen
 		select {
 		case d.run.kick <- struct{}{}: // restarting: do not wait out the backoff
@@ -227,7 +253,7 @@ func (d *DevServer) Target(ctx context.Context, projectDir string) error {
 	old := d.run
 	runCtx, cancel := context.WithCancel(context.WithoutCancel(ctx))
 	d.gen++
-	r := &run{gen: d.gen, dir: dir, ctx: runCtx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{})}
+	r := &run{gen: d.gen, dir: dir, as: as, ctx: runCtx, cancel: cancel, kick: make(chan struct{}, 1), done: make(chan struct{})}
 	d.run = r
 	d.dir = dir
 	d.pid = 0
@@ -262,6 +288,17 @@ func (d *DevServer) URL() (*url.URL, bool) {
 	}
 	u := *d.upstream
 	return &u, true
+}
+
+// PIDFor returns the process id of the dev server when it serves dir (and
+// runs), 0 otherwise.
+func (d *DevServer) PIDFor(dir string) int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.dir != filepath.Clean(dir) {
+		return 0
+	}
+	return d.pid
 }
 
 // ProjectDir returns the directory the dev server serves or is starting in,
@@ -432,8 +469,8 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 	astro := filepath.Join(r.dir, "node_modules", ".bin", "astro")
 	cmd := exec.Command(astro, "dev", "--host", "127.0.0.1", "--port", strconv.Itoa(d.cfg.Port))
 	cmd.Dir = r.dir
-	cmd.Env = d.env()
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.Env = d.env(r.as)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: r.as.Credential}
 	outR, outW, err := os.Pipe()
 	if err != nil {
 		return 0, fmt.Errorf("create stdout pipe: %w", err)
@@ -652,7 +689,7 @@ func (d *DevServer) logLine(log *slog.Logger, level slog.Level, stream string, l
 
 // env is the dev server's whole environment: an allowlist, never the
 // worker's own environment (which holds secrets).
-func (d *DevServer) env() []string {
+func (d *DevServer) env(as RunAs) []string {
 	env := []string{
 		"PATH=" + d.cfg.PATH,
 		"ASTRO_TELEMETRY_DISABLED=1",
@@ -661,8 +698,8 @@ func (d *DevServer) env() []string {
 		"BROWSER=none",
 		"NO_COLOR=1",
 	}
-	if d.cfg.Home != "" {
-		env = append(env, "HOME="+d.cfg.Home)
+	if home := cmp.Or(as.Home, d.cfg.Home); home != "" {
+		env = append(env, "HOME="+home)
 	}
 	return env
 }

@@ -35,6 +35,16 @@ func CommitMessage(threadID, jobID, instruction string) string {
 // the thread's branch, which must be checked out, with CommitMessage. When
 // nothing changed it returns an empty result and makes no commit.
 func (u *User) Commit(ctx context.Context, threadID, jobID, instruction string) (CommitResult, error) {
+	return u.commit(ctx, threadID, jobID, instruction, "")
+}
+
+// CommitPartial is Commit for a job the agent did not finish: the subject
+// ends in " (why)", such as "(cancelled)" or "(budget exceeded)".
+func (u *User) CommitPartial(ctx context.Context, threadID, jobID, instruction, why string) (CommitResult, error) {
+	return u.commit(ctx, threadID, jobID, instruction, why)
+}
+
+func (u *User) commit(ctx context.Context, threadID, jobID, instruction, why string) (CommitResult, error) {
 	var res CommitResult
 	if err := ValidateID(threadID); err != nil {
 		return res, fmt.Errorf("commit: thread id: %w", err)
@@ -68,6 +78,10 @@ func (u *User) Commit(ctx context.Context, threadID, jobID, instruction string) 
 		return CommitResult{}, nil
 	}
 	msg := CommitMessage(threadID, jobID, instruction)
+	if why != "" {
+		subject, rest, _ := strings.Cut(msg, "\n")
+		msg = subject + " (" + why + ")\n" + rest
+	}
 	if _, err := u.git(ctx, gitCall{stdin: strings.NewReader(msg),
 		args: []string{"commit", "--no-verify", "--quiet", "--cleanup=verbatim", "--file=-"}}); err != nil {
 		return CommitResult{}, fmt.Errorf("commit: %w", err)
@@ -142,15 +156,26 @@ func (u *User) Push(ctx context.Context, threadID string) (pushed bool, reason s
 		}
 		return false, "", fmt.Errorf("push: thread %s has no branch: %w", threadID, ErrNotInitialized)
 	}
-	ok, err := u.hasOrigin(ctx)
-	if err != nil {
-		return false, "", fmt.Errorf("push: %w", err)
-	}
-	if !ok {
+	if meta.RepoURL == "" {
 		return false, "repository has no remote", nil
 	}
-	_, err = u.git(ctx, gitCall{authURL: meta.RepoURL,
-		args: []string{"push", "--quiet", "--set-upstream", "origin", "refs/heads/" + b + ":refs/heads/" + b}})
+	access, err := u.remote(meta.RepoURL)
+	if err != nil {
+		return false, err.Error(), nil
+	}
+	// The recorded repository, named on the command line: the repository's
+	// own config (origin, insteadOf, a push URL) cannot send it elsewhere.
+	_, err = u.git(ctx, gitCall{env: access.Env,
+		args: []string{"push", "--quiet", "--", access.URL, "refs/heads/" + b + ":refs/heads/" + b}})
+	if err == nil {
+		// What git push to origin would have recorded: the branch as the
+		// remote now has it.
+		_, err = u.git(ctx, gitCall{args: []string{"update-ref", "refs/remotes/origin/" + b, "refs/heads/" + b}})
+		if err != nil {
+			u.log.WarnContext(ctx, "record the pushed branch", "branch", b, "err", err)
+			err = nil
+		}
+	}
 	if err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			return false, "", fmt.Errorf("push: %w", err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"time"
@@ -14,10 +15,6 @@ import (
 
 // tailSize is how much of a child's error output is kept for errors.
 const tailSize = 4 << 10
-
-// credentialHelper answers git's "get" with the token from the helper's own
-// environment. It is a constant: nothing from a job is ever part of it.
-const credentialHelper = `!f() { test "$1" = get || exit 0; echo username=x-access-token; echo "password=${GIT_TOKEN}"; }; f`
 
 // tailBuffer keeps the last max bytes written to it.
 type tailBuffer struct {
@@ -49,23 +46,41 @@ type gitCall struct {
 	stdin io.Reader
 	// dir is the working directory; empty means the project directory.
 	dir string
-	// authURL, when set, gives the token to this call through the
-	// credential helper, scoped to that repository URL's scheme and host.
-	authURL string
+	// env are further "KEY=value" entries: a remote's credential.
+	env []string
 }
 
-// baseEnv is the environment shared by every child: nothing is inherited.
-func (w *Workspaces) baseEnv() []string {
+// childEnv is the environment every child of the user starts from: nothing
+// is inherited from the worker.
+func (u *User) childEnv() []string {
 	return []string{
-		"PATH=" + w.cfg.PATH,
-		"HOME=" + w.cfg.Home,
+		"PATH=" + u.ws.cfg.PATH,
+		"HOME=" + u.HomeDir,
+		"TMPDIR=" + u.TmpDir,
 		"LANG=C",
 		"LC_ALL=C",
 	}
 }
 
-// git runs git in the user's project directory and returns its standard
-// output. A failure is a *GitError with the redacted stderr tail.
+// command returns name with args, run as the user's tenant in dir with env,
+// in a process group of its own that is killed whole when ctx ends.
+func (u *User) command(ctx context.Context, dir string, env []string, name string, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, name, args...)
+	cmd.Dir = dir
+	cmd.Env = env
+	killGroup(cmd)
+	u.Tenant.Apply(cmd)
+	return cmd
+}
+
+// git runs git as the tenant in the user's project directory and returns its
+// standard output. A failure is a *GitError with the redacted stderr tail.
+//
+// The repository's config is the tenant's: it cannot make git run a hook,
+// an fsmonitor, a custom ssh command, a proxy or a transport helper, and no
+// global or system config is read. A network operation names its URL on the
+// command line (see RemoteAccess) and carries its credential only in git's
+// environment, which no other uid can read.
 func (u *User) git(ctx context.Context, c gitCall) (string, error) {
 	w := u.ws
 	dir := c.dir
@@ -73,45 +88,36 @@ func (u *User) git(ctx context.Context, c gitCall) (string, error) {
 		dir = u.ProjectDir
 	}
 	args := []string{
-		"-c", "safe.directory=" + u.ProjectDir,
 		"-c", "core.hooksPath=/dev/null",
 		"-c", "core.fsmonitor=false",
+		"-c", "core.excludesFile=" + w.exclude,
 		"-c", "commit.gpgsign=false",
 		"-c", "advice.detachedHead=false",
 		"-c", "credential.helper=",
+		"-c", "core.sshCommand=ssh",
+		"-c", "http.proxy=", "-c", "https.proxy=",
+		"-c", "http.sslVerify=true",
+		"-c", "protocol.ext.allow=never",
 	}
-	env := append(w.baseEnv(),
+	env := append(u.childEnv(),
 		"GIT_TERMINAL_PROMPT=0",
 		"GIT_CONFIG_NOSYSTEM=1",
-		"GIT_CONFIG_GLOBAL=/dev/null",
+		"GIT_CONFIG_GLOBAL="+w.gitconfig,
 		"GIT_CEILING_DIRECTORIES="+u.Dir,
 		"GIT_AUTHOR_NAME="+w.cfg.AuthorName,
 		"GIT_AUTHOR_EMAIL="+w.cfg.AuthorEmail,
 		"GIT_COMMITTER_NAME="+w.cfg.AuthorName,
 		"GIT_COMMITTER_EMAIL="+w.cfg.AuthorEmail,
 	)
-	if c.authURL != "" && w.cfg.Token != "" {
-		if scope := credentialScope(c.authURL, w.tokenHosts()); scope != "" {
-			args = append(args, "-c", "credential."+scope+".helper="+credentialHelper)
-			// The repository's own config is not trusted with the token
-			// (customer code can write it): no custom ssh command, proxy,
-			// unverified TLS or transport helper while the token is here.
-			args = append(args, "-c", "core.sshCommand=ssh", "-c", "http.proxy=", "-c", "https.proxy=",
-				"-c", "http.sslVerify=true", "-c", "protocol.ext.allow=never")
-			env = append(env, "GIT_TOKEN="+w.cfg.Token)
-		}
-	}
+	env = append(env, c.env...)
 	args = append(args, c.args...)
 
-	cmd := exec.CommandContext(ctx, w.git, args...)
-	cmd.Dir = dir
-	cmd.Env = env
+	cmd := u.command(ctx, dir, env, w.git, args...)
 	cmd.Stdin = c.stdin
 	var stdout bytes.Buffer
 	stderr := &tailBuffer{max: tailSize}
 	cmd.Stdout = &stdout
 	cmd.Stderr = stderr
-	killGroup(cmd)
 
 	err := cmd.Run()
 	if err != nil {
@@ -121,6 +127,36 @@ func (u *User) git(ctx context.Context, c gitCall) (string, error) {
 		return stdout.String(), &GitError{Op: subcommand(c.args), Stderr: w.redactor.String(stderr.String()), Err: err}
 	}
 	return stdout.String(), nil
+}
+
+// run runs a command of the tenant's (rm, mkdir, find: a file operation
+// inside its directories that the worker must not do itself) and returns its
+// output.
+func (u *User) run(ctx context.Context, dir string, name string, args ...string) (string, error) {
+	cmd := u.command(ctx, dir, u.childEnv(), name, args...)
+	var out bytes.Buffer
+	tail := &tailBuffer{max: tailSize}
+	cmd.Stdout = &out
+	cmd.Stderr = tail
+	if err := cmd.Run(); err != nil {
+		if ctxErr := ctx.Err(); ctxErr != nil {
+			err = fmt.Errorf("%w: %w", ctxErr, err)
+		}
+		return out.String(), fmt.Errorf("%s %s: %w: %s", filepath.Base(name), strings.Join(args, " "), err, u.ws.redactor.String(tail.String()))
+	}
+	return out.String(), nil
+}
+
+// remote returns how git reaches repoURL for this job.
+func (u *User) remote(repoURL string) (RemoteAccess, error) {
+	if u.Remote == nil {
+		return RemoteAccess{URL: repoURL}, nil
+	}
+	a, err := u.Remote(repoURL)
+	if err != nil {
+		return RemoteAccess{}, fmt.Errorf("reach the repository: %w", err)
+	}
+	return a, nil
 }
 
 // subcommand returns the first argument that is not an option.

@@ -11,6 +11,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/redact"
+	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/workspace"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 )
@@ -37,14 +39,16 @@ func requireNpm(tb testing.TB) {
 	requireTool(tb, "npm", "install Node.js 20 and npm (apt-get install -y nodejs npm)")
 }
 
-// newWorkspaces opens Workspaces on a fresh root with a temporary HOME.
+// newWorkspaces opens Workspaces on a fresh root whose users run under
+// tenant uids of their own (the test needs root, as CI runs).
 func newWorkspaces(tb testing.TB, mods ...func(*workspace.Config)) *workspace.Workspaces {
 	tb.Helper()
+	sb := sandboxtest.New(tb)
 	cfg := workspace.Config{
-		Root:  filepath.Join(tb.TempDir(), "root"),
-		Home:  tb.TempDir(),
-		PATH:  os.Getenv("PATH"),
-		Token: testToken,
+		Root:     sandboxtest.Root(tb),
+		Sandbox:  sb,
+		PATH:     os.Getenv("PATH"),
+		Redactor: redact.New(testToken),
 	}
 	for _, m := range mods {
 		m(&cfg)
@@ -80,14 +84,12 @@ func ctx(tb testing.TB) context.Context {
 	return c
 }
 
+// writeFile writes a file as its directory's owner would: the file, and any
+// directory it creates, belong to the owner of the nearest existing
+// directory above (a tenant, inside a tenant's project).
 func writeFile(tb testing.TB, path, content string) {
 	tb.Helper()
-	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-		tb.Fatal(err)
-	}
-	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
-		tb.Fatal(err)
-	}
+	workspacetest.WriteOwned(tb, path, content)
 }
 
 func readFile(tb testing.TB, path string) string {

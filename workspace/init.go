@@ -55,16 +55,10 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 			return res, fmt.Errorf("init workspace: %w", err)
 		}
 	}
-	if err := u.checkPaths(); err != nil {
+	if err := u.Prepare(); err != nil {
 		return res, fmt.Errorf("init workspace: %w", err)
 	}
-	if err := os.MkdirAll(u.ThreadsDir, 0o755); err != nil {
-		return res, fmt.Errorf("init workspace: %w", err)
-	}
-	if err := u.checkPaths(); err != nil {
-		return res, fmt.Errorf("init workspace: %w", err)
-	}
-	if err := u.removeTemps(); err != nil {
+	if err := u.removeTemps(ctx); err != nil {
 		return res, fmt.Errorf("init workspace: %w", err)
 	}
 
@@ -88,8 +82,12 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 	}
 	meta.ClientID, meta.UserID, meta.RepoURL, meta.LastAccessed = u.ClientID, u.UserID, repoURL, now
 
+	if err := u.writeMetadata(meta); err != nil {
+		// The repository URL is recorded before anything is fetched from it.
+		return res, fmt.Errorf("init workspace: %w", err)
+	}
 	if u.repoHealthy(ctx) {
-		if err := u.removeStaleLock(); err != nil {
+		if err := u.removeStaleLock(ctx); err != nil {
 			return res, fmt.Errorf("init workspace: %w", err)
 		}
 		u.fetch(ctx, repoURL)
@@ -105,9 +103,6 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 		meta.LockfileHash, meta.Lockfile = "", ""
 	}
 	if err := u.writeMetadata(meta); err != nil {
-		return res, fmt.Errorf("init workspace: %w", err)
-	}
-	if err := u.ensureExcludes(); err != nil {
 		return res, fmt.Errorf("init workspace: %w", err)
 	}
 
@@ -133,14 +128,17 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 	return res, nil
 }
 
-// fetch updates the remote-tracking branches. A failure is logged, not
-// returned: the workspace works from what it has.
+// fetch updates the remote-tracking branches (refs/remotes/origin/*) from
+// the recorded repository, named on the command line: the repository's own
+// config cannot point git elsewhere. A failure is logged, not returned: the
+// workspace works from what it has.
 func (u *User) fetch(ctx context.Context, repoURL string) {
-	ok, err := u.hasOrigin(ctx)
-	if err != nil || !ok {
-		return
+	access, err := u.remote(repoURL)
+	if err == nil {
+		_, err = u.git(ctx, gitCall{env: access.Env,
+			args: []string{"fetch", "--prune", "--quiet", "--", access.URL, "+refs/heads/*:refs/remotes/origin/*"}})
 	}
-	if _, err := u.git(ctx, gitCall{authURL: repoURL, args: []string{"fetch", "--prune", "--quiet", "origin"}}); err != nil {
+	if err != nil {
 		u.log.WarnContext(ctx, "fetch failed; continuing with local state", "err", err)
 	}
 }
@@ -168,7 +166,7 @@ func (u *User) SwitchThread(ctx context.Context, threadID string) (string, error
 	if err := u.ready(ctx); err != nil {
 		return "", fmt.Errorf("switch thread: %w", err)
 	}
-	if err := u.removeStaleLock(); err != nil {
+	if err := u.removeStaleLock(ctx); err != nil {
 		return "", fmt.Errorf("switch thread: %w", err)
 	}
 	if _, err := u.checkoutThread(ctx, threadID, false, ""); err != nil {

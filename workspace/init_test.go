@@ -200,8 +200,8 @@ func TestInitResumesThreadFromRemote(t *testing.T) {
 
 func TestInitEmptyRemote(t *testing.T) {
 	g := workspacetest.NewGit(t)
-	bare := filepath.Join(t.TempDir(), "empty.git")
-	g.Run("", "init", "--quiet", "--bare", "--initial-branch=main", bare)
+	bare := filepath.Join(workspacetest.Reachable(t), "empty.git")
+	g.Run("", "init", "--quiet", "--bare", "--shared=0777", "--initial-branch=main", bare)
 	ws := newWorkspaces(t)
 	u := mustUser(t, ws, "c", "u")
 	res := mustInit(t, u, workspace.InitOptions{RepoURL: bare, ThreadID: "first"})
@@ -247,6 +247,10 @@ func TestInitRepairsDamagedWorkspace(t *testing.T) {
 		}},
 		{"clone killed before rename", func(t *testing.T, u *workspace.User) {
 			if err := os.RemoveAll(u.ProjectDir); err != nil {
+				t.Fatal(err)
+			}
+			// A clone directory is the tenant's, as cloneProject makes it.
+			if err := u.Tenant.MkdirOwned(filepath.Join(u.Dir, ".project-clone-123"), 0o700); err != nil {
 				t.Fatal(err)
 			}
 			writeFile(t, filepath.Join(u.Dir, ".project-clone-123", ".git", "HEAD"), "ref: refs/heads/main\n")

@@ -6,9 +6,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
-	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 )
@@ -27,33 +24,69 @@ var installers = []installer{
 	{"package.json", []string{"npm", "install"}},
 }
 
-// detectInstaller returns the installer the project's files name, and
-// false when there is no package.json.
-func detectInstaller(projectDir string) (installer, bool, error) {
-	if _, err := os.Stat(filepath.Join(projectDir, "package.json")); err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return installer{}, false, nil
-		}
-		return installer{}, false, err
-	}
-	for _, in := range installers {
-		if fi, err := os.Stat(filepath.Join(projectDir, in.file)); err == nil && fi.Mode().IsRegular() {
-			return in, true, nil
-		}
-	}
-	return installer{}, false, nil
+// probeScript looks at the project for the worker, as the tenant (the
+// worker reads nothing in a tenant's directory itself): whether there is a
+// package.json, the first lockfile of installers present, the SHA-256 of its
+// content, and what node_modules is. A constant: nothing from a job is in it.
+const probeScript = `[ -f package.json ] || { echo package=no; exit 0; }
+echo package=yes
+for f in package-lock.json pnpm-lock.yaml yarn.lock package.json; do
+  if [ -f "$f" ]; then
+    echo "lockfile=$f"
+    echo "hash=$(sha256sum < "$f" | cut -d' ' -f1)"
+    break
+  fi
+done
+if [ -L node_modules ]; then echo node_modules=link
+elif [ -d node_modules ]; then echo node_modules=dir
+elif [ -e node_modules ]; then echo node_modules=other
+else echo node_modules=none; fi
+`
+
+// projectFacts is what probeScript reports.
+type projectFacts struct {
+	hasPackage  bool
+	installer   installer
+	contentHash string // of the installer's file
+	nodeModules string // "dir", "link", "other" or "none"
 }
 
-// lockHash returns "sha256:HEX" of the installer's command and lockfile.
-func lockHash(projectDir string, in installer) (string, error) {
-	data, err := os.ReadFile(filepath.Join(projectDir, in.file))
+// probe runs probeScript as the tenant in the project.
+func (u *User) probe(ctx context.Context) (projectFacts, error) {
+	out, err := u.run(ctx, u.ProjectDir, "/bin/sh", "-c", probeScript)
 	if err != nil {
-		return "", err
+		return projectFacts{}, fmt.Errorf("look at the project: %w", err)
 	}
+	var f projectFacts
+	for _, line := range strings.Split(out, "\n") {
+		k, v, _ := strings.Cut(line, "=")
+		switch k {
+		case "package":
+			f.hasPackage = v == "yes"
+		case "lockfile":
+			for _, in := range installers {
+				if in.file == v {
+					f.installer = in
+				}
+			}
+		case "hash":
+			f.contentHash = v
+		case "node_modules":
+			f.nodeModules = v
+		}
+	}
+	if f.hasPackage && (f.installer.file == "" || len(f.contentHash) != 64) {
+		return projectFacts{}, fmt.Errorf("look at the project: unexpected answer %q", out)
+	}
+	return f, nil
+}
+
+// lockHash returns "sha256:HEX" of the installer's command, its file's name
+// and its content's hash.
+func lockHash(in installer, contentHash string) string {
 	h := sha256.New()
-	fmt.Fprintf(h, "%s\x00%s\x00", strings.Join(in.args, " "), in.file)
-	h.Write(data)
-	return "sha256:" + hex.EncodeToString(h.Sum(nil)), nil
+	fmt.Fprintf(h, "%s\x00%s\x00%s", strings.Join(in.args, " "), in.file, contentHash)
+	return "sha256:" + hex.EncodeToString(h.Sum(nil))
 }
 
 // InstallDependencies installs the project's dependencies unless
@@ -77,29 +110,26 @@ func (u *User) InstallDependencies(ctx context.Context) (installed bool, err err
 // install runs the package manager when needed and updates meta's
 // lockfile fields; the caller writes meta.
 func (u *User) install(ctx context.Context, meta *Metadata) (bool, error) {
-	in, ok, err := detectInstaller(u.ProjectDir)
+	facts, err := u.probe(ctx)
 	if err != nil {
-		return false, fmt.Errorf("detect lockfile: %w", err)
+		return false, err
 	}
-	if !ok {
+	if !facts.hasPackage {
 		meta.Lockfile, meta.LockfileHash = "", ""
 		return false, nil
 	}
-	hash, err := lockHash(u.ProjectDir, in)
-	if err != nil {
-		return false, fmt.Errorf("hash lockfile: %w", err)
-	}
-	nodeModules := filepath.Join(u.ProjectDir, "node_modules")
-	fi, err := os.Lstat(nodeModules)
-	if err == nil && !fi.IsDir() {
+	in := facts.installer
+	hash := lockHash(in, facts.contentHash)
+	switch facts.nodeModules {
+	case "link", "other":
 		// A node_modules the repository itself holds as a link (or a file):
-		// npm would empty whatever it points at, another tenant's files on
-		// a shared volume included. Refuse it.
+		// npm would empty whatever it points at. Refuse it.
 		return false, &InstallError{Command: "check node_modules", Output: "node_modules is not a directory (a link or file committed to the repository): remove it from the repository",
 			Err: errors.New("node_modules is not a directory")}
-	}
-	if err == nil && meta.LockfileHash == hash {
-		return false, nil
+	case "dir":
+		if meta.LockfileHash == hash {
+			return false, nil
+		}
 	}
 	meta.Lockfile, meta.LockfileHash = in.file, ""
 	command := strings.Join(in.args, " ")
@@ -109,15 +139,16 @@ func (u *User) install(ctx context.Context, meta *Metadata) (bool, error) {
 	}
 	// A project without dependencies gets no node_modules from npm; create
 	// it so an unchanged lockfile is not installed again.
-	if err := os.MkdirAll(nodeModules, 0o755); err != nil {
+	if _, err := u.run(ctx, u.ProjectDir, "mkdir", "-p", "--", "node_modules"); err != nil {
 		return true, fmt.Errorf("install dependencies: %w", err)
 	}
 	meta.LockfileHash = hash
 	return true, nil
 }
 
-// runInstaller runs the package manager in the project with an explicit
-// environment. A failure is an *InstallError with the output tail.
+// runInstaller runs the package manager in the project, as the tenant, with
+// an explicit environment: its npm config and cache are in the tenant's
+// HOME. A failure is an *InstallError with the output tail.
 func (u *User) runInstaller(ctx context.Context, args []string) error {
 	w := u.ws
 	command := strings.Join(args, " ")
@@ -125,15 +156,18 @@ func (u *User) runInstaller(ctx context.Context, args []string) error {
 	if err != nil {
 		return &InstallError{Command: command, Err: fmt.Errorf("%w (install Node.js and %s)", err, args[0])}
 	}
-	cache := w.cfg.NpmCacheDir
-	if cache == "" {
-		cache = filepath.Join(u.Dir, ".npm-cache")
+	cache := filepath.Join(u.HomeDir, ".npm")
+	if seed := w.cfg.NpmSeedCache; seed != "" {
+		// The tenant's cache starts as a copy of the seed: $1 the seed, $2
+		// its own cache. A constant script, run as the tenant.
+		if _, err := u.run(ctx, u.HomeDir, "/bin/sh", "-c", `[ -e "$2" ] || cp -R -- "$1" "$2"`, "seed", seed, cache); err != nil {
+			u.log.WarnContext(ctx, "cannot copy the seed npm cache; installing without it", "err", err)
+		}
 	}
-	env := append(w.baseEnv(),
+	env := append(u.childEnv(),
 		"CI=true",
 		"npm_config_cache="+cache,
-		"npm_config_store_dir="+filepath.Join(cache, "pnpm-store"),
-		"YARN_CACHE_FOLDER="+filepath.Join(cache, "yarn"),
+		"YARN_CACHE_FOLDER="+filepath.Join(u.HomeDir, ".yarn-cache"),
 		"npm_config_update_notifier=false",
 		"npm_config_fund=false",
 		"npm_config_audit=false",
@@ -142,13 +176,10 @@ func (u *User) runInstaller(ctx context.Context, args []string) error {
 		"COREPACK_ENABLE_DOWNLOAD_PROMPT=0",
 		"ASTRO_TELEMETRY_DISABLED=1",
 	)
-	cmd := exec.CommandContext(ctx, bin, args[1:]...)
-	cmd.Dir = u.ProjectDir
-	cmd.Env = env
+	cmd := u.command(ctx, u.ProjectDir, env, bin, args[1:]...)
 	out := &tailBuffer{max: tailSize}
 	cmd.Stdout = out
 	cmd.Stderr = out
-	killGroup(cmd)
 	if err := cmd.Run(); err != nil {
 		if ctxErr := ctx.Err(); ctxErr != nil {
 			err = fmt.Errorf("%w: %w", ctxErr, err) // both stay in the chain: the exit code is not lost

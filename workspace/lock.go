@@ -19,13 +19,10 @@ var ErrBusy = errors.New("workspace busy in another process")
 // returns ErrBusy when another process holds it. Call unlock when the job is
 // done. Within one process the worker already runs a user's jobs one at a time.
 func (u *User) Lock() (unlock func() error, err error) {
-	if err := u.checkPaths(); err != nil {
+	if err := u.Prepare(); err != nil {
 		return nil, err
 	}
-	if err := os.MkdirAll(u.Dir, 0o755); err != nil {
-		return nil, fmt.Errorf("create the user's workspace: %w", err)
-	}
-	f, err := os.OpenFile(filepath.Join(u.Dir, ".lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	f, err := os.OpenFile(filepath.Join(u.Dir, ".lock"), os.O_CREATE|os.O_RDWR|syscall.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("open the workspace lock: %w", err)
 	}

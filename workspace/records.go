@@ -156,7 +156,7 @@ func (u *User) SaveThread(t Thread) error {
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(u.ThreadsDir, 0o755); err != nil {
+	if err := u.Prepare(); err != nil {
 		return fmt.Errorf("write thread record: %w", err)
 	}
 	t.Branch = Branch(t.ThreadID)
@@ -230,7 +230,7 @@ func writeJSON(path string, v any) error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(path, append(data, '\n'), 0o644)
+	return writeFileAtomic(path, append(data, '\n'), 0o600)
 }
 
 // writeFileAtomic writes data to a temporary file beside path, syncs and

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -20,16 +21,18 @@ const (
 	damagedDir = ".damaged"
 )
 
-// repoHealthy reports whether project/ is a usable git repository of its
-// own: .git present, git finds it as the top level, and HEAD resolves to a
-// commit or names a branch not born yet (a thread of an empty remote).
+// repoHealthy reports whether project/ is a usable git repository of the
+// tenant's own: a directory the tenant owns, git (run as the tenant) finds
+// its .git as the top level, and HEAD resolves to a commit or names a branch
+// not born yet (a thread of an empty remote).
 func (u *User) repoHealthy(ctx context.Context) bool {
-	fi, err := os.Lstat(filepath.Join(u.ProjectDir, ".git"))
-	if err != nil || !fi.IsDir() {
+	fi, err := os.Lstat(u.ProjectDir)
+	if err != nil || !fi.IsDir() || !u.ownedByTenant(fi) {
 		return false
 	}
-	top, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--show-toplevel"}})
-	if err != nil || filepath.Clean(strings.TrimSpace(top)) != u.ProjectDir {
+	out, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--show-toplevel", "--git-dir"}})
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if err != nil || len(lines) != 2 || filepath.Clean(lines[0]) != u.ProjectDir || lines[1] != ".git" {
 		return false
 	}
 	if _, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--verify", "--quiet", "HEAD^{commit}"}}); err == nil {
@@ -45,15 +48,25 @@ func (u *User) repoHealthy(ctx context.Context) bool {
 	return err != nil
 }
 
+// ownedByTenant reports whether fi is the tenant's (always true on an
+// unprivileged sandbox, where everything is the worker's).
+func (u *User) ownedByTenant(fi fs.FileInfo) bool {
+	if !u.Tenant.Separate() {
+		return true
+	}
+	st, ok := fi.Sys().(*syscall.Stat_t)
+	return ok && st.Uid == u.Tenant.UID
+}
+
 // removeTemps deletes the half clones of an earlier, killed init, and keeps
 // a damaged project it had moved aside (see keepDamaged).
-func (u *User) removeTemps() error {
+func (u *User) removeTemps(ctx context.Context) error {
 	clones, err := filepath.Glob(filepath.Join(u.Dir, cloneTempPrefix+"*"))
 	if err != nil {
 		return fmt.Errorf("remove leftovers: %w", err)
 	}
 	for _, m := range clones {
-		if err := os.RemoveAll(m); err != nil {
+		if err := u.removeTenantDir(ctx, m); err != nil {
 			return fmt.Errorf("remove leftovers: %w", err)
 		}
 	}
@@ -69,10 +82,20 @@ func (u *User) removeTemps() error {
 	return nil
 }
 
+// removeTenantDir deletes dir, a directory of the tenant's directly in the
+// user's directory: the tenant empties it (the worker never walks a
+// tenant's tree), the worker removes the entry.
+func (u *User) removeTenantDir(ctx context.Context, dir string) error {
+	if _, err := u.run(ctx, u.Dir, "find", dir, "-xdev", "-mindepth", "1", "-delete"); err != nil {
+		return err
+	}
+	return os.Remove(dir)
+}
+
 // keepDamaged moves a replaced project into .damaged/, never deleting it.
 func (u *User) keepDamaged(path string) error {
 	dst := filepath.Join(u.Dir, damagedDir)
-	if err := os.MkdirAll(dst, 0o755); err != nil {
+	if err := mkdirMode(dst, 0o700); err != nil {
 		return err
 	}
 	kept := filepath.Join(dst, strings.TrimPrefix(filepath.Base(path), "."))
@@ -83,30 +106,44 @@ func (u *User) keepDamaged(path string) error {
 	return nil
 }
 
-// cloneProject clones repoURL into a temporary directory beside project/
-// and renames it into place, so a killed clone never leaves a half
-// project/. A damaged project/ is moved aside first and kept in .damaged/.
+// cloneProject clones repoURL, as the tenant, into a temporary directory of
+// the tenant's beside project/ and renames it into place, so a killed clone
+// never leaves a half project/. A damaged project/ is moved aside first and
+// kept in .damaged/.
 func (u *User) cloneProject(ctx context.Context, repoURL string) error {
+	access, err := u.remote(repoURL)
+	if err != nil {
+		return fmt.Errorf("clone repository: %w", err)
+	}
 	tmp, err := os.MkdirTemp(u.Dir, cloneTempPrefix)
 	if err != nil {
 		return fmt.Errorf("clone repository: %w", err)
 	}
-	if _, err := u.git(ctx, gitCall{dir: u.Dir, authURL: repoURL,
-		args: []string{"clone", "--origin", "origin", "--", repoURL, tmp}}); err != nil {
-		return errors.Join(fmt.Errorf("clone repository: %w", err), os.RemoveAll(tmp))
+	if err := u.Tenant.MkdirOwned(tmp, 0o700); err != nil {
+		return errors.Join(fmt.Errorf("clone repository: %w", err), os.Remove(tmp))
+	}
+	if _, err := u.git(ctx, gitCall{dir: u.Dir, env: access.Env,
+		args: []string{"clone", "--origin", "origin", "--", access.URL, tmp}}); err != nil {
+		return errors.Join(fmt.Errorf("clone repository: %w", err), u.removeTenantDir(context.WithoutCancel(ctx), tmp))
+	}
+	if access.URL != repoURL {
+		// origin names the repository itself, not this job's gateway.
+		if _, err := u.git(ctx, gitCall{dir: tmp, args: []string{"remote", "set-url", "origin", "--", repoURL}}); err != nil {
+			return errors.Join(fmt.Errorf("clone repository: %w", err), u.removeTenantDir(context.WithoutCancel(ctx), tmp))
+		}
 	}
 	var broken string
 	if _, err := os.Lstat(u.ProjectDir); err == nil {
 		broken = filepath.Join(u.Dir, fmt.Sprintf("%s%d", brokenTempPrefix, time.Now().UnixNano()))
 		u.log.WarnContext(ctx, "replacing damaged repository", "moved_to", filepath.Base(broken))
 		if err := os.Rename(u.ProjectDir, broken); err != nil {
-			return errors.Join(fmt.Errorf("clone repository: move damaged project: %w", err), os.RemoveAll(tmp))
+			return errors.Join(fmt.Errorf("clone repository: move damaged project: %w", err), u.removeTenantDir(context.WithoutCancel(ctx), tmp))
 		}
 	} else if !errors.Is(err, fs.ErrNotExist) {
-		return errors.Join(fmt.Errorf("clone repository: %w", err), os.RemoveAll(tmp))
+		return errors.Join(fmt.Errorf("clone repository: %w", err), u.removeTenantDir(context.WithoutCancel(ctx), tmp))
 	}
 	if err := os.Rename(tmp, u.ProjectDir); err != nil {
-		return errors.Join(fmt.Errorf("clone repository: %w", err), os.RemoveAll(tmp))
+		return errors.Join(fmt.Errorf("clone repository: %w", err), u.removeTenantDir(context.WithoutCancel(ctx), tmp))
 	}
 	if err := syncDir(u.Dir); err != nil {
 		return fmt.Errorf("clone repository: %w", err)
@@ -119,70 +156,18 @@ func (u *User) cloneProject(ctx context.Context, repoURL string) error {
 	return nil
 }
 
-// excludeLines are kept out of every commit even when the site's
-// .gitignore forgets them.
-var excludeLines = []string{"node_modules/", "node_modules", ".astro/"}
-
-// ensureExcludes adds excludeLines to .git/info/exclude.
-func (u *User) ensureExcludes() error {
-	p := filepath.Join(u.ProjectDir, ".git", "info", "exclude")
-	data, err := os.ReadFile(p)
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return fmt.Errorf("write git excludes: %w", err)
+// removeStaleLock deletes .git/index.lock left by a killed git, as the
+// tenant. The caller runs one operation per user at a time and every job
+// ends with none of the tenant's processes left, so no live git holds it.
+func (u *User) removeStaleLock(ctx context.Context) error {
+	out, err := u.run(ctx, u.ProjectDir, "find", ".git", "-maxdepth", "1", "-name", "index.lock", "-print", "-delete")
+	if err != nil {
+		return fmt.Errorf("remove stale index lock: %w", err)
 	}
-	have := map[string]bool{}
-	for _, l := range strings.Split(string(data), "\n") {
-		have[strings.TrimSpace(l)] = true
-	}
-	out := string(data)
-	changed := false
-	for _, l := range excludeLines {
-		if !have[l] {
-			if out != "" && !strings.HasSuffix(out, "\n") {
-				out += "\n"
-			}
-			out += l + "\n"
-			changed = true
-		}
-	}
-	if !changed {
-		return nil
-	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-		return fmt.Errorf("write git excludes: %w", err)
-	}
-	if err := writeFileAtomic(p, []byte(out), 0o644); err != nil {
-		return fmt.Errorf("write git excludes: %w", err)
+	if strings.TrimSpace(out) != "" {
+		u.log.WarnContext(ctx, "removed stale git index lock")
 	}
 	return nil
-}
-
-// removeStaleLock deletes .git/index.lock left by a killed git. The caller
-// runs one operation per user at a time, so no live git holds it.
-func (u *User) removeStaleLock() error {
-	p := filepath.Join(u.ProjectDir, ".git", "index.lock")
-	err := os.Remove(p)
-	if err == nil {
-		u.log.Warn("removed stale git index lock")
-		return nil
-	}
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil
-	}
-	return fmt.Errorf("remove stale index lock: %w", err)
-}
-
-func (u *User) hasOrigin(ctx context.Context) (bool, error) {
-	out, err := u.git(ctx, gitCall{args: []string{"remote"}})
-	if err != nil {
-		return false, err
-	}
-	for _, r := range strings.Fields(out) {
-		if r == "origin" {
-			return true, nil
-		}
-	}
-	return false, nil
 }
 
 // refExists reports whether a full ref name resolves to a commit.

@@ -246,8 +246,8 @@ func TestPush(t *testing.T) {
 	if got := remote.Rev("refs/heads/thread-t1"); got != sha {
 		t.Errorf("remote thread-t1 = %q, want %q", got, sha)
 	}
-	if got := g.Run(u.ProjectDir, "rev-parse", "--abbrev-ref", "thread-t1@{upstream}"); got != "origin/thread-t1" {
-		t.Errorf("upstream = %q", got)
+	if got := g.Run(u.ProjectDir, "rev-parse", "refs/remotes/origin/thread-t1"); got != sha {
+		t.Errorf("origin/thread-t1 = %q, want the pushed %q", got, sha)
 	}
 
 	// The remote rejects: not a failure, a reason.

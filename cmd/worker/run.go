@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -24,10 +25,12 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/agent"
 	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/ecstask"
+	"github.com/webordinary/claude-code-astro/internal/gateway"
 	"github.com/webordinary/claude-code-astro/internal/idle"
 	"github.com/webordinary/claude-code-astro/internal/ledger"
 	"github.com/webordinary/claude-code-astro/internal/logging"
 	"github.com/webordinary/claude-code-astro/internal/redact"
+	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/secrets"
 	"github.com/webordinary/claude-code-astro/jobs/site"
 	"github.com/webordinary/claude-code-astro/preview"
@@ -86,41 +89,77 @@ type serveOptions struct {
 // serve runs the worker: secrets, workspaces, agent, preview, the HTTP port
 // and the job loop, until ctx ends or the worker is idle.
 func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
-	log := logging.New(opt.Stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat})
+	red := redact.New()
+	log := logging.New(opt.Stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat, Redactor: red})
 
-	apiKey, token, err := resolveSecrets(ctx, cfg, opt.AWS)
+	// The tenant boundary first: as root, the worker keeps only what it
+	// needs to start tenant processes, before anything else runs.
+	if os.Geteuid() == 0 {
+		c, err := sandbox.Confine(sandbox.Limits{MaxProcs: uint64(cfg.TenantMaxProcs), MaxFileBytes: uint64(cfg.TenantMaxFileMB) << 20})
+		if err != nil {
+			return err
+		}
+		log.Info("worker confined: tenants run under uids of their own", "capabilities", c.Caps, "tenant_uids", cfg.TenantUIDs.String(),
+			"tenant_max_procs", c.MaxProcs, "tenant_max_file_bytes", c.MaxFileBytes)
+	} else {
+		if err := sandbox.SetNotDumpable(); err != nil {
+			return err
+		}
+		log.Warn("the worker is not root, so it cannot run tenants under uids of their own: it serves ONE tenant (the first job's client/user) and refuses others",
+			"uid", os.Geteuid())
+	}
+	sb, err := sandbox.New(sandbox.Config{Root: cfg.WorkspacePath, UIDs: cfg.TenantUIDs})
+	if err != nil {
+		return fmt.Errorf("TENANT_UIDS: %w", err)
+	}
+
+	apiKey, token, err := resolveSecrets(ctx, cfg, opt.AWS, red, log)
 	if err != nil {
 		return err
 	}
-	red := redact.New(apiKey, token)
-	log = logging.New(opt.Stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat, Redactor: red})
-	if apiKey == "" {
+	if apiKey.Value() == "" {
 		log.Warn("no ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID: execute jobs will fail")
 	}
-
-	npmCache := cfg.NpmCacheDir
-	if npmCache == "" {
-		npmCache = filepath.Join(cfg.WorkspacePath, ".npm-cache") // ids cannot start with '.'
+	pricing, err := gateway.ParsePricing(cfg.ClaudePricing)
+	if err != nil {
+		return &config.FieldError{Var: "CLAUDE_PRICING", Reason: err.Error()}
 	}
+
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	var wg sync.WaitGroup
+	wg.Go(func() { apiKey.Keep(runCtx, cfg.SecretRefresh) })
+	wg.Go(func() { token.Keep(runCtx, cfg.SecretRefresh) })
+	gw := gateway.New(gateway.Config{APIUpstream: cfg.AnthropicBaseURL, APIKey: apiKey, GitToken: token,
+		TokenHosts: cfg.GitTokenHosts, Pricing: pricing, Logger: log.With("component", "gateway")})
+	gwDone, err := gw.Listen(runCtx)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		stop()
+		<-gwDone
+	}()
+
 	ws, err := workspace.Open(workspace.Config{
-		Root: cfg.WorkspacePath, Token: token, TokenHosts: cfg.GitTokenHosts, AuthorName: cfg.GitAuthorName, AuthorEmail: cfg.GitAuthorEmail, NpmCacheDir: npmCache,
+		Root: cfg.WorkspacePath, Sandbox: sb, AuthorName: cfg.GitAuthorName, AuthorEmail: cfg.GitAuthorEmail, NpmSeedCache: cfg.NpmCacheDir,
 		PATH: opt.PATH, Redactor: red, Logger: log.With("component", "workspace"),
 	})
 	if err != nil {
 		return fmt.Errorf("WORKSPACE_PATH: %w", err)
 	}
 	runner := agent.NewRunner(agent.Config{
-		Bin: cfg.ClaudeBin, Model: cfg.ClaudeModel, MaxTurns: cfg.ClaudeMaxTurns, APIKey: apiKey,
-		BaseURL: cfg.AnthropicBaseURL, PATH: opt.PATH, Redactor: red, Logger: log.With("component", "agent"),
+		Bin: cfg.ClaudeBin, Model: cfg.ClaudeModel, MaxTurns: cfg.ClaudeMaxTurns,
+		BaseURL: gw.BaseURL() + "/anthropic", PATH: opt.PATH, Redactor: red, Logger: log.With("component", "agent"),
 	})
 	activity := idle.New(cfg.AutoShutdown)
 
 	var dev *preview.DevServer
 	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL, PreviewBaseURL: cfg.PreviewBaseURL,
-		Logger: log.With("component", "jobs")}
+		Gateway: gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Logger: log.With("component", "jobs")}
 	if cfg.AstroDevMode {
 		dev = preview.NewDevServer(preview.DevServerConfig{
-			Port: cfg.AstroPort, PATH: opt.PATH, Home: filepath.Join(cfg.WorkspacePath, ".home"), Logger: log.With("component", "preview"),
+			Port: cfg.AstroPort, PATH: opt.PATH, Logger: log.With("component", "preview"),
 		})
 		siteCfg.Preview = dev
 	}
@@ -144,7 +183,6 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	var wg sync.WaitGroup
 	wg.Go(func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("HTTP server failed", "error", err)
@@ -155,8 +193,6 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		opt.Ready(ln.Addr().String())
 	}
 
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
 	if cfg.AutoShutdown > 0 {
 		wg.Go(func() { idleStop(runCtx, stop, cfg, opt.AWS, activity, log) })
 	}
@@ -191,24 +227,27 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	return runErr
 }
 
-// resolveSecrets returns the API key and git token, from the environment or
-// Secrets Manager. Errors name the variable, never the value.
-func resolveSecrets(ctx context.Context, cfg config.Config, awsCfg aws.Config) (apiKey, token string, err error) {
-	apiKey, token = cfg.AnthropicAPIKey, cfg.GitHubToken
+// resolveSecrets returns the API key and the git token, given in the
+// environment or read from Secrets Manager (and then refreshed). Errors name
+// the variable, never the value.
+func resolveSecrets(ctx context.Context, cfg config.Config, awsCfg aws.Config, red *redact.Redactor, log *slog.Logger) (apiKey, token *secrets.Secret, err error) {
+	apiKey = secrets.Static("ANTHROPIC_API_KEY", cfg.AnthropicAPIKey, red)
+	token = secrets.Static("GITHUB_TOKEN", cfg.GitHubToken, red)
 	if cfg.AnthropicAPIKeySecretID == "" && cfg.GitHubTokenSecretID == "" {
 		return apiKey, token, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, secretsTimeout)
 	defer cancel()
 	sm := secretsmanager.NewFromConfig(awsCfg)
+	log = log.With("component", "secrets")
 	if id := cfg.AnthropicAPIKeySecretID; id != "" {
-		if apiKey, err = secrets.Resolve(ctx, sm, id); err != nil {
-			return "", "", &config.FieldError{Var: "ANTHROPIC_API_KEY_SECRET_ID", Reason: err.Error()}
+		if apiKey, err = secrets.FromManager(ctx, sm, "ANTHROPIC_API_KEY_SECRET_ID", id, red, log); err != nil {
+			return nil, nil, &config.FieldError{Var: "ANTHROPIC_API_KEY_SECRET_ID", Reason: err.Error()}
 		}
 	}
 	if id := cfg.GitHubTokenSecretID; id != "" {
-		if token, err = secrets.Resolve(ctx, sm, id); err != nil {
-			return "", "", &config.FieldError{Var: "GITHUB_TOKEN_SECRET_ID", Reason: err.Error()}
+		if token, err = secrets.FromManager(ctx, sm, "GITHUB_TOKEN_SECRET_ID", id, red, log); err != nil {
+			return nil, nil, &config.FieldError{Var: "GITHUB_TOKEN_SECRET_ID", Reason: err.Error()}
 		}
 	}
 	return apiKey, token, nil

@@ -8,7 +8,9 @@ package agent
 
 import (
 	"bytes"
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -53,18 +55,25 @@ const noConversation = "No conversation found with session ID"
 // errNoConversation is the internal signal to retry with a fresh session.
 var errNoConversation = errors.New("no conversation found")
 
-// writeTools are the tools that change files; plan mode never allows them.
+// writeTools are the tools that change files; plan mode never has them.
 var writeTools = []string{"Edit", "MultiEdit", "Write", "NotebookEdit"}
 
-// DefaultAllowedTools returns the tools the agent may use without asking:
-// file reading and editing, search, and read-only git. In execute mode the
-// CLI's acceptEdits permission mode also lets it run file-system commands
-// inside the project; everything else is denied (nobody can approve it).
-func DefaultAllowedTools() []string {
-	return []string{
-		"Read", "Edit", "MultiEdit", "Write", "Glob", "Grep",
-		"Bash(git status:*)", "Bash(git diff:*)", "Bash(git log:*)", "Bash(git show:*)",
-	}
+// DefaultTools returns the built-in tools the agent has: reading, searching
+// and editing files. No Bash: the worker runs git itself, and a shell would
+// reach past the rules below (`git log --output=` writes any file).
+func DefaultTools() []string {
+	return []string{"Read", "Edit", "MultiEdit", "Write", "Glob", "Grep"}
+}
+
+// projectRules are the permission rules of every run: files of the project
+// (the CLI's working directory) may be read and edited, nothing outside it
+// (the CLI's dontAsk mode denies what no rule allows; Glob and Grep follow
+// the Read rules), and nothing in .git. The repository's own settings are
+// not read at all (--setting-sources ""), so none of its rules, hooks or env
+// apply.
+var projectRules = map[string][]string{
+	"allow": {"Read(./**)", "Edit(./**)"},
+	"deny":  {"Edit(./.git/**)", "Edit(./.git)"},
 }
 
 // Config configures a Runner. The zero value of each field means its default.
@@ -76,10 +85,14 @@ type Config struct {
 	Model string
 	// MaxTurns is the agent's turn limit per run (CLAUDE_MAX_TURNS). Default 30.
 	MaxTurns int
-	// AllowedTools is passed as --allowedTools. Default DefaultAllowedTools().
-	AllowedTools []string
-	// APIKey is given to the CLI as ANTHROPIC_API_KEY. It is a secret: it is
-	// masked in every error and log line of the runner.
+	// Tools are the built-in tools the agent has (--tools). Default
+	// DefaultTools(); plan mode drops the write tools.
+	Tools []string
+	// Allow are permission rules allowed beyond the project's files (such
+	// as "Bash(sleep:*)" in a test). Default none.
+	Allow []string
+	// APIKey is given to the CLI as ANTHROPIC_API_KEY when the Request has
+	// none. It is masked in every error and log line of the runner.
 	APIKey string
 	// BaseURL, when set, is given as ANTHROPIC_BASE_URL.
 	BaseURL string
@@ -124,8 +137,8 @@ func NewRunner(cfg Config) *Runner {
 	if cfg.MaxTurns <= 0 {
 		cfg.MaxTurns = DefaultMaxTurns
 	}
-	if cfg.AllowedTools == nil {
-		cfg.AllowedTools = DefaultAllowedTools()
+	if cfg.Tools == nil {
+		cfg.Tools = DefaultTools()
 	}
 	if cfg.PATH == "" {
 		cfg.PATH = DefaultPATH
@@ -180,6 +193,15 @@ type Request struct {
 	// SessionID is the thread's session to resume; "" starts a new session
 	// with a fresh id.
 	SessionID string
+	// APIKey, when set, is the CLI's ANTHROPIC_API_KEY for this run (a
+	// per-job credential of the worker's API gateway) instead of
+	// Config.APIKey.
+	APIKey string
+	// Credential, when set, is the uid and gid the CLI and everything it
+	// starts run as: the tenant's. Its directories (ProjectDir, ConfigDir,
+	// HomeDir, TmpDir) must exist and be the tenant's; the runner creates
+	// none of them.
+	Credential *syscall.Credential
 }
 
 // Result is the outcome of a run, as reported in the `claude` object of an
@@ -283,6 +305,13 @@ func (r *Runner) prepare(req Request) (Request, func(), error) {
 	if req.HomeDir == "" {
 		req.HomeDir = filepath.Dir(req.ConfigDir)
 	}
+	if req.Credential != nil {
+		// The tenant's directories: the worker creates nothing in them.
+		if req.TmpDir == "" {
+			return req, noop, fmt.Errorf("%w: a run as another uid needs its TmpDir", ErrInvalidRequest)
+		}
+		return req, noop, nil
+	}
 	for _, dir := range []string{req.ConfigDir, req.HomeDir} {
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return req, noop, fmt.Errorf("create agent dir: %w", err)
@@ -327,6 +356,11 @@ func (r *Runner) sessionAvailable(req Request) (bool, string) {
 	if u, err := uuid.Parse(req.SessionID); err != nil || u.String() != req.SessionID {
 		return false, "session id is not a canonical UUID"
 	}
+	if req.Credential != nil {
+		// The session files are the tenant's, out of the worker's reach:
+		// the CLI tells (see errNoConversation).
+		return true, ""
+	}
 	candidates := []string{SessionPath(req.ConfigDir, req.ProjectDir, req.SessionID)}
 	if real, err := filepath.EvalSymlinks(req.ProjectDir); err == nil && real != req.ProjectDir {
 		candidates = append(candidates, SessionPath(req.ConfigDir, real, req.SessionID))
@@ -351,6 +385,28 @@ func (r *Runner) sessionAvailable(req Request) (bool, string) {
 	return false, why
 }
 
+// claudeMD starts the CLI, adding the project's CLAUDE.md to its system
+// prompt when there is one. The CLI reads CLAUDE.md only with the project's
+// settings, which it must not read, so the file is given by name; the check
+// runs as the tenant, in the project, and the CLI (the same process, after
+// exec) reads it. $0 is the CLI, "$@" its arguments: nothing from a job is
+// part of the script.
+const claudeMD = `if [ -f CLAUDE.md ]; then exec "$0" "$@" --append-system-prompt-file ./CLAUDE.md; fi; exec "$0" "$@"`
+
+// settings returns the --settings JSON of every run: projectRules plus
+// Config.Allow, and no hooks.
+func (r *Runner) settings() string {
+	allow := append(slices.Clone(projectRules["allow"]), r.cfg.Allow...)
+	b, err := json.Marshal(map[string]any{
+		"permissions":     map[string]any{"allow": allow, "deny": projectRules["deny"]},
+		"disableAllHooks": true,
+	})
+	if err != nil {
+		panic(err) // a constant map of strings always marshals
+	}
+	return string(b)
+}
+
 // args returns the CLI's argument list. The instruction goes on stdin, so no
 // argument comes from the job except the validated session id.
 func (r *Runner) args(req Request, resume bool) []string {
@@ -359,6 +415,8 @@ func (r *Runner) args(req Request, resume bool) []string {
 		"--output-format", "stream-json", "--verbose",
 		"--max-turns", strconv.Itoa(r.cfg.MaxTurns),
 		"--strict-mcp-config",
+		"--setting-sources", "",
+		"--settings", r.settings(),
 	}
 	if r.cfg.Model != "" {
 		args = append(args, "--model", r.cfg.Model)
@@ -368,17 +426,14 @@ func (r *Runner) args(req Request, resume bool) []string {
 	} else {
 		args = append(args, "--session-id", req.SessionID)
 	}
-	tools := r.cfg.AllowedTools
+	tools := r.cfg.Tools
 	if req.Mode == ModePlan {
-		args = append(args, "--permission-mode", "plan", "--disallowedTools", strings.Join(writeTools, ","))
+		args = append(args, "--permission-mode", "plan")
 		tools = slices.DeleteFunc(slices.Clone(tools), func(t string) bool { return slices.Contains(writeTools, t) })
 	} else {
-		args = append(args, "--permission-mode", "acceptEdits")
+		args = append(args, "--permission-mode", "dontAsk")
 	}
-	if len(tools) > 0 {
-		args = append(args, "--allowedTools", strings.Join(tools, ","))
-	}
-	return args
+	return append(args, "--tools", strings.Join(tools, ","))
 }
 
 // env returns the child's environment: an allowlist, never the parent's.
@@ -396,8 +451,8 @@ func (r *Runner) env(req Request) []string {
 		"DISABLE_ERROR_REPORTING=1",
 		"CLAUDE_CODE_MAX_RETRIES=" + strconv.Itoa(r.cfg.MaxRetries),
 	}
-	if r.cfg.APIKey != "" {
-		own = append(own, "ANTHROPIC_API_KEY="+r.cfg.APIKey)
+	if key := cmp.Or(req.APIKey, r.cfg.APIKey); key != "" {
+		own = append(own, "ANTHROPIC_API_KEY="+key)
 	}
 	if r.cfg.BaseURL != "" {
 		own = append(own, "ANTHROPIC_BASE_URL="+r.cfg.BaseURL)
@@ -429,13 +484,13 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	}
 	stderr := &tailBuffer{max: stderrTail}
 
-	cmd := exec.CommandContext(ctx, r.cfg.Bin, r.args(req, resume)...)
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", claudeMD, r.cfg.Bin}, r.args(req, resume)...)...)
 	cmd.Dir = req.ProjectDir
 	cmd.Env = r.env(req)
 	cmd.Stdin = strings.NewReader(req.Instruction)
 	cmd.Stdout = parser
 	cmd.Stderr = stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: req.Credential}
 	var tree atomic.Pointer[procTree]
 	cmd.Cancel = func() error {
 		// The CLI and every command its tools started (they run in

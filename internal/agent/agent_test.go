@@ -234,7 +234,7 @@ func TestRunTimeout(t *testing.T) {
 
 func TestRunCancelKillsProcessTree(t *testing.T) {
 	e := newTestEnv(t, fakeanthropic.Bash("sleep 100"), fakeanthropic.Text("slept"))
-	r := e.runner(func(c *Config) { c.AllowedTools = append(DefaultAllowedTools(), "Bash(sleep:*)") })
+	r := e.runner(func(c *Config) { c.Tools = append(DefaultTools(), "Bash"); c.Allow = []string{"Bash(sleep:*)"} })
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -343,7 +343,7 @@ func TestRunChildEnvironment(t *testing.T) {
 
 	e := newTestEnv(t)
 	e.srv.SetScript(fakeanthropic.Bash("env > env.txt"), fakeanthropic.Text("done"))
-	r := e.runner(func(c *Config) { c.AllowedTools = append(DefaultAllowedTools(), "Bash") })
+	r := e.runner(func(c *Config) { c.Tools = append(DefaultTools(), "Bash"); c.Allow = []string{"Bash"} })
 	if _, err := r.Run(context.Background(), e.request("Dump the environment"), nil); err != nil {
 		t.Fatalf("Run: %v\nlogs:\n%s", err, e.logs)
 	}

@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"encoding/json"
 	"log/slog"
 	"slices"
 	"strings"
@@ -131,21 +132,37 @@ func TestArgs(t *testing.T) {
 			name: "new execute session",
 			req:  Request{Mode: ModeExecute, SessionID: "id-1"},
 			want: []string{"-p", "--output-format stream-json", "--verbose", "--max-turns 7", "--model claude-x",
-				"--session-id id-1", "--permission-mode acceptEdits",
-				"--allowedTools Read,Edit,MultiEdit,Write,Glob,Grep,Bash(git status:*),Bash(git diff:*),Bash(git log:*),Bash(git show:*)"},
-			notWant: []string{"--resume"},
+				"--session-id id-1", "--permission-mode dontAsk", "--setting-sources  --settings",
+				"--tools Read,Edit,MultiEdit,Write,Glob,Grep"},
+			notWant: []string{"--resume", "Bash", "--allowedTools"},
 		},
 		{
 			name:    "resumed plan session",
 			req:     Request{Mode: ModePlan, SessionID: "id-2"},
 			resume:  true,
-			want:    []string{"--resume id-2", "--permission-mode plan", "--disallowedTools Edit,MultiEdit,Write,NotebookEdit", "--allowedTools Read,Glob,Grep,Bash(git status:*)"},
-			notWant: []string{"--session-id", "acceptEdits", "Read,Edit"},
+			want:    []string{"--resume id-2", "--permission-mode plan", "--tools Read,Glob,Grep"},
+			notWant: []string{"--session-id", "dontAsk", "Edit,", "Write"},
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			joined := strings.Join(r.args(tt.req, tt.resume), " ")
+			args := r.args(tt.req, tt.resume)
+			joined := strings.Join(args, " ")
+			i := slices.Index(args, "--settings")
+			if i < 0 || i+1 >= len(args) {
+				t.Fatalf("args %q have no --settings", joined)
+			}
+			var settings struct {
+				Permissions     struct{ Allow, Deny []string }
+				DisableAllHooks bool
+			}
+			if err := json.Unmarshal([]byte(args[i+1]), &settings); err != nil {
+				t.Fatalf("--settings %q: %v", args[i+1], err)
+			}
+			if !settings.DisableAllHooks || !slices.Equal(settings.Permissions.Allow, []string{"Read(./**)", "Edit(./**)"}) ||
+				!slices.Contains(settings.Permissions.Deny, "Edit(./.git/**)") {
+				t.Errorf("--settings %s: want the project rules and no hooks", args[i+1])
+			}
 			for _, w := range tt.want {
 				if !strings.Contains(joined, w) {
 					t.Errorf("args %q lack %q", joined, w)

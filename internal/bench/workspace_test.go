@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 	"github.com/webordinary/claude-code-astro/workspace"
@@ -30,8 +31,8 @@ func benchSiteWorkspace(b *testing.B, e *env) {
 	g := workspacetest.NewGit(b)
 	remote := workspacetest.NewRemote(b, g, previewtest.SiteFiles(b))
 	ws, err := workspace.Open(workspace.Config{
-		Root: filepath.Join(b.TempDir(), "workspace"), Home: b.TempDir(), PATH: os.Getenv("PATH"),
-		NpmCacheDir: e.npmCache, Logger: quietLogger(b),
+		Root: sandboxtest.Root(b), Sandbox: sandboxtest.New(b), PATH: os.Getenv("PATH"),
+		NpmSeedCache: e.npmCache, Logger: quietLogger(b),
 	})
 	if err != nil {
 		b.Fatal(err)

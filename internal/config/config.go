@@ -13,6 +13,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/gateway"
+	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
@@ -53,8 +55,8 @@ type Config struct {
 	GitTokenHosts []string
 
 	RepoURL string
-	// NpmCacheDir is the package manager's cache, shared by every user's
-	// installs; empty means WORKSPACE_PATH/.npm-cache.
+	// NpmCacheDir (NPM_CACHE_DIR) is a read-only npm cache each tenant's
+	// own cache starts from; empty means none.
 	NpmCacheDir    string
 	GitAuthorName  string
 	GitAuthorEmail string
@@ -62,6 +64,22 @@ type Config struct {
 	ClaudeBin      string
 	ClaudeModel    string
 	ClaudeMaxTurns int
+	// ClaudeMaxBudgetUSD is the most one job may spend (CLAUDE_MAX_BUDGET_USD);
+	// 0 means no limit.
+	ClaudeMaxBudgetUSD float64
+	// ClaudePricing is CLAUDE_PRICING, JSON laid over the built-in prices.
+	ClaudePricing string
+	// SecretRefresh is how often secrets given by Secrets Manager id are
+	// read again (SECRET_REFRESH).
+	SecretRefresh time.Duration
+
+	// TenantUIDs is the range tenant uids come from (TENANT_UIDS, MIN-MAX).
+	TenantUIDs sandbox.UIDRange
+	// TenantMaxProcs is RLIMIT_NPROC of every tenant uid (TENANT_MAX_PROCS).
+	TenantMaxProcs int
+	// TenantMaxFileMB is RLIMIT_FSIZE of tenant processes, in MiB
+	// (TENANT_MAX_FILE_MB): it caps a clone's pack.
+	TenantMaxFileMB int
 
 	JobTimeout         time.Duration
 	MaxConcurrentUsers int
@@ -86,6 +104,10 @@ func Default() Config {
 		ClaudeBin:          "claude",
 		GitTokenHosts:      []string{"github.com"},
 		ClaudeMaxTurns:     30,
+		SecretRefresh:      15 * time.Minute,
+		TenantUIDs:         sandbox.DefaultUIDs,
+		TenantMaxProcs:     1024,
+		TenantMaxFileMB:    2048,
 		JobTimeout:         15 * time.Minute,
 		MaxConcurrentUsers: 2,
 		LogLevel:           slog.LevelInfo,
@@ -119,6 +141,12 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.str("CLAUDE_BIN", &c.ClaudeBin)
 	p.str("CLAUDE_MODEL", &c.ClaudeModel)
 	p.integer("CLAUDE_MAX_TURNS", &c.ClaudeMaxTurns, 1, 1000)
+	p.dollars("CLAUDE_MAX_BUDGET_USD", &c.ClaudeMaxBudgetUSD)
+	p.str("CLAUDE_PRICING", &c.ClaudePricing)
+	p.duration("SECRET_REFRESH", &c.SecretRefresh)
+	p.uidRange("TENANT_UIDS", &c.TenantUIDs)
+	p.integer("TENANT_MAX_PROCS", &c.TenantMaxProcs, 64, 1<<20)
+	p.integer("TENANT_MAX_FILE_MB", &c.TenantMaxFileMB, 16, 1<<20)
 	p.duration("JOB_TIMEOUT", &c.JobTimeout)
 	p.integer("MAX_CONCURRENT_USERS", &c.MaxConcurrentUsers, 1, 64)
 	p.level("LOG_LEVEL", &c.LogLevel)
@@ -172,6 +200,9 @@ func (c Config) Validate() error {
 		if err := jobs.ValidateRepoURL(c.RepoURL); err != nil {
 			return &FieldError{"REPO_URL", err.Error()}
 		}
+	}
+	if _, err := gateway.ParsePricing(c.ClaudePricing); err != nil {
+		return &FieldError{"CLAUDE_PRICING", err.Error()}
 	}
 	if c.ClaudeBin == "" {
 		return &FieldError{"CLAUDE_BIN", "must not be empty"}
@@ -286,6 +317,32 @@ func (p *parser) duration(name string, dst *time.Duration) {
 		return
 	}
 	*dst = d
+}
+
+func (p *parser) dollars(name string, dst *float64) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	f, err := strconv.ParseFloat(v, 64)
+	if err != nil || f <= 0 || f > 1e6 {
+		p.fail(name, "must be a number of US dollars above 0, such as 2.50, not %q", v)
+		return
+	}
+	*dst = f
+}
+
+func (p *parser) uidRange(name string, dst *sandbox.UIDRange) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	r, err := sandbox.ParseUIDRange(v)
+	if err != nil {
+		p.fail(name, "%v", err)
+		return
+	}
+	*dst = r
 }
 
 func (p *parser) level(name string, dst *slog.Level) {

@@ -96,7 +96,7 @@ func (l *Ledger) Put(job jobs.Job, rec Record) error {
 	if err != nil {
 		return fmt.Errorf("encode job record: %w", err)
 	}
-	return WriteFileAtomic(p, b, 0o644)
+	return WriteFileAtomic(p, b, 0o600)
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same
@@ -104,7 +104,7 @@ func (l *Ledger) Put(job jobs.Job, rec Record) error {
 // either the old file or the new one, never a torn one.
 func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
 	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("create %s: %w", dir, err)
 	}
 	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")

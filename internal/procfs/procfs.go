@@ -68,6 +68,47 @@ func All() (procs []Process, ok bool) {
 	return procs, true
 }
 
+// UID returns the real user id of process pid, from /proc/pid/status (which
+// any process may read, whoever owns pid, dumpable or not); ok is false when
+// the process is gone.
+func UID(pid int) (uid uint32, ok bool) {
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "status"))
+	if err != nil {
+		return 0, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		rest, found := strings.CutPrefix(line, "Uid:")
+		if !found {
+			continue
+		}
+		f := strings.Fields(rest)
+		if len(f) == 0 {
+			return 0, false
+		}
+		n, err := strconv.ParseUint(f[0], 10, 32)
+		return uint32(n), err == nil
+	}
+	return 0, false
+}
+
+// OfUID returns the live processes (zombies excluded) whose real user id is
+// uid; ok is false without a readable /proc.
+func OfUID(uid uint32) (procs []Process, ok bool) {
+	all, ok := All()
+	if !ok {
+		return nil, false
+	}
+	for _, p := range all {
+		if p.Zombie {
+			continue
+		}
+		if u, ok := UID(p.PID); ok && u == uid {
+			procs = append(procs, p)
+		}
+	}
+	return procs, true
+}
+
 // GroupAlive reports whether process group pgid has a live process. Zombies
 // do not count: they are dead, waiting for their parent (or init) to reap
 // them. Without /proc it trusts kill(-pgid, 0), which counts zombies.

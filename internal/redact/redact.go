@@ -4,8 +4,10 @@ package redact
 
 import (
 	"regexp"
+	"slices"
 	"sort"
 	"strings"
+	"sync"
 )
 
 // Mask is what a secret is replaced with.
@@ -19,53 +21,65 @@ const minSecretLen = 6
 var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/@\s]+@`)
 
 // Redactor replaces known secret values, and credentials embedded in URLs,
-// with Mask. A nil *Redactor only masks URL credentials. It is immutable and
-// safe for concurrent use.
+// with Mask. A nil *Redactor only masks URL credentials. It is safe for
+// concurrent use; Add teaches it new values (a rotated secret), and it never
+// forgets one.
 type Redactor struct {
-	secrets []string
+	mu      sync.RWMutex
+	secrets []string // longest first, so a secret that contains another is masked whole
 }
 
 // New returns a Redactor for the given secret values. Values shorter than six
 // bytes are ignored.
 func New(secrets ...string) *Redactor {
 	r := &Redactor{}
-	for _, s := range secrets {
-		if len(s) >= minSecretLen {
-			r.secrets = append(r.secrets, s)
-		}
-	}
-	// Longest first, so a secret that contains another is masked whole.
-	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+	r.Add(secrets...)
 	return r
 }
 
-// With returns a new Redactor that also masks the given values.
+// With returns a new Redactor that masks what r masks and the given values.
 func (r *Redactor) With(secrets ...string) *Redactor {
-	var all []string
-	if r != nil {
-		all = append(all, r.secrets...)
+	return New(append(r.values(), secrets...)...)
+}
+
+// Add makes r mask the given values too.
+func (r *Redactor) Add(secrets ...string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, s := range secrets {
+		if len(s) >= minSecretLen && !slices.Contains(r.secrets, s) {
+			r.secrets = append(r.secrets, s)
+		}
 	}
-	return New(append(all, secrets...)...)
+	sort.Slice(r.secrets, func(i, j int) bool { return len(r.secrets[i]) > len(r.secrets[j]) })
+}
+
+func (r *Redactor) values() []string {
+	if r == nil {
+		return nil
+	}
+	r.mu.RLock()
+	defer r.mu.RUnlock()
+	return slices.Clone(r.secrets)
 }
 
 // String returns s with every secret and every URL's user information masked.
 func (r *Redactor) String(s string) string {
 	if r != nil {
+		r.mu.RLock()
 		for _, secret := range r.secrets {
 			if strings.Contains(s, secret) {
 				s = strings.ReplaceAll(s, secret, Mask)
 			}
 		}
+		r.mu.RUnlock()
 	}
 	return userinfo.ReplaceAllString(s, "${1}"+Mask+"@")
 }
 
 // Contains reports whether s holds any of the secrets.
 func (r *Redactor) Contains(s string) bool {
-	if r == nil {
-		return false
-	}
-	for _, secret := range r.secrets {
+	for _, secret := range r.values() {
 		if strings.Contains(s, secret) {
 			return true
 		}

@@ -1,4 +1,5 @@
-// Package secrets fetches the worker's secrets from AWS Secrets Manager.
+// Package secrets holds the worker's secrets: given in the environment, or
+// read from AWS Secrets Manager and refreshed on a schedule or on demand.
 package secrets
 
 import (
@@ -6,10 +7,15 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"log/slog"
 	"strings"
+	"sync"
+	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/webordinary/claude-code-astro/internal/redact"
 )
 
 // ErrNotFound is wrapped when a secret, or its JSON key, does not exist.
@@ -55,4 +61,114 @@ func Resolve(ctx context.Context, api Getter, ref string) (string, error) {
 		return "", fmt.Errorf("secret %q has no string key %q: %w", id, key, ErrNotFound)
 	}
 	return v, nil
+}
+
+// MinRefreshGap is the least time between two refreshes asked for on demand
+// (an upstream answering 401): a key that is simply wrong does not turn every
+// request into a Secrets Manager call.
+const MinRefreshGap = 30 * time.Second
+
+// Secret is one secret the worker holds: given directly, or read from
+// Secrets Manager by reference and refreshed, so a rotated value needs no
+// restart. Every value it ever held is added to its Redactor. It is safe for
+// concurrent use.
+type Secret struct {
+	name     string // the variable that gave it, for logs and errors
+	ref      string // Secrets Manager reference; "" for a static value
+	api      Getter
+	redactor *redact.Redactor
+	log      *slog.Logger
+
+	mu        sync.RWMutex
+	value     string
+	refreshed time.Time
+	refreshMu sync.Mutex // one refresh at a time
+}
+
+// Static returns a Secret holding value for good (given in the environment).
+func Static(name, value string, red *redact.Redactor) *Secret {
+	red.Add(value)
+	return &Secret{name: name, value: value, redactor: red, log: slog.New(slog.DiscardHandler)}
+}
+
+// FromManager reads the secret ref from Secrets Manager now and returns it.
+// name is the variable that named it (ANTHROPIC_API_KEY_SECRET_ID): errors
+// and logs say it, never the value.
+func FromManager(ctx context.Context, api Getter, name, ref string, red *redact.Redactor, log *slog.Logger) (*Secret, error) {
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	s := &Secret{name: name, ref: ref, api: api, redactor: red, log: log}
+	if _, err := s.refresh(ctx); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// Value returns the current value ("" when none was given).
+func (s *Secret) Value() string {
+	if s == nil {
+		return ""
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.value
+}
+
+// Refreshes reports whether the secret comes from Secrets Manager, so that
+// Refresh can change it.
+func (s *Secret) Refreshes() bool { return s != nil && s.ref != "" }
+
+// Refresh reads the secret again, unless it was read less than
+// MinRefreshGap ago or it is static, and reports whether its value changed.
+func (s *Secret) Refresh(ctx context.Context) (bool, error) {
+	if !s.Refreshes() {
+		return false, nil
+	}
+	s.mu.RLock()
+	recent := time.Since(s.refreshed) < MinRefreshGap
+	s.mu.RUnlock()
+	if recent {
+		return false, nil
+	}
+	return s.refresh(ctx)
+}
+
+// refresh reads the secret and stores it.
+func (s *Secret) refresh(ctx context.Context) (bool, error) {
+	s.refreshMu.Lock()
+	defer s.refreshMu.Unlock()
+	v, err := Resolve(ctx, s.api, s.ref)
+	if err != nil {
+		return false, fmt.Errorf("%s: %w", s.name, err)
+	}
+	s.redactor.Add(v)
+	s.mu.Lock()
+	changed := s.value != "" && s.value != v
+	s.value, s.refreshed = v, time.Now()
+	s.mu.Unlock()
+	s.log.Info("secret read from Secrets Manager", "secret", s.name, "changed", changed)
+	return changed, nil
+}
+
+// Keep refreshes the secret every interval until ctx ends; a failed read
+// keeps the old value and is logged. A static secret returns at once.
+func (s *Secret) Keep(ctx context.Context, interval time.Duration) {
+	if !s.Refreshes() || interval <= 0 {
+		return
+	}
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		rctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+		if _, err := s.refresh(rctx); err != nil {
+			s.log.Warn("cannot refresh a secret; keeping its value", "secret", s.name, "error", err)
+		}
+		cancel()
+	}
 }

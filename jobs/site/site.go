@@ -12,7 +12,9 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/agent"
+	"github.com/webordinary/claude-code-astro/internal/gateway"
 	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/workspace"
 )
 
@@ -21,9 +23,19 @@ type Agent interface {
 	Run(ctx context.Context, req agent.Request, onProgress func(agent.Progress)) (agent.Result, error)
 }
 
-// Previewer serves a project's live preview; *preview.DevServer implements it.
+// Previewer serves a project's live preview, as its tenant;
+// *preview.DevServer implements it.
 type Previewer interface {
-	Target(ctx context.Context, projectDir string) error
+	TargetAs(ctx context.Context, projectDir string, as preview.RunAs) error
+	// PIDFor returns the process id of the dev server serving projectDir,
+	// 0 when none does.
+	PIDFor(projectDir string) int
+}
+
+// Gateway gives each job its credentials for the Messages API and git;
+// *gateway.Gateway implements it.
+type Gateway interface {
+	Lease(opts gateway.LeaseOptions) *gateway.Lease
 }
 
 // finishTimeout bounds the commit and push after the agent succeeded; it
@@ -40,8 +52,17 @@ type Config struct {
 	DefaultRepoURL string
 	// PreviewBaseURL is echoed as previewUrl (PREVIEW_BASE_URL).
 	PreviewBaseURL string
-	Logger         *slog.Logger
+	// Gateway, when not nil, gives every job a lease: the agent and git
+	// reach the API and the repository through it, never with a real secret.
+	Gateway Gateway
+	// MaxBudgetUSD is the most one job may spend (CLAUDE_MAX_BUDGET_USD);
+	// 0 means no limit. A job's own maxBudgetUsd never raises it.
+	MaxBudgetUSD float64
+	Logger       *slog.Logger
 }
+
+// stopTimeout bounds killing a tenant's leftover processes after a job.
+const stopTimeout = 10 * time.Second
 
 // Handler is the jobs.Handler of init and execute jobs on Astro site workspaces
 // (CONTRACT.md section 3). The worker serialises one user's jobs; different
@@ -79,13 +100,55 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 			s.log.WarnContext(ctx, "unlock the workspace", "error", err)
 		}
 	}()
+	// Nothing the tenant started during the job outlives it, but its dev
+	// server: a process left by an install script or the agent, even one
+	// that left its process group and session, is found by its uid.
+	defer s.stopLeftovers(ctx, u)
+	var lease *gateway.Lease
+	if s.cfg.Gateway != nil {
+		lease = s.cfg.Gateway.Lease(gateway.LeaseOptions{Tenant: u.Tenant.Key, JobID: job.JobID, BudgetUSD: s.budget(job)})
+		defer lease.Close() // the job's credentials stop working when it ends
+		u.Remote = func(repoURL string) (workspace.RemoteAccess, error) {
+			url, env, err := lease.GitRemote(repoURL)
+			return workspace.RemoteAccess{URL: url, Env: env}, err
+		}
+	}
 	switch job.Type {
 	case jobs.TypeInit:
 		return s.init(ctx, u, job)
 	case jobs.TypeExecute:
-		return s.execute(ctx, u, job, progress)
+		return s.execute(ctx, u, job, lease, progress)
 	}
 	return jobs.Response{}, jobs.Errorf(jobs.CodeInvalidJob, "unknown job type %q", job.Type)
+}
+
+// budget returns the job's spending limit: the smaller of its own and
+// MaxBudgetUSD, 0 for none.
+func (s *Handler) budget(job jobs.Job) float64 {
+	switch {
+	case job.MaxBudgetUSD > 0 && s.cfg.MaxBudgetUSD > 0:
+		return min(job.MaxBudgetUSD, s.cfg.MaxBudgetUSD)
+	case job.MaxBudgetUSD > 0:
+		return job.MaxBudgetUSD
+	}
+	return s.cfg.MaxBudgetUSD
+}
+
+// stopLeftovers kills every process of the user's tenant but its dev server.
+func (s *Handler) stopLeftovers(ctx context.Context, u *workspace.User) {
+	keep := 0
+	if s.cfg.Preview != nil {
+		keep = s.cfg.Preview.PIDFor(u.ProjectDir)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	defer cancel()
+	n, err := u.Tenant.Stop(sctx, keep)
+	if err != nil {
+		s.log.WarnContext(ctx, "cannot stop the tenant's leftover processes", "error", err)
+	}
+	if n > 0 {
+		s.log.InfoContext(ctx, "stopped processes the job left behind", "processes", n)
+	}
 }
 
 func (s *Handler) user(job jobs.Job) (*workspace.User, error) {
@@ -122,7 +185,7 @@ func (s *Handler) init(ctx context.Context, u *workspace.User, job jobs.Job) (jo
 }
 
 // execute runs the agent on the thread and commits what it changed.
-func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, progress jobs.ProgressFunc) (jobs.Response, error) {
+func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, lease *gateway.Lease, progress jobs.ProgressFunc) (jobs.Response, error) {
 	branch, err := u.SwitchThread(ctx, job.ThreadID)
 	if err != nil {
 		return jobs.Response{}, classify(err)
@@ -173,18 +236,36 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	if job.Mode == jobs.ModePlan {
 		mode = agent.ModePlan
 	}
-	result, runErr := s.cfg.Agent.Run(ctx, agent.Request{
+	req := agent.Request{
 		Instruction: job.Instruction, Mode: mode,
-		ProjectDir: u.ProjectDir, ConfigDir: u.ClaudeDir, HomeDir: u.Dir,
-		SessionID: thread.SessionID,
-	}, func(p agent.Progress) {
+		ProjectDir: u.ProjectDir, ConfigDir: u.AgentDir, HomeDir: u.HomeDir, TmpDir: u.TmpDir,
+		SessionID: thread.SessionID, Credential: u.Tenant.Credential(),
+	}
+	if lease != nil {
+		req.APIKey = lease.APIKey()
+	}
+	result, runErr := s.cfg.Agent.Run(ctx, req, func(p agent.Progress) {
 		progress(ctx, jobs.Progress{Kind: p.Kind, Tool: p.Tool, Summary: p.Summary})
 	})
 	if result.SessionID != "" {
 		resp.Claude = &jobs.ClaudeResult{SessionID: result.SessionID, Result: result.Result, NumTurns: result.NumTurns,
 			CostUSD: result.CostUSD, DurationMs: result.DurationMs, IsError: result.IsError, FreshSession: result.FreshSession}
+		if lease != nil {
+			used, _ := lease.Usage()
+			resp.Claude.Usage = &jobs.Usage{InputTokens: used.InputTokens, OutputTokens: used.OutputTokens,
+				CacheReadTokens: used.CacheReadTokens, CacheWriteTokens: used.CacheWriteTokens}
+		}
 		record.SessionID = result.SessionID
 		record.CostUSD = result.CostUSD
+	}
+	if lease != nil && lease.BudgetExceeded() {
+		// The gateway stopped the agent at the budget: keep what it did.
+		spent := 0.0
+		if _, cost := lease.Usage(); cost > 0 {
+			spent = cost
+		}
+		return s.keepPartial(ctx, u, job, resp, record, "budget exceeded",
+			jobs.Errorf(jobs.CodeBudgetExceeded, "the job reached its budget of $%.2f (spent $%.4f at list prices): its edits so far are committed; send another execute to go on", s.budget(job), spent))
 	}
 	if runErr != nil {
 		// Changes the agent made stay in the working tree, uncommitted: a
@@ -222,6 +303,31 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	return resp, nil
 }
 
+// keepPartial commits and pushes what an agent stopped midway did, with a
+// commit subject that says why it stopped, records the job as failed with
+// failure, and returns the response and failure. The thread's session is
+// recorded, so the next execute resumes it.
+func (s *Handler) keepPartial(ctx context.Context, u *workspace.User, job jobs.Job, resp jobs.Response, record workspace.JobRecord, why string, failure *jobs.Error) (jobs.Response, error) {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	if job.Mode != jobs.ModePlan {
+		commit, err := u.CommitPartial(ctx, job.ThreadID, job.JobID, job.Instruction, why)
+		if err != nil {
+			s.log.WarnContext(ctx, "cannot commit the stopped agent's edits; they stay in the working tree", "error", err)
+		} else {
+			resp.Commit, resp.FilesChanged = commit.SHA, commit.Files
+			record.Commit = commit.SHA
+			s.push(ctx, u, job, &resp)
+		}
+	}
+	record.Pushed = resp.Pushed != nil && *resp.Pushed
+	record.Status, record.ErrorCode, record.FinishedAt = "failed", string(failure.Code), time.Now().UTC()
+	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+		s.log.WarnContext(ctx, "cannot record the job", "error", err)
+	}
+	return resp, failure
+}
+
 // push pushes the thread branch; a failed push is reported, not an error.
 func (s *Handler) push(ctx context.Context, u *workspace.User, job jobs.Job, resp *jobs.Response) {
 	pushed, reason, err := u.Push(ctx, job.ThreadID)
@@ -244,7 +350,7 @@ func (s *Handler) preview(ctx context.Context, u *workspace.User, job jobs.Job) 
 	}
 	s.previewMu.Lock()
 	defer s.previewMu.Unlock()
-	if err := s.cfg.Preview.Target(ctx, u.ProjectDir); err != nil {
+	if err := s.cfg.Preview.TargetAs(ctx, u.ProjectDir, preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir}); err != nil {
 		s.log.WarnContext(ctx, "preview not serving", "error", err)
 	}
 }

@@ -21,6 +21,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -40,7 +41,8 @@ func NewGit(tb testing.TB) *Git {
 	}
 	home := tb.TempDir()
 	global := filepath.Join(home, "gitconfig")
-	if err := os.WriteFile(global, nil, 0o644); err != nil {
+	// The kit reads repositories that tenant uids own.
+	if err := os.WriteFile(global, []byte("[safe]\n\tdirectory = *\n"), 0o644); err != nil {
 		tb.Fatal(err)
 	}
 	return &Git{tb: tb, Env: []string{
@@ -95,11 +97,12 @@ type Remote struct {
 }
 
 // NewRemote creates a bare repository whose default branch main holds
-// files (path -> content).
+// files (path -> content). Every uid can read it and push to it (a shared
+// repository in a directory everyone can reach), as tenant uids must.
 func NewRemote(tb testing.TB, g *Git, files map[string]string) *Remote {
 	tb.Helper()
-	dir := filepath.Join(tb.TempDir(), "remote.git")
-	g.Run("", "init", "--quiet", "--bare", "--initial-branch=main", dir)
+	dir := filepath.Join(Reachable(tb), "remote.git")
+	g.Run("", "init", "--quiet", "--bare", "--shared=0777", "--initial-branch=main", dir)
 	r := &Remote{git: g, Dir: dir, URL: "file://" + dir}
 	r.Commit(tb, "main", files, "initial site")
 	return r
@@ -147,6 +150,59 @@ func (r *Remote) SetHook(tb testing.TB, name, script string) {
 	}
 	if err := os.WriteFile(p, []byte(script), 0o755); err != nil {
 		tb.Fatal(err)
+	}
+}
+
+// Reachable returns a new temporary directory that every uid can reach and
+// write (its parents searchable): for repositories and files that tenant
+// uids must use.
+func Reachable(tb testing.TB) string {
+	tb.Helper()
+	dir := tb.TempDir()
+	for d := dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+		fi, err := os.Stat(d)
+		if err != nil {
+			tb.Fatal(err)
+		}
+		if fi.Mode().Perm()&0o001 == 0 {
+			if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
+				tb.Fatal(err)
+			}
+		}
+	}
+	if err := os.Chmod(dir, 0o777); err != nil {
+		tb.Fatal(err)
+	}
+	return dir
+}
+
+// WriteOwned writes a file as its directory's owner would: the file, and any
+// directory it creates, get the uid and gid of the nearest existing
+// directory above it.
+func WriteOwned(tb testing.TB, path, content string) {
+	tb.Helper()
+	existing := filepath.Dir(path)
+	for {
+		if _, err := os.Stat(existing); err == nil {
+			break
+		}
+		existing = filepath.Dir(existing)
+	}
+	fi, err := os.Stat(existing)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st := fi.Sys().(*syscall.Stat_t)
+	if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+		tb.Fatal(err)
+	}
+	if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+		tb.Fatal(err)
+	}
+	for p := path; p != existing && len(p) > len(existing); p = filepath.Dir(p) {
+		if err := os.Lchown(p, int(st.Uid), int(st.Gid)); err != nil {
+			tb.Fatal(err)
+		}
 	}
 }
 
