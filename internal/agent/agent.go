@@ -484,7 +484,11 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	}
 	stderr := &tailBuffer{max: stderrTail}
 
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", claudeMD, r.cfg.Bin}, r.args(req, resume)...)...)
+	bin, err := r.bin()
+	if err != nil {
+		return Result{SessionID: req.SessionID}, &Error{Code: CodeAgentFailed, Message: r.redactor.String("start claude: " + err.Error()), Err: err}
+	}
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", claudeMD, bin}, r.args(req, resume)...)...)
 	cmd.Dir = req.ProjectDir
 	cmd.Env = r.env(req)
 	cmd.Stdin = strings.NewReader(req.Instruction)
@@ -570,6 +574,27 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	e := &Error{Code: CodeAgentFailed, Message: r.failureMessage(waitErr, cr, stderrText), Err: waitErr}
 	log.WarnContext(ctx, "agent failed", "err", e.Message)
 	return res, e
+}
+
+// bin finds the CLI: Config.Bin as a path, or looked up in Config.PATH.
+func (r *Runner) bin() (string, error) {
+	if strings.Contains(r.cfg.Bin, "/") {
+		fi, err := os.Stat(r.cfg.Bin)
+		if err != nil {
+			return "", err
+		}
+		if !fi.Mode().IsRegular() || fi.Mode()&0o111 == 0 {
+			return "", fmt.Errorf("%s is not an executable file", r.cfg.Bin)
+		}
+		return r.cfg.Bin, nil
+	}
+	for _, dir := range filepath.SplitList(r.cfg.PATH) {
+		p := filepath.Join(dir, r.cfg.Bin)
+		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", fmt.Errorf("%s not found in PATH %s", r.cfg.Bin, r.cfg.PATH)
 }
 
 // ctxError classifies a run ended by its context.

@@ -73,6 +73,10 @@ const MinRefreshGap = 30 * time.Second
 // restart. Every value it ever held is added to its Redactor. It is safe for
 // concurrent use.
 type Secret struct {
+	// MinGap is the least time between two refreshes asked for with
+	// Refresh; zero means MinRefreshGap. Set it before sharing the Secret.
+	MinGap time.Duration
+
 	name     string // the variable that gave it, for logs and errors
 	ref      string // Secrets Manager reference; "" for a static value
 	api      Getter
@@ -125,8 +129,12 @@ func (s *Secret) Refresh(ctx context.Context) (bool, error) {
 	if !s.Refreshes() {
 		return false, nil
 	}
+	gap := s.MinGap
+	if gap <= 0 {
+		gap = MinRefreshGap
+	}
 	s.mu.RLock()
-	recent := time.Since(s.refreshed) < MinRefreshGap
+	recent := time.Since(s.refreshed) < gap
 	s.mu.RUnlock()
 	if recent {
 		return false, nil

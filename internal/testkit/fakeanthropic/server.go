@@ -45,6 +45,29 @@ type Server struct {
 	script   []Step
 	decider  Decider
 	requests []Request
+	key      string // when set, the only x-api-key accepted
+	reported Usage  // the usage every answer reported, summed
+}
+
+// Usage is what the fake API reported in its answers' usage objects.
+type Usage struct {
+	InputTokens, OutputTokens, CacheReadTokens, CacheWriteTokens int64
+}
+
+// RequireKey makes the server answer 401 (authentication_error) to any
+// request whose x-api-key is not key, as the real API does; "" accepts any.
+func (s *Server) RequireKey(key string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.key = key
+}
+
+// Reported returns the sum of the usage the server reported in every answer
+// (scripted and side requests alike).
+func (s *Server) Reported() Usage {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.reported
 }
 
 // New starts a fake API answering from script and closes it when the test
@@ -132,6 +155,15 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	}
 	_ = json.Unmarshal(body, &req.JSON) // a body that is not JSON leaves JSON nil
 
+	s.mu.Lock()
+	key := s.key
+	s.mu.Unlock()
+	if key != "" && hr.Header.Get("X-Api-Key") != key {
+		s.record(req)
+		writeError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
+		return
+	}
+
 	switch {
 	case hr.Method == http.MethodPost && req.Path == "/v1/messages":
 		req.parseMessages()
@@ -200,12 +232,14 @@ func (s *Server) answer(w http.ResponseWriter, hr *http.Request, req *Request, s
 	w.Header().Set("request-id", fmt.Sprintf("req_fake_%d", n))
 	w.WriteHeader(http.StatusOK)
 	model := orDefault(req.Model, "claude-fake")
+	used := Usage{InputTokens: int64(len(req.Body)/4 + 1), CacheReadTokens: 7, CacheWriteTokens: 3, OutputTokens: int64(10 + len(step.Text)/4)}
 	st.event("message_start", map[string]any{
 		"type": "message_start",
 		"message": map[string]any{
 			"id": fmt.Sprintf("msg_fake_%d", n), "type": "message", "role": "assistant",
 			"model": model, "content": []any{}, "stop_reason": nil, "stop_sequence": nil,
-			"usage": map[string]any{"input_tokens": len(req.Body)/4 + 1, "output_tokens": 1},
+			"usage": map[string]any{"input_tokens": used.InputTokens, "output_tokens": 1,
+				"cache_read_input_tokens": used.CacheReadTokens, "cache_creation_input_tokens": used.CacheWriteTokens},
 		},
 	})
 	index := 0
@@ -255,9 +289,15 @@ func (s *Server) answer(w http.ResponseWriter, hr *http.Request, req *Request, s
 	st.event("message_delta", map[string]any{
 		"type":  "message_delta",
 		"delta": map[string]any{"stop_reason": step.stopReason(), "stop_sequence": nil},
-		"usage": map[string]any{"output_tokens": 10 + len(step.Text)/4},
+		"usage": map[string]any{"output_tokens": used.OutputTokens},
 	})
 	st.event("message_stop", map[string]any{"type": "message_stop"})
+	s.mu.Lock()
+	s.reported.InputTokens += used.InputTokens
+	s.reported.OutputTokens += used.OutputTokens
+	s.reported.CacheReadTokens += used.CacheReadTokens
+	s.reported.CacheWriteTokens += used.CacheWriteTokens
+	s.mu.Unlock()
 }
 
 // stream writes server-sent events, flushing each.
