@@ -290,19 +290,21 @@ func (u *User) Prepare() error {
 			return fmt.Errorf("prepare the workspace: %w", err)
 		}
 	}
-	newHome := !exists(u.HomeDir)
-	for _, d := range []string{u.AgentDir, u.HomeDir} {
-		if err := u.Tenant.MkdirOwned(d, 0o700); err != nil {
+	if !exists(u.HomeDir) {
+		// A new home gets its tmp/ while it is still the worker's (the
+		// worker cannot write in a tenant's directory); later both are the
+		// tenant's own to keep or remove.
+		for _, d := range []string{u.HomeDir, u.TmpDir} {
+			if err := os.Mkdir(d, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
+				return fmt.Errorf("prepare the workspace: %w", err)
+			}
+		}
+		if err := u.Tenant.Own(u.TmpDir); err != nil {
 			return fmt.Errorf("prepare the workspace: %w", err)
 		}
 	}
-	if newHome {
-		// Created by the worker before the tenant can see it; later the
-		// tenant's own to keep or remove.
-		if err := os.Mkdir(u.TmpDir, 0o700); err != nil && !errors.Is(err, fs.ErrExist) {
-			return fmt.Errorf("prepare the workspace: %w", err)
-		}
-		if err := u.Tenant.Own(u.TmpDir); err != nil {
+	for _, d := range []string{u.AgentDir, u.HomeDir} {
+		if err := u.Tenant.MkdirOwned(d, 0o700); err != nil {
 			return fmt.Errorf("prepare the workspace: %w", err)
 		}
 	}

@@ -163,6 +163,7 @@ func createLocalQueues(ctx context.Context, client *sqs.Client) (jobQ, respQ str
 }
 
 // exampleRepo makes a bare git repository of the example site under root,
+// which every tenant uid can read and push to,
 // once, and returns its path; "" when there is no site folder.
 func exampleRepo(ctx context.Context, site, root, path string) (string, error) {
 	src, err := filepath.Abs(site)
@@ -211,7 +212,9 @@ func exampleRepo(ctx context.Context, site, root, path string) (string, error) {
 		{"-C", work, "init", "-q", "-b", "main"},
 		{"-C", work, "add", "-A"},
 		{"-C", work, "commit", "-q", "-m", "Example site"},
-		{"clone", "-q", "--bare", work, bare},
+		// Shared: tenant uids, not this process, clone it and push to it.
+		{"init", "-q", "--bare", "--shared=0777", "-b", "main", bare},
+		{"-C", work, "push", "-q", bare, "main"},
 	} {
 		cmd := exec.CommandContext(ctx, "git", args...)
 		cmd.Env = env

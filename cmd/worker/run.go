@@ -93,20 +93,17 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	log := logging.New(opt.Stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat, Redactor: red})
 
 	// The tenant boundary first: as root, the worker keeps only what it
-	// needs to start tenant processes, before anything else runs.
+	// needs to start tenant processes, before anything else runs. (Logged
+	// once the configuration is known to be good: a bad one gets one line.)
+	var confined *sandbox.Confinement
 	if os.Geteuid() == 0 {
 		c, err := sandbox.Confine(sandbox.Limits{MaxProcs: uint64(cfg.TenantMaxProcs), MaxFileBytes: uint64(cfg.TenantMaxFileMB) << 20})
 		if err != nil {
 			return err
 		}
-		log.Info("worker confined: tenants run under uids of their own", "capabilities", c.Caps, "tenant_uids", cfg.TenantUIDs.String(),
-			"tenant_max_procs", c.MaxProcs, "tenant_max_file_bytes", c.MaxFileBytes)
-	} else {
-		if err := sandbox.SetNotDumpable(); err != nil {
-			return err
-		}
-		log.Warn("the worker is not root, so it cannot run tenants under uids of their own: it serves ONE tenant (the first job's client/user) and refuses others",
-			"uid", os.Geteuid())
+		confined = &c
+	} else if err := sandbox.SetNotDumpable(); err != nil {
+		return err
 	}
 	sb, err := sandbox.New(sandbox.Config{Root: cfg.WorkspacePath, UIDs: cfg.TenantUIDs})
 	if err != nil {
@@ -188,6 +185,13 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 			log.Error("HTTP server failed", "error", err)
 		}
 	})
+	if confined != nil {
+		log.Info("worker confined: tenants run under uids of their own", "capabilities", confined.Caps, "tenant_uids", cfg.TenantUIDs.String(),
+			"tenant_max_procs", confined.MaxProcs, "tenant_max_file_bytes", confined.MaxFileBytes)
+	} else {
+		log.Warn("the worker is not root, so it cannot run tenants under uids of their own: it serves ONE tenant (the first job's client/user) and refuses others",
+			"uid", os.Geteuid())
+	}
 	log.Info("listening", "http_addr", ln.Addr().String(), "preview", cfg.AstroDevMode, "version", version())
 	if opt.Ready != nil {
 		opt.Ready(ln.Addr().String())

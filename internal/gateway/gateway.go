@@ -244,7 +244,11 @@ func (g *Gateway) lease(credential string) (*Lease, bool) {
 
 // refuse answers a request the gateway will not forward, and logs it.
 func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, status int, why, tenant string) {
-	g.log.Warn("gateway refused a request", "path", r.URL.Path, "method", r.Method, "status", status, "reason", why, "tenant", tenant)
+	level := slog.LevelWarn
+	if r.Method == http.MethodHead {
+		level = slog.LevelDebug // the CLI's connectivity check, sent without its key
+	}
+	g.log.Log(r.Context(), level, "gateway refused a request", "path", r.URL.Path, "method", r.Method, "status", status, "reason", why, "tenant", tenant)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	typ := "authentication_error"

@@ -101,7 +101,7 @@ func Confine(lim Limits) (Confinement, error) {
 	}
 	c := Confinement{Limits: lim}
 	for _, v := range WorkerCaps {
-		c.Caps = append(c.Caps, "CAP_"+strings.ToUpper(v.String()))
+		c.Caps = append(c.Caps, strings.ToUpper(v.String()))
 	}
 	return c, nil
 }

@@ -2,6 +2,7 @@ package sandbox_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -254,5 +255,34 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 			t.Fatalf("timed out waiting for %s", what)
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// TestUnprivilegedServesOneTenant: a sandbox that cannot switch uids runs
+// its tenant as the worker, says so, and refuses a second tenant rather than
+// run two tenants under one uid.
+func TestUnprivilegedServesOneTenant(t *testing.T) {
+	sb, err := sandbox.New(sandbox.Config{Root: t.TempDir(), Unprivileged: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if sb.Privileged() {
+		t.Fatal("Privileged() = true for an unprivileged sandbox")
+	}
+	alice, err := sb.Tenant("acme", "alice")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if alice.Separate() || alice.Credential() != nil || alice.UID != uint32(os.Getuid()) {
+		t.Errorf("alice = %+v, credential %v: want the worker's own uid", alice, alice.Credential())
+	}
+	if again, err := sb.Tenant("acme", "alice"); err != nil || again != alice {
+		t.Errorf("alice again: %v %v", again, err)
+	}
+	if _, err := sb.Tenant("acme", "bob"); !errors.Is(err, sandbox.ErrSingleTenant) {
+		t.Errorf("a second tenant: %v, want ErrSingleTenant", err)
+	}
+	if n, err := alice.Stop(context.Background()); n != 0 || err != nil {
+		t.Errorf("Stop on an unprivileged tenant = %d, %v: it must never kill the worker's own processes", n, err)
 	}
 }

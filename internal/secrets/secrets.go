@@ -102,10 +102,11 @@ func FromManager(ctx context.Context, api Getter, name, ref string, red *redact.
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	s := &Secret{name: name, ref: ref, api: api, redactor: red, log: log}
+	s := &Secret{name: name, ref: ref, api: api, redactor: red, log: slog.New(slog.DiscardHandler)}
 	if _, err := s.refresh(ctx); err != nil {
 		return nil, err
 	}
+	s.log = log // the start-up read says nothing: a failure is the caller's one line
 	return s, nil
 }
 
@@ -148,14 +149,18 @@ func (s *Secret) refresh(ctx context.Context) (bool, error) {
 	defer s.refreshMu.Unlock()
 	v, err := Resolve(ctx, s.api, s.ref)
 	if err != nil {
-		return false, fmt.Errorf("%s: %w", s.name, err)
+		return false, err // the caller names the variable
 	}
 	s.redactor.Add(v)
 	s.mu.Lock()
 	changed := s.value != "" && s.value != v
 	s.value, s.refreshed = v, time.Now()
 	s.mu.Unlock()
-	s.log.Info("secret read from Secrets Manager", "secret", s.name, "changed", changed)
+	level := slog.LevelDebug
+	if changed {
+		level = slog.LevelInfo // a rotation: worth a line, never the value
+	}
+	s.log.Log(ctx, level, "secret read from Secrets Manager", "secret", s.name, "changed", changed)
 	return changed, nil
 }
 

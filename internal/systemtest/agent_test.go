@@ -74,7 +74,7 @@ func TestSessionsResumePerThread(t *testing.T) {
 	}
 
 	// A deleted session file: the next job starts a fresh session and says so.
-	sessionFile := agent.SessionPath(filepath.Join(h.root, "acme", "carol", ".claude"), h.projectDir("carol"), a1.Claude.SessionID)
+	sessionFile := agent.SessionPath(filepath.Join(h.root, "acme", "carol", ".claude", "agent"), h.projectDir("carol"), a1.Claude.SessionID)
 	if err := os.Remove(sessionFile); err != nil {
 		t.Fatalf("remove the session file: %v", err)
 	}

@@ -22,6 +22,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
+	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
@@ -92,7 +93,7 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 	if opt.visibility == 0 {
 		opt.visibility = 30 * time.Second
 	}
-	h := &harness{t: t, emu: sqstest.Start(t), git: workspacetest.NewGit(t), root: t.TempDir(), home: t.TempDir()}
+	h := &harness{t: t, emu: sqstest.Start(t), git: workspacetest.NewGit(t), root: sandboxtest.Root(t), home: t.TempDir()}
 	// kumo keeps its queues in one store per process, whatever the server:
 	// each test names its own.
 	name := queueName(t)

@@ -14,13 +14,14 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
+	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 )
 
 // TestLocalModeRunsJobsFromSend runs the README's "run it" command, `worker
 // local`, from the repository root and sends it an init job with `worker
 // send`, as the README shows.
 func TestLocalModeRunsJobsFromSend(t *testing.T) {
-	dir := t.TempDir()
+	dir := workspacetest.Reachable(t) // tenant uids pass through it to their workspaces
 	httpAddr := "127.0.0.1:" + strconv.Itoa(previewtest.FreePort(t))
 	env := []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NPM_CACHE_DIR=" + npmCache,
