@@ -59,16 +59,13 @@ RUN --mount=type=cache,target=/root/.npm \
     && HOME=/tmp/claude-check /opt/tools/node_modules/.bin/claude --version \
     && rm -rf /tmp/claude-check
 
-# A fixed non-root user. uid/gid 10001, not 1000 (the image's `node` user):
-# the EFS access point in infra/worker.yaml creates and owns /workspace as
-# 10001:10001, so files keep one owner across tasks. Its login shell is bash,
-# not nologin: Claude Code's Bash tool needs bash or zsh and may take the
-# user's shell.
-RUN groupadd --gid 10001 appuser \
-    && useradd --uid 10001 --gid 10001 --create-home --home-dir /home/appuser \
-        --shell /bin/bash appuser \
-    && mkdir -p /workspace \
-    && chown appuser:appuser /workspace
+# No USER: the worker starts as root and confines itself at once (README,
+# "Security"): it keeps only CAP_SETUID, CAP_SETGID, CAP_CHOWN, CAP_FOWNER and
+# CAP_KILL, sets no_new_privs, becomes not dumpable, and runs every tenant's
+# processes (npm, the Astro dev server, the Claude Code CLI, git on the
+# working tree) under the tenant's own uid. /workspace is root's, mode 0711:
+# tenants pass through it to their own directories and cannot list it.
+RUN mkdir -p /workspace && chmod 0711 /workspace
 
 COPY --from=build /out/worker /usr/local/bin/worker
 
@@ -93,7 +90,6 @@ ENV WORKSPACE_PATH=/workspace \
     CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1 \
     PATH=/opt/tools/node_modules/.bin:${PATH}
 
-USER appuser:appuser
 WORKDIR /workspace
 
 # Health and the live preview (HTTP and the Vite HMR WebSocket) share one port.

@@ -556,6 +556,8 @@ func TestTemplateTaskRole(t *testing.T) {
 		"ecs:StopTask":                  {stopTaskResource},
 		"elasticfilesystem:ClientMount": {"GetAtt:FileSystem.Arn"},
 		"elasticfilesystem:ClientWrite": {"GetAtt:FileSystem.Arn"},
+		// root over NFS: the worker gives each tenant its directories (chown)
+		"elasticfilesystem:ClientRootAccess": {"GetAtt:FileSystem.Arn"},
 	}
 	for _, a := range slices.Sorted(maps.Keys(want)) {
 		if got := grants[a]; !slices.Equal(got, want[a]) {
@@ -637,6 +639,26 @@ func TestTemplateTaskDefinition(t *testing.T) {
 	}
 	if c.LinuxParameters == nil || c.LinuxParameters.InitProcessEnabled == nil || !*c.LinuxParameters.InitProcessEnabled {
 		t.Error("container linuxParameters.initProcessEnabled is not true")
+	}
+	// The worker starts as root and confines itself: it needs SETUID,
+	// SETGID, CHOWN, FOWNER, KILL and (to drop the rest from its bounding
+	// set) SETPCAP of Docker's defaults; the task drops the others already.
+	if c.User == nil || *c.User != "0" {
+		t.Errorf("container user %v, want 0: the worker starts as root and confines itself", c.User)
+	}
+	var dropped []string
+	if c.LinuxParameters != nil && c.LinuxParameters.Capabilities != nil {
+		dropped = c.LinuxParameters.Capabilities.Drop
+	}
+	for _, need := range []string{"SETUID", "SETGID", "CHOWN", "FOWNER", "KILL", "SETPCAP", "ALL"} {
+		if slices.Contains(dropped, need) {
+			t.Errorf("the task drops %s, which the worker needs", need)
+		}
+	}
+	for _, never := range []string{"NET_RAW", "MKNOD", "DAC_OVERRIDE", "SETFCAP"} {
+		if !slices.Contains(dropped, never) {
+			t.Errorf("the task keeps %s, which the worker never needs", never)
+		}
 	}
 	var port8080 bool
 	for _, p := range c.PortMappings {
@@ -777,15 +799,16 @@ func TestTemplateWorkspace(t *testing.T) {
 		t.Errorf("EFS ingress %v, want tcp 2049 from TaskSecurityGroup only", rule)
 	}
 
+	// No forced POSIX user (it would put every tenant under one uid); the
+	// root is root's, 0711: tenants pass through it, nobody lists it.
 	ap := resourceProps(t, raw, "WorkspaceAccessPoint")
-	uid := strconv.Itoa(appUID)
-	posix, _ := ap["PosixUser"].(map[string]any)
+	if posix, ok := ap["PosixUser"]; ok {
+		t.Errorf("access point forces the POSIX user %v: every tenant would share one uid", posix)
+	}
 	root, _ := ap["RootDirectory"].(map[string]any)
 	creation, _ := root["CreationInfo"].(map[string]any)
-	for _, got := range []any{posix["Uid"], posix["Gid"], creation["OwnerUid"], creation["OwnerGid"]} {
-		if fmt.Sprint(got) != uid {
-			t.Errorf("access point user/owner %v, want the image's appuser %s", got, uid)
-		}
+	if fmt.Sprint(creation["OwnerUid"]) != "0" || fmt.Sprint(creation["OwnerGid"]) != "0" || fmt.Sprint(creation["Permissions"]) != "0711" {
+		t.Errorf("access point creates the root as %v, want 0:0 mode 0711", creation)
 	}
 }
 

@@ -253,9 +253,6 @@ func TestComposeSiteRepo(t *testing.T) {
 	if got := envValue(seed, "REPO_DIR"); got != repo.Path {
 		t.Errorf("site-repo REPO_DIR = %q, worker REPO_URL path = %q", got, repo.Path)
 	}
-	if got, want := envValue(seed, "APP_UID"), "10001"; got != want {
-		t.Errorf("site-repo APP_UID = %q, want the image's appuser %s", got, want)
-	}
 	volumeAt := func(s types.ServiceConfig, file string) string {
 		for _, v := range s.Volumes {
 			if v.Type == types.VolumeTypeVolume && strings.HasPrefix(file, v.Target+"/") {

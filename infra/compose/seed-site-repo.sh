@@ -4,8 +4,9 @@
 #
 #   SITE_SRC  the site's files, mounted read-only   (default /srv/example-site)
 #   REPO_DIR  the bare repository to create          (default /srv/git/example-site.git)
-#   APP_UID   owner of the result, the worker's uid  (default 10001)
 #
+# The repository is shared (--shared=0777): the worker runs git as each
+# tenant's own uid, and every tenant clones from it and pushes to it.
 # The worker then uses REPO_URL=file:///srv/git/example-site.git. An existing
 # repository is left alone, so the threads the worker pushed survive restarts.
 # node_modules, dist and .astro of the source folder are not committed.
@@ -13,7 +14,6 @@ set -eu
 
 src="${SITE_SRC:-/srv/example-site}"
 dest="${REPO_DIR:-/srv/git/example-site.git}"
-uid="${APP_UID:-10001}"
 
 if [ -f "$dest/HEAD" ]; then
   echo "seed-site-repo: $dest already exists, left as it is"
@@ -40,6 +40,7 @@ printf '%s\n' node_modules/ dist/ .astro/ .env '.env.*' >"$tmp/site.git/info/exc
 git_ add -A
 git_ commit -q -m "Example site"
 mkdir -p "$(dirname "$dest")"
-git -c safe.directory='*' clone -q --bare "$tmp/site.git" "$dest"
-chown -R "$uid:$uid" "$(dirname "$dest")"
+git init -q --bare --shared=0777 -b main "$dest"
+git -c safe.directory='*' --git-dir="$tmp/site.git" push -q "$dest" main
+chmod 0755 "$(dirname "$dest")"
 echo "seed-site-repo: created $dest from $src"

@@ -41,6 +41,9 @@ type Limits struct {
 type Confinement struct {
 	// Caps lists the capabilities the worker kept.
 	Caps []string
+	// BoundKept lists capabilities left in the bounding set because the
+	// runtime gave no CAP_SETPCAP to drop them (none in Docker's default).
+	BoundKept []string
 	Limits
 }
 
@@ -68,13 +71,19 @@ func Confine(lim Limits) (Confinement, error) {
 		}
 	}
 	// The bounding set first: dropping from it takes CAP_SETPCAP, which
-	// the worker gives up next.
+	// the worker gives up next. Without SETPCAP (a runtime that dropped it)
+	// the bounding set stays as the runtime left it: the permitted set
+	// below and no_new_privs still keep the worker from gaining anything.
+	var keptBound []string
 	for v := cap.Value(0); v < cap.MaxBits(); v++ {
 		if slices.Contains(WorkerCaps, v) {
 			continue
 		}
+		if in, err := cap.GetBound(v); err != nil || !in {
+			continue
+		}
 		if err := cap.DropBound(v); err != nil {
-			return Confinement{}, fmt.Errorf("confine the worker: drop %s from the bounding set: %w", v, err)
+			keptBound = append(keptBound, strings.ToUpper(v.String()))
 		}
 	}
 	set := cap.NewSet()
@@ -99,7 +108,7 @@ func Confine(lim Limits) (Confinement, error) {
 	if err := SetNotDumpable(); err != nil {
 		return Confinement{}, err
 	}
-	c := Confinement{Limits: lim}
+	c := Confinement{Limits: lim, BoundKept: keptBound}
 	for _, v := range WorkerCaps {
 		c.Caps = append(c.Caps, strings.ToUpper(v.String()))
 	}
