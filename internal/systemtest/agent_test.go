@@ -162,3 +162,63 @@ func TestExecuteBeforeInitIsAnswered(t *testing.T) {
 		t.Errorf("init of a missing repository answered %+v\nwant git_failed %q", r.Error, want)
 	}
 }
+
+// TestBudgetStopsTheAgentAndKeepsItsWork: the gateway prices the fake
+// API's tokens at $200 a million, about $1 a call; the job may spend $2.50.
+// An agent that keeps calling tools is refused its fourth call: the job is
+// answered budget_exceeded, the edit it made first is committed and pushed,
+// and the next execute resumes the same session.
+func TestBudgetStopsTheAgentAndKeepsItsWork(t *testing.T) {
+	h := newHarness(t, harnessOptions{})
+	h.start(map[string]string{"CLAUDE_MAX_BUDGET_USD": "2.50", "CLAUDE_MODEL": "claude-budget-test",
+		"CLAUDE_PRICING": `{"claude-budget-test": {"input": 200, "output": 200, "cacheRead": 0, "cacheWrite": 0}}`})
+	h.send(initJob("i1", "gus", "t1"))
+	if r := h.final("i1", 60*time.Second); r.Status != jobs.StatusSucceeded {
+		t.Fatalf("init: %+v", r.Error)
+	}
+	page := h.projectDir("gus") + "/src/pages/index.astro"
+	script := []fakeStep{fakeanthropic.Read(page), fakeanthropic.Edit(page, "<h1>Hello</h1>", "<h1>Hello, frugal</h1>")}
+	for range 20 {
+		script = append(script, fakeanthropic.Read(page))
+	}
+	h.api.SetScript(script...)
+	h.send(execJob("e1", "gus", "t1", "Keep editing"))
+	r := h.final("e1", 2*time.Minute)
+	if r.Status != jobs.StatusFailed || r.Error == nil || r.Error.Code != jobs.CodeBudgetExceeded {
+		t.Fatalf("execute past its budget: %+v %+v", r, r.Error)
+	}
+	if r.Commit == "" || r.Pushed == nil || !*r.Pushed || len(r.FilesChanged) != 1 {
+		t.Errorf("the edit before the stop was not committed and pushed: commit %q pushed %v files %v", r.Commit, r.Pushed, r.FilesChanged)
+	}
+	if got := h.git.Run(h.remote.Dir, "log", "-1", "--format=%s", "thread-t1"); got != "Thread t1: Keep editing (budget exceeded)" {
+		t.Errorf("the remote's last commit says %q", got)
+	}
+	if page := h.git.Run(h.remote.Dir, "show", "thread-t1:src/pages/index.astro"); !strings.Contains(page, "Hello, frugal") {
+		t.Errorf("the remote's page lacks the edit:\n%s", page)
+	}
+	if r.Claude == nil || r.Claude.Usage == nil || r.Claude.SessionID == "" {
+		t.Fatalf("claude %+v: want its session and usage", r.Claude)
+	}
+	calls := 0
+	for _, req := range h.api.MessageRequests() {
+		if req.Turn >= 0 {
+			calls++
+		}
+	}
+	if calls > 4 {
+		t.Errorf("the agent made %d calls, want at most 4: the budget did not stop it", calls)
+	}
+
+	// The thread goes on in the same session: the next job's prompt comes
+	// after the earlier one.
+	h.api.SetScript(fakeanthropic.Text("Carrying on."))
+	h.send(execJob("e2", "gus", "t1", "Carry on"))
+	r2 := h.final("e2", 2*time.Minute)
+	if r2.Status != jobs.StatusSucceeded || r2.Claude == nil || r2.Claude.SessionID != r.Claude.SessionID || r2.Claude.FreshSession {
+		t.Fatalf("next execute: %+v %+v", r2.Error, r2.Claude)
+	}
+	last, _ := h.api.LastMessageRequest()
+	if !last.Contains("Keep editing") {
+		t.Error("the resumed session did not carry the stopped job's turns")
+	}
+}
