@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -31,6 +32,12 @@ type agentWorker struct {
 
 // startAgentWorker starts it; extra entries override the environment.
 func (e *env) startAgentWorker(b *testing.B, name string, files map[string]string, extra map[string]string) *agentWorker {
+	return e.startAgentWorkerAs(b, name, files, extra, nil)
+}
+
+// startAgentWorkerAs is startAgentWorker with the worker run as as (nil:
+// as this process, root).
+func (e *env) startAgentWorkerAs(b *testing.B, name string, files map[string]string, extra map[string]string, as *syscall.Credential) *agentWorker {
 	claude := e.claudeBin(b)
 	emu := sqstest.Start(b)
 	jobsQ, respQ := queues(b, emu, name)
@@ -44,7 +51,7 @@ func (e *env) startAgentWorker(b *testing.B, name string, files map[string]strin
 	for k, v := range extra {
 		vars[k] = v
 	}
-	p := e.startWorker(b, vars)
+	p := e.startWorkerAs(b, vars, as)
 	p.waitHealthy(20*time.Millisecond, 30*time.Second)
 	return &agentWorker{p: p, api: api, jobsQ: jobsQ, responses: collect(b, respQ, 1), workspace: vars["WORKSPACE_PATH"]}
 }
@@ -93,11 +100,13 @@ func benchExecute(b *testing.B, e *env) {
 		next := fmt.Sprintf("<h1>Edit %d</h1>", i)
 		w.api.SetScript(fakeanthropic.EditFile(page, heading, next, "The heading now says Edit "+strconv.Itoa(i)+".")...)
 		offset := w.p.logs.Len()
+		requests := len(w.api.Requests())
 		r := w.run(b, execJob(fmt.Sprintf("exec-%d", i), "bench", "Change the heading to Edit "+strconv.Itoa(i)), 3*time.Minute)
 		heading = next
 		if i < warmup {
 			continue // the CLI's first run in this workspace, and a fresh session
 		}
+		e.callsPerExecute = len(w.api.Requests()) - requests
 		rec, fin := times(b, r.resp)
 		total := fin.Sub(rec)
 		wall, start := agentTimes(b, w.p, offset)

@@ -21,6 +21,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
+	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
@@ -43,7 +44,7 @@ func workerEnv(tb testing.TB, emu *sqstest.Emulator, jobsQ, respQ sqstest.Queue)
 		"AWS_EC2_METADATA_DISABLED": "true",
 		"JOB_QUEUE_URL":             jobsQ.URL,
 		"RESPONSE_QUEUE_URL":        respQ.URL,
-		"WORKSPACE_PATH":            filepath.Join(tb.TempDir(), "workspace"),
+		"WORKSPACE_PATH":            sandboxtest.Root(tb), // tenant uids pass through its parents
 		"HTTP_ADDR":                 freeAddr(tb),
 		"ASTRO_DEV_MODE":            "false",
 		"AUTO_SHUTDOWN_MINUTES":     "0",
@@ -72,6 +73,12 @@ type workerProc struct {
 // process group of its own. It is stopped (SIGTERM, then the group killed)
 // when the benchmark ends.
 func (e *env) startWorker(tb testing.TB, vars map[string]string) *workerProc {
+	return e.startWorkerAs(tb, vars, nil)
+}
+
+// startWorkerAs is startWorker with the worker run as the uid and gid of as
+// (nil: as this process).
+func (e *env) startWorkerAs(tb testing.TB, vars map[string]string, as *syscall.Credential) *workerProc {
 	tb.Helper()
 	cmd := exec.Command(e.workerBin(tb), "run")
 	for k, v := range vars {
@@ -79,7 +86,7 @@ func (e *env) startWorker(tb testing.TB, vars map[string]string) *workerProc {
 	}
 	p := &workerProc{tb: tb, cmd: cmd, addr: vars["HTTP_ADDR"], logs: &logbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: as}
 	p.started = time.Now()
 	if err := cmd.Start(); err != nil {
 		tb.Fatalf("start the worker: %v", err)

@@ -45,6 +45,12 @@ func specs() []Spec {
 		{ID: "11a", Name: "peak memory of worker + Astro + Claude during an execute job: summed RSS of the worker's process tree, max of 2 jobs (at the peak)", Goal: "< 2 GiB"},
 		{ID: "11b", Name: "same worker: peak summed RSS during its init job (npm ci, Astro start)"},
 		{ID: "11c", Name: "same worker: its init job of a new user (clone, npm ci, Astro start)"},
+		{ID: "12a", Name: "API gateway: what it adds to a streamed Messages API call's time to first byte, median (p95) of 300, against the same calls straight to the fake API", Goal: "median < 2 ms"},
+		{ID: "12b", Name: "API gateway: what it adds to the same calls' total time, median (p95)", Goal: "median < 2 ms"},
+		{ID: "12c", Name: "API gateway: what it adds per execute job (calls per job of row 7 x row 12b)"},
+		{ID: "13a", Name: "tenant sandbox: what a tenant uid adds to a resumed init (small test site), against the worker's own uid, medians of 9", Goal: "< 50 ms"},
+		{ID: "13b", Name: "tenant sandbox: what it adds to an execute job's overhead around the CLI (row 7a's measure), the binary as confined root against a plain user, medians of 5", Goal: "< 50 ms"},
+		{ID: "13c", Name: "tenant sandbox: RSS of those workers after their jobs"},
 	}
 }
 
@@ -68,6 +74,8 @@ func sections() []section {
 		{"ExecuteOverhead", []string{"7a", "7b", "7c", "7d"}, benchExecute},
 		{"Preview", []string{"8a", "8b", "8c", "9"}, benchPreview},
 		{"PeakMemory", []string{"11a", "11b", "11c"}, benchMemory},
+		{"Gateway", []string{"12a", "12b", "12c"}, benchGateway},
+		{"Sandbox", []string{"13a", "13b", "13c"}, benchSandbox},
 	}
 }
 
@@ -107,6 +115,9 @@ type env struct {
 	npmCache string
 	// npmCacheWarm says the example site's install filled npmCache.
 	npmCacheWarm atomic.Bool
+	// callsPerExecute is how many Messages API calls an execute job of
+	// row 7 made.
+	callsPerExecute int
 
 	buildOnce sync.Once
 	bin       string

@@ -24,7 +24,7 @@ func TestLocalModeRunsJobsFromSend(t *testing.T) {
 	dir := workspacetest.Reachable(t) // tenant uids pass through it to their workspaces
 	httpAddr := "127.0.0.1:" + strconv.Itoa(previewtest.FreePort(t))
 	env := []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NPM_CACHE_DIR=" + npmCache,
+		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NPM_CACHE_DIR=" + seededNpmCache(t),
 		"ASTRO_PORT=" + strconv.Itoa(previewtest.FreePort(t)), "LOG_FORMAT=json",
 	}
 	local := exec.Command(workerBin, "local", "-dir", dir, "-http", httpAddr, "-aws-addr", "127.0.0.1:0")

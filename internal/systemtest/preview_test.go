@@ -2,8 +2,12 @@ package systemtest
 
 import (
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +27,7 @@ func (h *harness) useExampleSite(t *testing.T) (previewHost string) {
 	h.env["REPO_URL"] = h.remote.URL
 	h.env["ASTRO_DEV_MODE"] = "true"
 	h.env["ASTRO_PORT"] = strconv.Itoa(port)
+	h.env["NPM_CACHE_DIR"] = seededNpmCache(t)
 	return "preview.example.com"
 }
 
@@ -76,4 +81,48 @@ func TestPreviewShowsAnEditLive(t *testing.T) {
 	}
 	took := b.WaitText("#title", "Edited live by the agent", 30*time.Second)
 	t.Logf("the open page showed the edit %s after the wait began", took)
+}
+
+// seedOnce fills npmCache once per run.
+var seedOnce sync.Once
+
+// seededNpmCache returns npmCache holding the example site's packages:
+// installed once per run from the npm registry, as root, into a scratch copy
+// of the site, then readable by every uid. Workers get it as NPM_CACHE_DIR,
+// the read-only seed each tenant's own cache starts from, so a run fetches
+// the packages once, not once per tenant.
+func seededNpmCache(t *testing.T) string {
+	t.Helper()
+	var err error
+	seedOnce.Do(func() {
+		scratch, mkErr := os.MkdirTemp("", "npm-seed-")
+		if mkErr != nil {
+			err = mkErr
+			return
+		}
+		defer os.RemoveAll(scratch)
+		for name, content := range previewtest.SiteFiles(t) {
+			p := filepath.Join(scratch, filepath.FromSlash(name))
+			if err = os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+				return
+			}
+			if err = os.WriteFile(p, []byte(content), 0o644); err != nil {
+				return
+			}
+		}
+		npm := exec.Command("npm", "ci", "--ignore-scripts", "--no-audit", "--no-fund", "--cache", npmCache)
+		npm.Dir = scratch
+		npm.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + scratch, "npm_config_update_notifier=false"}
+		if out, runErr := npm.CombinedOutput(); runErr != nil {
+			err = fmt.Errorf("npm ci: %w: %s", runErr, out)
+			return
+		}
+		if out, chErr := exec.Command("chmod", "-R", "a+rX", npmCache).CombinedOutput(); chErr != nil {
+			err = fmt.Errorf("chmod: %w: %s", chErr, out)
+		}
+	})
+	if err != nil {
+		t.Fatalf("seed the npm cache: %v", err)
+	}
+	return npmCache
 }

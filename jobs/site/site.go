@@ -260,10 +260,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	}
 	if lease != nil && lease.BudgetExceeded() {
 		// The gateway stopped the agent at the budget: keep what it did.
-		spent := 0.0
-		if _, cost := lease.Usage(); cost > 0 {
-			spent = cost
-		}
+		_, spent := lease.Usage()
 		return s.keepPartial(ctx, u, job, resp, record, "budget exceeded",
 			jobs.Errorf(jobs.CodeBudgetExceeded, "the job reached its budget of $%.2f (spent $%.4f at list prices): its edits so far are committed; send another execute to go on", s.budget(job), spent))
 	}
