@@ -3,6 +3,7 @@ package bench
 import (
 	"fmt"
 	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
+	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -129,7 +130,7 @@ func newEnv(b *testing.B) *env {
 	if !ok {
 		b.Fatal("cannot locate the bench package's source to find the repository")
 	}
-	dir := b.TempDir()
+	dir := workspacetest.Reachable(b) // the worker binary runs as other uids too (row 13b)
 	e := &env{
 		table:    NewTable(specs()...),
 		root:     filepath.Clean(filepath.Join(filepath.Dir(file), "..", "..")),

@@ -171,11 +171,11 @@ func benchSandbox(b *testing.B, e *env) {
 			wall, _ := agentTimes(b, w.p, offset)
 			overhead[separate] = append(overhead[separate], fin.Sub(rec)-wall)
 		}
-		kb, err := procStatusKB(w.p.pid(), "VmRSS")
+		bytes, err := procStatusKB(w.p.pid(), "VmRSS") // in bytes, despite its name
 		if err != nil {
 			b.Fatal(err)
 		}
-		rss[separate] = kb << 10
+		rss[separate] = bytes
 		w.p.stop()
 	}
 	addedExec := Median(overhead[true]) - Median(overhead[false])
