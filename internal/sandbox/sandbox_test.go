@@ -199,6 +199,17 @@ func TestConfine(t *testing.T) {
 		k, v, _ := strings.Cut(line, "=")
 		report[k] = v
 	}
+	// A fork bomb stops at its tenant's process limit, the other tenant
+	// still starts processes, and a file past the size limit is cut short.
+	if n, err := strconv.Atoi(report["bomb.processes"]); err != nil || n > 64 || n < 16 {
+		t.Errorf("the fork bomb ran %q processes, want no more than the limit of 64\n%s", report["bomb.processes"], out)
+	}
+	if report["other.alive"] != "yes" {
+		t.Errorf("another tenant could not start a process during the fork bomb\n%s", out)
+	}
+	if report["big.file"] != "refused" {
+		t.Errorf("a tenant wrote a file past the size limit: %q\n%s", report["big.file"], out)
+	}
 	// CAP_CHOWN 0, CAP_FOWNER 3, CAP_KILL 5, CAP_SETGID 6, CAP_SETUID 7.
 	const want = "00000000000000e9"
 	for _, k := range []string{"worker.CapEff", "worker.CapPrm", "worker.CapBnd"} {
@@ -218,7 +229,7 @@ func TestConfine(t *testing.T) {
 // confinedChild is the process TestConfine starts: it confines itself and
 // prints what it and a tenant child can do.
 func confinedChild() int {
-	if _, err := sandbox.Confine(sandbox.Limits{MaxProcs: 512, MaxFileBytes: 1 << 30}); err != nil {
+	if _, err := sandbox.Confine(sandbox.Limits{MaxProcs: 64, MaxFileBytes: 1 << 20}); err != nil {
 		fmt.Println("error=" + err.Error())
 		return 1
 	}
@@ -236,15 +247,46 @@ func confinedChild() int {
 if cat /proc/` + pid + `/environ >/dev/null 2>&1; then echo tenant.reads_worker_environ=yes; else echo tenant.reads_worker_environ=no; fi
 if head -c1 /proc/` + pid + `/mem >/dev/null 2>&1; then echo tenant.reads_worker_mem=yes; else echo tenant.reads_worker_mem=no; fi
 if grep -q 'hunter2' /proc/` + pid + `/environ 2>/dev/null; then echo tenant.ptrace_worker=yes; else echo tenant.ptrace_worker=no; fi`
-	cmd := exec.Command("/bin/sh", "-c", script)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 212345, Gid: 212345, Groups: []uint32{}}}
-	cmd.Env = []string{"PATH=/usr/bin:/bin"}
-	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
-	if err := cmd.Run(); err != nil {
+	if err := runAs(212345, script); err != nil {
 		fmt.Println("error=tenant child: " + err.Error())
 		return 1
 	}
+	// A fork bomb of tenant 212346: 500 sleeping children, as many as the
+	// limit lets it start.
+	bomb := exec.Command("/bin/sh", "-c", `i=0; while [ $i -lt 500 ]; do sleep 60 2>/dev/null & i=$((i+1)); done; wait`)
+	bomb.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 212346, Gid: 212346, Groups: []uint32{}}, Setpgid: true}
+	if err := bomb.Start(); err != nil {
+		fmt.Println("error=fork bomb: " + err.Error())
+		return 1
+	}
+	time.Sleep(2 * time.Second) // the bomb forks as fast as it can, then waits
+	procs, _ := procfs.OfUID(212346)
+	fmt.Printf("bomb.processes=%d\n", len(procs))
+	other := "no"
+	if runAs(212347, "true") == nil {
+		other = "yes"
+	}
+	fmt.Println("other.alive=" + other)
+	_ = syscall.Kill(-bomb.Process.Pid, syscall.SIGKILL)
+	_ = bomb.Wait()
+	tmp, _ := os.MkdirTemp("", "fsize-")
+	_ = os.Chmod(tmp, 0o777)
+	defer os.RemoveAll(tmp)
+	big := "refused"
+	if runAs(212345, "head -c 2000000 /dev/zero > "+tmp+"/big 2>/dev/null") == nil {
+		big = "written"
+	}
+	fmt.Println("big.file=" + big)
 	return 0
+}
+
+// runAs runs a shell script as uid (and gid), its output to stdout.
+func runAs(uid uint32, script string) error {
+	cmd := exec.Command("/bin/sh", "-c", script)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}}
+	cmd.Env = []string{"PATH=/usr/bin:/bin"}
+	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
+	return cmd.Run()
 }
 
 func waitFor(t *testing.T, what string, cond func() bool) {

@@ -46,6 +46,9 @@ func run(m *testing.M) int {
 	_, file, _, _ := runtime.Caller(0)
 	repoRoot = filepath.Clean(filepath.Join(filepath.Dir(file), "..", ".."))
 	dir, err := os.MkdirTemp("", "worker-bin-")
+	if err == nil {
+		err = os.Chmod(dir, 0o755) // a test runs the binary as a plain user too
+	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
@@ -82,10 +85,14 @@ type harness struct {
 	root      string // WORKSPACE_PATH
 	home      string // the worker's HOME
 	env       map[string]string
+	opt       harnessOptions
 }
 
 type harnessOptions struct {
 	visibility time.Duration
+	// asUID, when not 0, runs the worker as that uid (and gid), a plain
+	// user: it owns the workspace root and HOME.
+	asUID uint32
 }
 
 func newHarness(t *testing.T, opt harnessOptions) *harness {
@@ -93,7 +100,15 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 	if opt.visibility == 0 {
 		opt.visibility = 30 * time.Second
 	}
-	h := &harness{t: t, emu: sqstest.Start(t), git: workspacetest.NewGit(t), root: sandboxtest.Root(t), home: t.TempDir()}
+	h := &harness{t: t, opt: opt, emu: sqstest.Start(t), git: workspacetest.NewGit(t), root: sandboxtest.Root(t), home: t.TempDir()}
+	if opt.asUID != 0 {
+		h.home = workspacetest.Reachable(t)
+		for _, d := range []string{h.root, h.home} {
+			if err := os.Chown(d, int(opt.asUID), int(opt.asUID)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 	// kumo keeps its queues in one store per process, whatever the server:
 	// each test names its own.
 	name := queueName(t)
@@ -191,6 +206,9 @@ func (h *harness) launch(extra map[string]string) *proc {
 	cmd.Stdout = p.logs
 	cmd.Stderr = p.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if uid := h.opt.asUID; uid != 0 {
+		cmd.SysProcAttr.Credential = &syscall.Credential{Uid: uid, Gid: uid, Groups: []uint32{}}
+	}
 	if err := cmd.Start(); err != nil {
 		h.t.Fatal(err)
 	}

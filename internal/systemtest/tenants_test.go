@@ -227,3 +227,31 @@ func firstLines(s string, n int) string {
 	lines := strings.SplitN(s, "\n", n+1)
 	return strings.Join(lines[:min(n, len(lines))], "\n")
 }
+
+// TestPlainUserWorkerServesOneTenant: a worker that is not root cannot run
+// tenants under uids of their own: it says so, serves the first tenant (as
+// itself), and answers a second tenant's job with an error instead of mixing
+// two tenants under one uid.
+func TestPlainUserWorkerServesOneTenant(t *testing.T) {
+	sandboxtest.RequireRoot(t) // to start the worker as another, plain user
+	h := newHarness(t, harnessOptions{asUID: 3999991})
+	p := h.start(nil)
+	h.send(initJob("alice-init", "alice", "t1"))
+	if r := h.final("alice-init", time.Minute); r.Status != jobs.StatusSucceeded {
+		t.Fatalf("the first tenant's init: %+v", r.Error)
+	}
+	if got := owner(t, h.projectDir("alice")); got != 3999991 {
+		t.Errorf("alice's project belongs to uid %d, want the worker's own 3999991", got)
+	}
+	h.send(initJob("bob-init", "bob", "t1"))
+	r := h.final("bob-init", time.Minute)
+	if r.Status != jobs.StatusFailed || r.Error == nil || !strings.Contains(r.Error.Message, "serves one tenant") {
+		t.Errorf("a second tenant's init: %+v %+v, want a failure saying the worker serves one tenant", r, r.Error)
+	}
+	if _, err := os.Stat(h.projectDir("bob")); err == nil {
+		t.Error("bob's workspace was created")
+	}
+	if !strings.Contains(p.logs.String(), "cannot run tenants under uids of their own") {
+		t.Error("the worker did not say it cannot switch uids")
+	}
+}
