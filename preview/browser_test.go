@@ -18,46 +18,50 @@ const viteConnected = "[vite] connected"
 // the open page to show it: Vite's HMR client, connected through the proxy,
 // brings the change without the test reloading anything.
 func TestBrowserShowsEdit(t *testing.T) {
-	site := previewtest.PrepareSite(t)
-	const publicHost = "preview.example.com"
-	b := browser.Start(t, browser.MapHost(publicHost))
-	ds := newDevServer(t)
-	var act counter
-	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: &act, Logger: testLogger(t)}))
-	target(t, ds, site)
+	for _, s := range previewtest.Sites() {
+		t.Run(s.Name, func(t *testing.T) {
+			site := s.Prepare(t)
+			const publicHost = "preview.example.com"
+			b := browser.Start(t, browser.MapHost(publicHost))
+			ds := newDevServerFor(t, s)
+			var act counter
+			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: &act, Logger: testLogger(t)}))
+			target(t, ds, site)
 
-	// The browser knows the preview by a public name, as a customer would:
-	// Host and Origin are preview.example.com, which Vite alone refuses.
-	public := *base
-	public.Host = publicHost + ":" + base.Port()
-	b.Open(public.String())
-	b.WaitText("#title", heading, 30*time.Second)
-	// Vite's client in the page opens its HMR socket through the proxy, and
-	// keeps it open.
-	b.WaitConsole(viteConnected, 1, 15*time.Second)
-	waitFor(t, "the page's HMR socket to count as activity", 15*time.Second, func() bool { return act.open.Load() >= 1 })
+			// The browser knows the preview by a public name, as a customer would:
+			// Host and Origin are preview.example.com, which Vite alone refuses.
+			public := *base
+			public.Host = publicHost + ":" + base.Port()
+			b.Open(public.String())
+			b.WaitText("#title", heading, 30*time.Second)
+			// Vite's client in the page opens its HMR socket through the proxy, and
+			// keeps it open.
+			b.WaitConsole(viteConnected, 1, 15*time.Second)
+			waitFor(t, "the page's HMR socket to count as activity", 15*time.Second, func() bool { return act.open.Load() >= 1 })
 
-	for i, text := range []string{"Edited by the agent", "Edited twice"} {
-		setHeading(t, site, text)
-		took := b.WaitText("#title", text, 30*time.Second)
-		t.Logf("edit %d shown in the browser after %s", i+1, took.Round(time.Millisecond))
-		// Vite reloads a page whose server-rendered source changed; the next
-		// edit is for the reloaded page, once its HMR socket is back.
-		b.WaitConsole(viteConnected, i+2, 15*time.Second)
+			for i, text := range []string{"Edited by the agent", "Edited twice"} {
+				setHeading(t, site, text)
+				took := b.WaitText("#title", text, 30*time.Second)
+				t.Logf("edit %d shown in the browser after %s", i+1, took.Round(time.Millisecond))
+				// Vite reloads a page whose server-rendered source changed; the next
+				// edit is for the reloaded page, once its HMR socket is back.
+				b.WaitConsole(viteConnected, i+2, 15*time.Second)
+			}
+
+			// The dev server dies and comes back: the open page's Vite client finds
+			// it again through the proxy (which answers 503 meanwhile), reloads, and
+			// later edits keep showing.
+			old := ds.PID()
+			if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
+				t.Fatalf("kill dev server group %d: %v", old, err)
+			}
+			waitFor(t, "the restarted dev server to be ready", 60*time.Second, func() bool {
+				pid := ds.PID()
+				return pid != 0 && pid != old && ds.State() == preview.StateReady
+			})
+			b.WaitConsole(viteConnected, 4, 30*time.Second)
+			setHeading(t, site, "Edited after a restart")
+			b.WaitText("#title", "Edited after a restart", 30*time.Second)
+		})
 	}
-
-	// The dev server dies and comes back: the open page's Vite client finds
-	// it again through the proxy (which answers 503 meanwhile), reloads, and
-	// later edits keep showing.
-	old := ds.PID()
-	if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
-		t.Fatalf("kill dev server group %d: %v", old, err)
-	}
-	waitFor(t, "the restarted dev server to be ready", 60*time.Second, func() bool {
-		pid := ds.PID()
-		return pid != 0 && pid != old && ds.State() == preview.StateReady
-	})
-	b.WaitConsole(viteConnected, 4, 30*time.Second)
-	setHeading(t, site, "Edited after a restart")
-	b.WaitText("#title", "Edited after a restart", 30*time.Second)
 }

@@ -34,9 +34,15 @@ func testLogger(tb testing.TB) *slog.Logger {
 // closed (and checked to leave no process) when the test ends.
 func newDevServer(tb testing.TB) *preview.DevServer {
 	tb.Helper()
+	return newDevServerFor(tb, previewtest.Default())
+}
+
+// newDevServerFor is newDevServer for a dev server of site (its node).
+func newDevServerFor(tb testing.TB, site previewtest.Site) *preview.DevServer {
+	tb.Helper()
 	ds := preview.NewDevServer(preview.DevServerConfig{
 		Port:         previewtest.FreePort(tb),
-		PATH:         previewtest.NodePATH(tb),
+		PATH:         site.PATH(tb),
 		Home:         tb.TempDir(),
 		Logger:       testLogger(tb),
 		ReadyTimeout: 60 * time.Second,

@@ -151,137 +151,141 @@ func TestDevServerClosed(t *testing.T) {
 // TestDevServerProxy runs one real Astro dev server behind the Proxy and
 // checks, in order, what the live preview needs.
 func TestDevServerProxy(t *testing.T) {
-	site := previewtest.PrepareSite(t)
-	ds := newDevServer(t)
-	var act counter
-	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: &act, Logger: testLogger(t)}))
+	for _, s := range previewtest.Sites() {
+		t.Run(s.Name, func(t *testing.T) {
+			site := s.Prepare(t)
+			ds := newDevServerFor(t, s)
+			var act counter
+			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: &act, Logger: testLogger(t)}))
 
-	// Before Target: the starting page.
-	if status, _, _ := previewtest.Get(t, base.String(), ""); status != http.StatusServiceUnavailable {
-		t.Fatalf("before Target: status %d, want 503", status)
-	}
+			// Before Target: the starting page.
+			if status, _, _ := previewtest.Get(t, base.String(), ""); status != http.StatusServiceUnavailable {
+				t.Fatalf("before Target: status %d, want 503", status)
+			}
 
-	target(t, ds, site)
+			target(t, ds, site)
 
-	t.Run("ready", func(t *testing.T) {
-		if got := ds.State(); got != preview.StateReady {
-			t.Errorf("State = %q, want ready", got)
-		}
-		u, ok := ds.URL()
-		if !ok || u.Hostname() != "127.0.0.1" {
-			t.Errorf("URL = %v, %v; want a loopback URL", u, ok)
-		}
-		if got := ds.ProjectDir(); got != site {
-			t.Errorf("ProjectDir = %q, want %q", got, site)
-		}
-		if ds.PID() <= 0 {
-			t.Errorf("PID = %d", ds.PID())
-		}
-	})
+			t.Run("ready", func(t *testing.T) {
+				if got := ds.State(); got != preview.StateReady {
+					t.Errorf("State = %q, want ready", got)
+				}
+				u, ok := ds.URL()
+				if !ok || u.Hostname() != "127.0.0.1" {
+					t.Errorf("URL = %v, %v; want a loopback URL", u, ok)
+				}
+				if got := ds.ProjectDir(); got != site {
+					t.Errorf("ProjectDir = %q, want %q", got, site)
+				}
+				if ds.PID() <= 0 {
+					t.Errorf("PID = %d", ds.PID())
+				}
+			})
 
-	t.Run("page through the proxy", func(t *testing.T) {
-		status, _, body := previewtest.Get(t, base.String(), "")
-		if status != http.StatusOK || !strings.Contains(body, heading) {
-			t.Fatalf("status %d, heading found %v", status, strings.Contains(body, heading))
-		}
-	})
+			t.Run("page through the proxy", func(t *testing.T) {
+				status, _, body := previewtest.Get(t, base.String(), "")
+				if status != http.StatusOK || !strings.Contains(body, heading) {
+					t.Fatalf("status %d, heading found %v", status, strings.Contains(body, heading))
+				}
+			})
 
-	t.Run("public host name", func(t *testing.T) {
-		const host = "preview.example.com"
-		status, _, body := previewtest.Get(t, base.String(), host)
-		if status != http.StatusOK || !strings.Contains(body, heading) {
-			t.Errorf("through the proxy with Host %s: status %d, heading found %v", host, status, strings.Contains(body, heading))
-		}
-		// Vite itself refuses that host: the proxy's Host rewrite is what works.
-		u, _ := ds.URL()
-		status, _, body = previewtest.Get(t, u.String(), host)
-		if status != http.StatusForbidden {
-			t.Errorf("direct with Host %s: status %d, want 403 (%s)", host, status, body)
-		}
-	})
+			t.Run("public host name", func(t *testing.T) {
+				const host = "preview.example.com"
+				status, _, body := previewtest.Get(t, base.String(), host)
+				if status != http.StatusOK || !strings.Contains(body, heading) {
+					t.Errorf("through the proxy with Host %s: status %d, heading found %v", host, status, strings.Contains(body, heading))
+				}
+				// Vite itself refuses that host: the proxy's Host rewrite is what works.
+				u, _ := ds.URL()
+				status, _, body = previewtest.Get(t, u.String(), host)
+				if status != http.StatusForbidden {
+					t.Errorf("direct with Host %s: status %d, want 403 (%s)", host, status, body)
+				}
+			})
 
-	t.Run("target same dir is a no-op", func(t *testing.T) {
-		pid := ds.PID()
-		target(t, ds, site)
-		if got := ds.PID(); got != pid {
-			t.Errorf("PID changed from %d to %d", pid, got)
-		}
-	})
+			t.Run("target same dir is a no-op", func(t *testing.T) {
+				pid := ds.PID()
+				target(t, ds, site)
+				if got := ds.PID(); got != pid {
+					t.Errorf("PID changed from %d to %d", pid, got)
+				}
+			})
 
-	t.Run("hmr websocket through the proxy", func(t *testing.T) {
-		// A browser-like socket: Origin and token (so the query string must
-		// reach Vite), subprotocol vite-hmr, public Host.
-		sock := previewtest.DialHMR(t, base, "preview.example.com")
-		sock.Next(t, 10*time.Second, "connected")
+			t.Run("hmr websocket through the proxy", func(t *testing.T) {
+				// A browser-like socket: Origin and token (so the query string must
+				// reach Vite), subprotocol vite-hmr, public Host.
+				sock := previewtest.DialHMR(t, base, "preview.example.com")
+				sock.Next(t, 10*time.Second, "connected")
 
-		waitFor(t, "only the socket to be open", 5*time.Second, func() bool { return act.open.Load() == 1 })
+				waitFor(t, "only the socket to be open", 5*time.Second, func() bool { return act.open.Load() == 1 })
 
-		setHeading(t, site, "Edited over HMR")
-		m := sock.Next(t, 15*time.Second, "update", "full-reload")
-		t.Logf("HMR message after the edit: %s", m.Raw)
+				setHeading(t, site, "Edited over HMR")
+				m := sock.Next(t, 15*time.Second, "update", "full-reload")
+				t.Logf("HMR message after the edit: %s", m.Raw)
 
-		status, _, body := previewtest.Get(t, base.String(), "")
-		if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
-			t.Errorf("page after the edit: status %d, new heading found %v", status, strings.Contains(body, "Edited over HMR"))
-		}
-		if got := act.open.Load(); got != 1 {
-			t.Errorf("open activities with the socket open = %d, want 1", got)
-		}
-		sock.Close()
-		waitFor(t, "the closed socket to end its activity", 10*time.Second, func() bool { return act.open.Load() == 0 })
-	})
+				status, _, body := previewtest.Get(t, base.String(), "")
+				if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
+					t.Errorf("page after the edit: status %d, new heading found %v", status, strings.Contains(body, "Edited over HMR"))
+				}
+				if got := act.open.Load(); got != 1 {
+					t.Errorf("open activities with the socket open = %d, want 1", got)
+				}
+				sock.Close()
+				waitFor(t, "the closed socket to end its activity", 10*time.Second, func() bool { return act.open.Load() == 0 })
+			})
 
-	t.Run("hmr websocket without token is refused", func(t *testing.T) {
-		// Vite refuses a browser's socket without its token; the proxy
-		// answers such a socket by closing it with 1012, as for a page of
-		// a dev server that restarted (whose token is stale): never with
-		// Vite's "connected".
-		conn, _, err := previewtest.DialWS(base, "", "vite-hmr", "")
-		if err != nil {
-			t.Fatalf("dial: %v", err)
-		}
-		defer conn.Close()
-		_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
-		if _, msg, err := conn.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseServiceRestart) {
-			t.Errorf("socket without the token: message %q, error %v; want a close with 1012, the token test above proves nothing otherwise", msg, err)
-		}
-	})
+			t.Run("hmr websocket without token is refused", func(t *testing.T) {
+				// Vite refuses a browser's socket without its token; the proxy
+				// answers such a socket by closing it with 1012, as for a page of
+				// a dev server that restarted (whose token is stale): never with
+				// Vite's "connected".
+				conn, _, err := previewtest.DialWS(base, "", "vite-hmr", "")
+				if err != nil {
+					t.Fatalf("dial: %v", err)
+				}
+				defer conn.Close()
+				_ = conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+				if _, msg, err := conn.ReadMessage(); !websocket.IsCloseError(err, websocket.CloseServiceRestart) {
+					t.Errorf("socket without the token: message %q, error %v; want a close with 1012, the token test above proves nothing otherwise", msg, err)
+				}
+			})
 
-	t.Run("restart after the dev server is killed", func(t *testing.T) {
-		old := ds.PID()
-		if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
-			t.Fatalf("kill process group %d: %v", old, err)
-		}
-		waitFor(t, "a new dev server to be ready", 60*time.Second, func() bool {
-			pid := ds.PID()
-			return pid != 0 && pid != old && ds.State() == preview.StateReady
+			t.Run("restart after the dev server is killed", func(t *testing.T) {
+				old := ds.PID()
+				if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
+					t.Fatalf("kill process group %d: %v", old, err)
+				}
+				waitFor(t, "a new dev server to be ready", 60*time.Second, func() bool {
+					pid := ds.PID()
+					return pid != 0 && pid != old && ds.State() == preview.StateReady
+				})
+				if groupAlive(old) {
+					t.Errorf("old process group %d still alive", old)
+				}
+				status, _, body := previewtest.Get(t, base.String(), "")
+				if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
+					t.Errorf("after the restart: status %d, heading found %v", status, strings.Contains(body, "Edited over HMR"))
+				}
+			})
+
+			t.Run("close leaves no process", func(t *testing.T) {
+				pid := ds.PID()
+				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+				defer cancel()
+				if err := ds.Close(ctx); err != nil {
+					t.Fatal(err)
+				}
+				if groupAlive(pid) {
+					t.Errorf("process group %d alive after Close", pid)
+				}
+				if got := ds.State(); got != preview.StateStopped {
+					t.Errorf("State = %q, want stopped", got)
+				}
+				if status, _, _ := previewtest.Get(t, base.String(), ""); status != http.StatusServiceUnavailable {
+					t.Errorf("after Close: status %d, want 503", status)
+				}
+			})
 		})
-		if groupAlive(old) {
-			t.Errorf("old process group %d still alive", old)
-		}
-		status, _, body := previewtest.Get(t, base.String(), "")
-		if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
-			t.Errorf("after the restart: status %d, heading found %v", status, strings.Contains(body, "Edited over HMR"))
-		}
-	})
-
-	t.Run("close leaves no process", func(t *testing.T) {
-		pid := ds.PID()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := ds.Close(ctx); err != nil {
-			t.Fatal(err)
-		}
-		if groupAlive(pid) {
-			t.Errorf("process group %d alive after Close", pid)
-		}
-		if got := ds.State(); got != preview.StateStopped {
-			t.Errorf("State = %q, want stopped", got)
-		}
-		if status, _, _ := previewtest.Get(t, base.String(), ""); status != http.StatusServiceUnavailable {
-			t.Errorf("after Close: status %d, want 503", status)
-		}
-	})
+	}
 }
 
 func TestDevServerRetarget(t *testing.T) {

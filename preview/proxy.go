@@ -31,8 +31,13 @@ const DefaultRetryAfter = 2 * time.Second
 
 // ProxyConfig configures a Proxy.
 type ProxyConfig struct {
-	// Upstream returns the dev server to proxy to and whether it is ready;
-	// DevServer.URL fits. Nil, or not ready, serves the "starting" page.
+	// Servers, when set, routes each request to the dev server of its
+	// preview (PreviewID in the request's context, as a Gate sets it),
+	// starting one that does not run.
+	Servers *Servers
+	// Upstream, without Servers, returns the one dev server to proxy to and
+	// whether it is ready; DevServer.URL fits. Nil, or not ready, serves the
+	// "starting" page.
 	Upstream func() (*url.URL, bool)
 	// Activity, if not nil, is told about every request.
 	Activity Activity
@@ -53,6 +58,7 @@ type ProxyConfig struct {
 // Mount it at the root of its own port or host: Vite's pages and HMR socket
 // use absolute paths. Create it with NewProxy; it is safe for concurrent use.
 type Proxy struct {
+	servers    *Servers
 	upstream   func() (*url.URL, bool)
 	activity   Activity
 	log        *slog.Logger
@@ -68,6 +74,7 @@ type upstreamKey struct{}
 // NewProxy returns a Proxy.
 func NewProxy(cfg ProxyConfig) *Proxy {
 	p := &Proxy{
+		servers:    cfg.Servers,
 		upstream:   cfg.Upstream,
 		activity:   cfg.Activity,
 		log:        cfg.Logger,
@@ -88,6 +95,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 			u := pr.In.Context().Value(upstreamKey{}).(*url.URL)
 			pr.SetURL(u) // also sets Host to the dev server's, which Vite requires
 			pr.SetXForwarded()
+			dropPreviewCookie(pr.Out) // the worker's business, not the site's
 		},
 		Transport: &http.Transport{
 			Proxy:                 nil, // loopback only, never through an environment proxy
@@ -117,6 +125,30 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 
 // errHMRRefused reports a vite-hmr upgrade the dev server did not accept.
 var errHMRRefused = errors.New("the dev server refused the HMR socket")
+
+// route returns the dev server of the request's preview.
+func (p *Proxy) route(r *http.Request) (*url.URL, bool) {
+	if p.servers == nil {
+		return p.upstream()
+	}
+	id, ok := PreviewID(r.Context())
+	if !ok {
+		return nil, false
+	}
+	return p.servers.Upstream(id)
+}
+
+// dropPreviewCookie removes the preview cookie from a request to the dev
+// server, keeping the site's own cookies.
+func dropPreviewCookie(r *http.Request) {
+	cookies := r.Cookies()
+	r.Header.Del("Cookie")
+	for _, c := range cookies {
+		if c.Name != CookieName {
+			r.AddCookie(c)
+		}
+	}
+}
 
 // isViteHMR reports whether r opens Vite's HMR socket.
 func isViteHMR(r *http.Request) bool {
@@ -172,8 +204,16 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		end := p.activity.Begin()
 		defer end()
 	}
-	u, ok := p.upstream()
+	u, ok := p.route(r)
 	if !ok || u == nil {
+		if p.servers != nil {
+			id, _ := PreviewID(r.Context())
+			if err := p.servers.Ensure(r.Context(), id); err != nil {
+				p.log.DebugContext(r.Context(), "no preview to start", "preview", id, "err", err)
+				http.Error(w, "This preview has no workspace on this worker.", http.StatusNotFound)
+				return
+			}
+		}
 		if isViteHMR(r) {
 			p.restartHMR(w, r, "the dev server is not ready")
 			return

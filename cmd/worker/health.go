@@ -5,28 +5,46 @@ package main
 
 import (
 	"encoding/json"
+	"net"
 	"net/http"
 	"time"
 )
 
-// healthReport is the body of /health.
+// healthReport is the body of /health. The fields marked "loopback" are
+// empty (left out) for requests from anywhere else.
 type healthReport struct {
 	Status         string     `json:"status"` // "ok" or "unhealthy"
 	Version        string     `json:"version"`
-	Workspace      string     `json:"workspace"`
-	ClientID       string     `json:"clientId"`
-	UserID         string     `json:"userId"`
-	ThreadID       string     `json:"threadId"`
-	Branch         string     `json:"branch"`
-	Astro          astroState `json:"astro"`
 	Jobs           jobCounts  `json:"jobs"`
 	LastActivityAt *time.Time `json:"lastActivityAt"`
 	IdleShutdownAt *time.Time `json:"idleShutdownAt"` // null while busy or when idle shutdown is off
 	// Problems says why the worker is unhealthy.
 	Problems []string `json:"problems,omitempty"`
+
+	// Loopback only: the latest job's tenant and workspace, and every
+	// running preview.
+	Workspace string          `json:"workspace,omitempty"`
+	ClientID  string          `json:"clientId,omitempty"`
+	UserID    string          `json:"userId,omitempty"`
+	ThreadID  string          `json:"threadId,omitempty"`
+	Branch    string          `json:"branch,omitempty"`
+	Astro     *astroState     `json:"astro,omitempty"`
+	Previews  []previewReport `json:"previews,omitempty"`
 }
 
-// astroState is the dev server's state.
+// previewReport is one user's dev server.
+type previewReport struct {
+	Preview      string     `json:"preview"`
+	ClientID     string     `json:"clientId"`
+	UserID       string     `json:"userId"`
+	ThreadID     string     `json:"threadId,omitempty"`
+	Branch       string     `json:"branch,omitempty"`
+	State        string     `json:"state"`
+	Port         int        `json:"port"`
+	LastViewedAt *time.Time `json:"lastViewedAt"`
+}
+
+// astroState is the state of the latest job's user's dev server.
 type astroState struct {
 	State string `json:"state"`
 }
@@ -38,16 +56,18 @@ type jobCounts struct {
 	Failed    int64 `json:"failed"`
 }
 
-// Handler serves the report that report returns: 200 when its Problems are
-// empty, 503 otherwise.
-func healthHandler(report func() healthReport) http.Handler {
+// healthHandler serves the report that report returns: 200 when its
+// Problems are empty, 503 otherwise; detailed for requests from loopback
+// (the container's HEALTHCHECK, `worker healthcheck`, an operator on the
+// host), which alone may see tenants, paths and branches.
+func healthHandler(report func(detailed bool) healthReport) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		rep := report()
+		rep := report(fromLoopback(r))
 		code := http.StatusOK
 		rep.Status = "ok"
 		if len(rep.Problems) > 0 {
@@ -61,6 +81,16 @@ func healthHandler(report func() healthReport) http.Handler {
 			_ = json.NewEncoder(w).Encode(rep) // the client went away: nothing to do
 		}
 	})
+}
+
+// fromLoopback reports whether r came from this machine.
+func fromLoopback(r *http.Request) bool {
+	host, _, err := net.SplitHostPort(r.RemoteAddr)
+	if err != nil {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // timePtr returns &t in UTC, or nil for the zero time.

@@ -10,23 +10,36 @@ import (
 
 func TestHealthHandler(t *testing.T) {
 	now := time.Date(2026, 11, 27, 6, 0, 0, 0, time.UTC)
+	public := []string{"status", "version", "jobs", "lastActivityAt", "idleShutdownAt"}
+	tenant := []string{"workspace", "clientId", "userId", "threadId", "branch", "astro", "previews"}
 	tests := []struct {
-		name     string
-		problems []string
-		code     int
-		status   string
+		name       string
+		problems   []string
+		remoteAddr string
+		code       int
+		status     string
+		detailed   bool
 	}{
-		{"healthy", nil, 200, "ok"},
-		{"stuck", []string{"poll loop stuck"}, 503, "unhealthy"},
+		{"healthy, from loopback", nil, "127.0.0.1:40000", 200, "ok", true},
+		{"stuck, from loopback", []string{"poll loop stuck"}, "[::1]:40000", 503, "unhealthy", true},
+		{"healthy, from elsewhere", nil, "203.0.113.7:40000", 200, "ok", false},
+		{"stuck, from elsewhere", []string{"poll loop stuck"}, "10.0.0.5:40000", 503, "unhealthy", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := healthHandler(func() healthReport {
-				return healthReport{Version: "v1", ClientID: "acme", Astro: astroState{State: "ready"},
-					Jobs: jobCounts{InFlight: 1, Succeeded: 2, Failed: 3}, LastActivityAt: timePtr(now), Problems: tt.problems}
+			h := healthHandler(func(detailed bool) healthReport {
+				r := healthReport{Version: "v1", Jobs: jobCounts{InFlight: 1, Succeeded: 2, Failed: 3}, LastActivityAt: timePtr(now), Problems: tt.problems}
+				if detailed {
+					r.Workspace, r.ClientID, r.UserID, r.ThreadID, r.Branch = "/workspace/acme/alice", "acme", "alice", "t1", "thread-t1"
+					r.Astro = &astroState{State: "ready"}
+					r.Previews = []previewReport{{Preview: "acme-alice-x", ClientID: "acme", UserID: "alice", State: "ready"}}
+				}
+				return r
 			})
+			req := httptest.NewRequest("GET", "/health", nil)
+			req.RemoteAddr = tt.remoteAddr
 			rec := httptest.NewRecorder()
-			h.ServeHTTP(rec, httptest.NewRequest("GET", "/health", nil))
+			h.ServeHTTP(rec, req)
 			if rec.Code != tt.code {
 				t.Errorf("code %d, want %d", rec.Code, tt.code)
 			}
@@ -34,9 +47,14 @@ func TestHealthHandler(t *testing.T) {
 			if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil {
 				t.Fatal(err)
 			}
-			for _, key := range []string{"status", "version", "workspace", "clientId", "userId", "threadId", "branch", "astro", "jobs", "lastActivityAt", "idleShutdownAt"} {
+			for _, key := range public {
 				if _, ok := body[key]; !ok {
 					t.Errorf("body lacks %q: %s", key, rec.Body)
+				}
+			}
+			for _, key := range tenant {
+				if _, ok := body[key]; ok != tt.detailed {
+					t.Errorf("body has %q: %v, want %v (tenant details for loopback only): %s", key, ok, tt.detailed, rec.Body)
 				}
 			}
 			if body["status"] != tt.status {
@@ -46,16 +64,13 @@ func TestHealthHandler(t *testing.T) {
 			if jobs["inFlight"] != 1.0 || jobs["succeeded"] != 2.0 || jobs["failed"] != 3.0 {
 				t.Errorf("jobs %v", jobs)
 			}
-			if body["astro"].(map[string]any)["state"] != "ready" {
-				t.Errorf("astro %v", body["astro"])
-			}
 		})
 	}
 }
 
 func TestHandlerMethod(t *testing.T) {
 	rec := httptest.NewRecorder()
-	healthHandler(func() healthReport { return healthReport{} }).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/health", nil))
+	healthHandler(func(bool) healthReport { return healthReport{} }).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/health", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /health = %d", rec.Code)
 	}

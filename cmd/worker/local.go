@@ -9,6 +9,7 @@ import (
 	"flag"
 	"fmt"
 	"io/fs"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -72,7 +73,7 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	defaults := map[string]string{
 		"WORKSPACE_PATH":        filepath.Join(root, "workspace"),
 		"AUTO_SHUTDOWN_MINUTES": "0",
-		"PREVIEW_BASE_URL":      "http://" + *httpAddr,
+		"PREVIEW_BASE_URL":      localPreviewURL(*httpAddr),
 	}
 	if bin, err := filepath.Abs(claudecode.Bin); err == nil {
 		if _, err := os.Stat(bin); err == nil {
@@ -108,11 +109,11 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	defer os.Remove(statePath)
 
 	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Ready: func(addr string) {
-		c.printWelcome(cfg, state, statePath)
+		c.printWelcome(cfg, state, statePath, addr)
 	}})
 }
 
-func (c *LocalCommand) printWelcome(cfg config.Config, st sendTarget, statePath string) {
+func (c *LocalCommand) printWelcome(cfg config.Config, st sendTarget, statePath, httpAddr string) {
 	key := "set"
 	if c.Getenv("ANTHROPIC_API_KEY") == "" && c.Getenv("ANTHROPIC_API_KEY_SECRET_ID") == "" {
 		key = "NOT SET: execute jobs will fail until you export ANTHROPIC_API_KEY"
@@ -129,14 +130,24 @@ worker local is running (Ctrl-C stops it)
   workspaces      %s
   example repo    %s
   API key         %s
-  health          %s/health
-  preview         %s
+  health          http://%s/health
+  previews        %s (each user's own; open the previewUrl of a job's answer: it signs the browser in)
 
 Send a job from another terminal:
   %s -type init -client acme -user alice -thread t1 -wait 5m
   %s -type execute -client acme -user alice -thread t1 -instruction "Change the heading to Hello" -wait 10m
 
-`, st.Endpoint, st.JobQueueURL, st.ResponseQueueURL, cfg.WorkspacePath, orNone(cfg.RepoURL), key, cfg.PreviewBaseURL, cfg.PreviewBaseURL, send, send)
+`, st.Endpoint, st.JobQueueURL, st.ResponseQueueURL, cfg.WorkspacePath, orNone(cfg.RepoURL), key, httpAddr, cfg.PreviewBaseURL, send, send)
+}
+
+// localPreviewURL is worker local's PREVIEW_BASE_URL: a host name per
+// preview under localhost, which browsers resolve to this machine.
+func localPreviewURL(httpAddr string) string {
+	_, port, err := net.SplitHostPort(httpAddr)
+	if err != nil {
+		port = "8080"
+	}
+	return "http://" + config.PreviewPlaceholder + ".localhost:" + port + "/"
 }
 
 func orNone(s string) string {

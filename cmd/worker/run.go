@@ -12,6 +12,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -32,6 +33,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/secrets"
+	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/jobs/site"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/worker"
@@ -151,20 +153,24 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	})
 	activity := idle.New(cfg.AutoShutdown)
 
-	var dev *preview.DevServer
-	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL, PreviewBaseURL: cfg.PreviewBaseURL,
+	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL,
 		Gateway: gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Logger: log.With("component", "jobs")}
+	var handler *site.Handler
+	var pv *previews
 	if cfg.AstroDevMode {
-		dev = preview.NewDevServer(preview.DevServerConfig{
-			Port: cfg.AstroPort, PATH: opt.PATH, Logger: log.With("component", "preview"),
-		})
-		siteCfg.Preview = dev
+		pv, err = newPreviews(ctx, cfg, opt.AWS, ws, opt.PATH, func(key string) bool { return handler.Busy(key) }, red, log)
+		if err != nil {
+			return err
+		}
+		siteCfg.Preview, siteCfg.PreviewURL = pv.servers, pv.url
+		wg.Go(func() { pv.servers.Run(runCtx) })
 	}
+	handler = site.New(siteCfg)
 
 	sqsClient := sqs.NewFromConfig(opt.AWS)
 	w, err := worker.New(sqsClient, worker.Config{
 		JobQueueURL: cfg.JobQueueURL, ResponseQueueURL: cfg.ResponseQueueURL,
-		Handler: site.New(siteCfg), Ledger: ledger.New(cfg.WorkspacePath), Activity: activity, Redactor: red,
+		Handler: handler, Ledger: ledger.New(cfg.WorkspacePath), Activity: activity, Redactor: red,
 		Logger: log, MaxConcurrentUsers: cfg.MaxConcurrentUsers, JobTimeout: cfg.JobTimeout,
 	})
 	if err != nil {
@@ -176,7 +182,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           routes(cfg, w, dev, activity, log),
+		Handler:           routes(cfg, w, pv, activity, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -218,9 +224,9 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*time.Second)
 	defer cancel()
-	if dev != nil {
-		if err := dev.Close(closeCtx); err != nil {
-			log.Warn("stop the dev server", "error", err)
+	if pv != nil {
+		if err := pv.servers.Close(closeCtx); err != nil {
+			log.Warn("stop the dev servers", "error", err)
 		}
 	}
 	if err := srv.Shutdown(closeCtx); err != nil {
@@ -257,14 +263,16 @@ func resolveSecrets(ctx context.Context, cfg config.Config, awsCfg aws.Config, r
 	return apiKey, token, nil
 }
 
-// routes is the one HTTP port: /health, and the preview for everything else.
-func routes(cfg config.Config, w *worker.Worker, dev *preview.DevServer, activity *idle.Tracker, log *slog.Logger) http.Handler {
+// routes is the one HTTP port: /health, and the previews for everything
+// else, each behind its preview token.
+func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/health", healthHandler(func() healthReport {
-		return report(cfg, w, dev, activity)
+	mux.Handle("/health", healthHandler(func(detailed bool) healthReport {
+		return report(cfg, w, pv, activity, detailed)
 	}))
-	if dev != nil {
-		mux.Handle("/", preview.NewProxy(preview.ProxyConfig{Upstream: dev.URL, Activity: activity, Logger: log.With("component", "proxy")}))
+	if pv != nil {
+		proxy := preview.NewProxy(preview.ProxyConfig{Servers: pv.servers, Activity: activity, Logger: log.With("component", "proxy")})
+		mux.Handle("/", preview.NewGate(preview.GateConfig{Tokens: pv.tokens, PerHost: pv.perHost(), Next: proxy, Logger: log.With("component", "proxy")}))
 	} else {
 		mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
 			http.Error(rw, "The preview is off on this worker (ASTRO_DEV_MODE=false).", http.StatusServiceUnavailable)
@@ -273,28 +281,45 @@ func routes(cfg config.Config, w *worker.Worker, dev *preview.DevServer, activit
 	return mux
 }
 
-// report builds /health's body.
-func report(cfg config.Config, w *worker.Worker, dev *preview.DevServer, activity *idle.Tracker) healthReport {
+// report builds /health's body; detailed adds what only loopback may see:
+// the tenants, their paths and branches, the dev servers.
+func report(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, detailed bool) healthReport {
 	st := w.Stats()
 	r := healthReport{
 		Version:        version(),
-		Workspace:      cfg.WorkspacePath,
-		Astro:          astroState{State: "disabled"},
 		Jobs:           jobCounts{InFlight: st.InFlight, Succeeded: st.Succeeded, Failed: st.Failed},
 		LastActivityAt: timePtr(activity.LastActivity()),
 	}
 	if d, ok := activity.Deadline(); ok {
 		r.IdleShutdownAt = timePtr(d)
 	}
+	if !w.Healthy() {
+		r.Problems = append(r.Problems, "the job queue poll loop is stuck")
+	}
+	if !detailed {
+		return r
+	}
+	r.Workspace = cfg.WorkspacePath
+	r.Astro = &astroState{State: "disabled"}
 	if j := st.LastJob; j != nil {
 		r.ClientID, r.UserID, r.ThreadID, r.Branch = j.ClientID, j.UserID, j.ThreadID, j.Branch()
 		r.Workspace = filepath.Join(cfg.WorkspacePath, j.ClientID, j.UserID)
 	}
-	if dev != nil {
-		r.Astro.State = dev.State()
-	}
-	if !w.Healthy() {
-		r.Problems = append(r.Problems, "the job queue poll loop is stuck")
+	if pv != nil {
+		r.Astro.State = preview.StateStopped
+		r.Previews = []previewReport{}
+		for i, s := range pv.servers.List() {
+			client, user, _ := strings.Cut(s.Key, "/")
+			pr := previewReport{Preview: s.ID, ClientID: client, UserID: user, ThreadID: s.ThreadID, State: s.State,
+				Port: s.Port, LastViewedAt: timePtr(s.LastViewed)}
+			if s.ThreadID != "" {
+				pr.Branch = jobs.BranchName(s.ThreadID)
+			}
+			r.Previews = append(r.Previews, pr)
+			if i == 0 || s.Key == r.ClientID+"/"+r.UserID {
+				r.Astro.State = s.State // the latest job's user's, else the most recently viewed
+			}
+		}
 	}
 	return r
 }

@@ -42,6 +42,17 @@ type Config struct {
 	AstroPort        int
 	AstroDevMode     bool
 	PreviewBaseURL   string
+	// PreviewSecret and PreviewSecretSecretID give the key that signs
+	// preview tokens; neither means a random key per start.
+	PreviewSecret         string
+	PreviewSecretSecretID string
+	// PreviewTokenTTL is how long a preview token opens its preview.
+	PreviewTokenTTL time.Duration
+	// PreviewMaxServers is how many dev servers run at once; 0 means
+	// MaxConcurrentUsers + 1.
+	PreviewMaxServers int
+	// PreviewIdle stops a dev server nobody viewed for that long.
+	PreviewIdle time.Duration
 	// AutoShutdown is the idle time before the worker stops itself; 0 never.
 	AutoShutdown time.Duration
 
@@ -91,6 +102,18 @@ type Config struct {
 	ECSMetadataURI string
 }
 
+// PreviewPlaceholder stands for a user's preview id in PREVIEW_BASE_URL.
+const PreviewPlaceholder = "{preview}"
+
+// MaxPreviewServers returns PREVIEW_MAX_SERVERS, or its default
+// MAX_CONCURRENT_USERS + 1.
+func (c Config) MaxPreviewServers() int {
+	if c.PreviewMaxServers > 0 {
+		return c.PreviewMaxServers
+	}
+	return c.MaxConcurrentUsers + 1
+}
+
 // Default returns the configuration with every default of CONTRACT.md.
 func Default() Config {
 	return Config{
@@ -105,6 +128,8 @@ func Default() Config {
 		GitTokenHosts:      []string{"github.com"},
 		ClaudeMaxTurns:     30,
 		SecretRefresh:      15 * time.Minute,
+		PreviewTokenTTL:    12 * time.Hour,
+		PreviewIdle:        10 * time.Minute,
 		TenantUIDs:         sandbox.DefaultUIDs,
 		TenantMaxProcs:     1024,
 		TenantMaxFileMB:    2048,
@@ -127,6 +152,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.integer("ASTRO_PORT", &c.AstroPort, 1, 65535)
 	p.boolean("ASTRO_DEV_MODE", &c.AstroDevMode)
 	p.str("PREVIEW_BASE_URL", &c.PreviewBaseURL)
+	p.str("PREVIEW_SECRET", &c.PreviewSecret)
+	p.str("PREVIEW_SECRET_SECRET_ID", &c.PreviewSecretSecretID)
+	p.duration("PREVIEW_TOKEN_TTL", &c.PreviewTokenTTL)
+	p.integer("PREVIEW_MAX_SERVERS", &c.PreviewMaxServers, 1, 1000)
+	p.minutes("PREVIEW_IDLE_MINUTES", &c.PreviewIdle)
 	p.minutes("AUTO_SHUTDOWN_MINUTES", &c.AutoShutdown)
 	p.str("ANTHROPIC_API_KEY", &c.AnthropicAPIKey)
 	p.str("ANTHROPIC_API_KEY_SECRET_ID", &c.AnthropicAPIKeySecretID)
@@ -181,9 +211,20 @@ func (c Config) Validate() error {
 		return &FieldError{"HTTP_ADDR", "must be host:port or :port"}
 	}
 	if c.PreviewBaseURL != "" {
-		if u, err := url.Parse(c.PreviewBaseURL); err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
+		u, err := url.Parse(strings.ReplaceAll(c.PreviewBaseURL, PreviewPlaceholder, "p"))
+		if err != nil || (u.Scheme != "https" && u.Scheme != "http") || u.Host == "" {
 			return &FieldError{"PREVIEW_BASE_URL", "must be an http(s) URL"}
 		}
+		if n := strings.Count(c.PreviewBaseURL, PreviewPlaceholder); n > 1 ||
+			(n == 1 && !strings.Contains(c.PreviewBaseURL, "://"+PreviewPlaceholder+".")) {
+			return &FieldError{"PREVIEW_BASE_URL", "may hold " + PreviewPlaceholder + " once, as the first label of the host, such as https://{preview}.preview.example.com/"}
+		}
+	}
+	if c.PreviewSecret != "" && c.PreviewSecretSecretID != "" {
+		return &FieldError{"PREVIEW_SECRET_SECRET_ID", "set either PREVIEW_SECRET or PREVIEW_SECRET_SECRET_ID, not both"}
+	}
+	if c.PreviewIdle <= 0 {
+		return &FieldError{"PREVIEW_IDLE_MINUTES", "must be above 0"}
 	}
 	if c.AnthropicAPIKey != "" && c.AnthropicAPIKeySecretID != "" {
 		return &FieldError{"ANTHROPIC_API_KEY_SECRET_ID", "set either ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID, not both"}

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"regexp"
 	"time"
 
 	"github.com/lmittmann/tint"
@@ -25,7 +26,7 @@ type Options struct {
 
 // New returns a logger writing to w.
 func New(w io.Writer, opt Options) *slog.Logger {
-	mask := func(_ []string, a slog.Attr) slog.Attr {
+	replace := func(_ []string, a slog.Attr) slog.Attr {
 		return redactAttr(opt.Redactor, a)
 	}
 	format := opt.Format
@@ -38,13 +39,22 @@ func New(w io.Writer, opt Options) *slog.Logger {
 	var h slog.Handler
 	switch format {
 	case "tint":
-		h = tint.NewHandler(w, &tint.Options{Level: opt.Level, TimeFormat: time.TimeOnly, ReplaceAttr: mask})
+		h = tint.NewHandler(w, &tint.Options{Level: opt.Level, TimeFormat: time.TimeOnly, ReplaceAttr: replace})
 	case "text":
-		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: opt.Level, ReplaceAttr: mask})
+		h = slog.NewTextHandler(w, &slog.HandlerOptions{Level: opt.Level, ReplaceAttr: replace})
 	default:
-		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: opt.Level, ReplaceAttr: mask})
+		h = slog.NewJSONHandler(w, &slog.HandlerOptions{Level: opt.Level, ReplaceAttr: replace})
 	}
 	return slog.New(contextHandler{h})
+}
+
+// previewToken matches a preview token in a URL's query: logs never hold
+// one (responses do: a previewUrl carries its user's token).
+var previewToken = regexp.MustCompile(`(preview_token=)[^&\s"']+`)
+
+// mask masks secrets and preview tokens in s.
+func mask(r *redact.Redactor, s string) string {
+	return previewToken.ReplaceAllString(r.String(s), "${1}"+redact.Mask)
 }
 
 // redactAttr masks secrets in string values, error values and the message.
@@ -52,16 +62,16 @@ func redactAttr(r *redact.Redactor, a slog.Attr) slog.Attr {
 	switch a.Value.Kind() {
 	case slog.KindString:
 		if s := a.Value.String(); s != "" {
-			a.Value = slog.StringValue(r.String(s))
+			a.Value = slog.StringValue(mask(r, s))
 		}
 	case slog.KindAny:
 		switch v := a.Value.Any().(type) {
 		case error:
-			a.Value = slog.StringValue(r.String(v.Error()))
+			a.Value = slog.StringValue(mask(r, v.Error()))
 		case []string:
 			out := make([]string, len(v))
 			for i, s := range v {
-				out[i] = r.String(s)
+				out[i] = mask(r, s)
 			}
 			a.Value = slog.AnyValue(out)
 		}

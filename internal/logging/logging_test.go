@@ -18,9 +18,10 @@ func TestNewMasksSecrets(t *testing.T) {
 			var buf bytes.Buffer
 			log := New(&buf, Options{Level: slog.LevelDebug, Format: format, Redactor: redact.New("sk-ant-SECRET", "ghp_TOKEN")})
 			log.Info("calling with sk-ant-SECRET", "key", "sk-ant-SECRET", "err", errors.New("push https://x:ghp_TOKEN@github.com failed"),
-				slog.Group("g", "token", "ghp_TOKEN"), "list", []string{"a", "ghp_TOKEN"})
+				slog.Group("g", "token", "ghp_TOKEN"), "list", []string{"a", "ghp_TOKEN"},
+				"previewUrl", "https://acme-alice-x.preview.example.com/?preview_token=acme-alice-x.abc.SIGNATURE123&x=1")
 			out := buf.String()
-			for _, secret := range []string{"sk-ant-SECRET", "ghp_TOKEN"} {
+			for _, secret := range []string{"sk-ant-SECRET", "ghp_TOKEN", "SIGNATURE123"} {
 				if strings.Contains(out, secret) {
 					t.Errorf("log line leaks %q: %s", secret, out)
 				}

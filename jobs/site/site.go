@@ -23,10 +23,10 @@ type Agent interface {
 	Run(ctx context.Context, req agent.Request, onProgress func(agent.Progress)) (agent.Result, error)
 }
 
-// Previewer serves a project's live preview, as its tenant;
-// *preview.DevServer implements it.
+// Previewer runs each user's live preview, as its tenant; *preview.Servers
+// implements it.
 type Previewer interface {
-	TargetAs(ctx context.Context, projectDir string, as preview.RunAs) error
+	Target(ctx context.Context, t preview.Target) error
 	// PIDFor returns the process id of the dev server serving projectDir,
 	// 0 when none does.
 	PIDFor(projectDir string) int
@@ -50,8 +50,9 @@ type Config struct {
 	Preview Previewer
 	// DefaultRepoURL is cloned by an init without repoUrl (REPO_URL).
 	DefaultRepoURL string
-	// PreviewBaseURL is echoed as previewUrl (PREVIEW_BASE_URL).
-	PreviewBaseURL string
+	// PreviewURL returns a user's previewUrl (PREVIEW_BASE_URL with the
+	// user's preview and a preview token); nil answers none.
+	PreviewURL func(clientID, userID string) string
 	// Gateway, when not nil, gives every job a lease: the agent and git
 	// reach the API and the repository through it, never with a real secret.
 	Gateway Gateway
@@ -71,7 +72,8 @@ type Handler struct {
 	cfg Config
 	log *slog.Logger
 
-	previewMu sync.Mutex // serialises re-targeting the one dev server
+	busyMu sync.Mutex
+	busy   map[string]int // tenant keys with a job running, by count
 }
 
 // New returns the handler.
@@ -79,7 +81,7 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger}
+	return &Handler{cfg: cfg, log: cfg.Logger, busy: map[string]int{}}
 }
 
 // Handle runs one job, holding the user's workspace lock meanwhile.
@@ -104,6 +106,7 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 	// server: a process left by an install script or the agent, even one
 	// that left its process group and session, is found by its uid.
 	defer s.stopLeftovers(ctx, u)
+	defer s.enter(u.Tenant.Key)()
 	var lease *gateway.Lease
 	if s.cfg.Gateway != nil {
 		lease = s.cfg.Gateway.Lease(gateway.LeaseOptions{Tenant: u.Tenant.Key, JobID: job.JobID, BudgetUSD: s.budget(job)})
@@ -181,7 +184,7 @@ func (s *Handler) init(ctx context.Context, u *workspace.User, job jobs.Job) (jo
 		s.log.WarnContext(ctx, "cannot read the thread record", "error", err)
 	}
 	s.preview(ctx, u, job)
-	return jobs.Response{Branch: res.Branch, Resumed: jobs.Bool(res.Resumed), PreviewURL: s.cfg.PreviewBaseURL}, nil
+	return jobs.Response{Branch: res.Branch, Resumed: jobs.Bool(res.Resumed), PreviewURL: s.previewURL(job)}, nil
 }
 
 // execute runs the agent on the thread and commits what it changed.
@@ -190,7 +193,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	if err != nil {
 		return jobs.Response{}, classify(err)
 	}
-	resp := jobs.Response{Branch: branch, PreviewURL: s.cfg.PreviewBaseURL}
+	resp := jobs.Response{Branch: branch, PreviewURL: s.previewURL(job)}
 	if err := u.Touch(); err != nil {
 		s.log.WarnContext(ctx, "cannot update metadata.json", "error", err)
 	}
@@ -345,10 +348,39 @@ func (s *Handler) preview(ctx context.Context, u *workspace.User, job jobs.Job) 
 	if s.cfg.Preview == nil {
 		return
 	}
-	s.previewMu.Lock()
-	defer s.previewMu.Unlock()
-	if err := s.cfg.Preview.TargetAs(ctx, u.ProjectDir, preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir}); err != nil {
+	t := preview.Target{ID: preview.ID(job.ClientID, job.UserID), Key: u.Tenant.Key, ThreadID: job.ThreadID,
+		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir}}
+	if err := s.cfg.Preview.Target(ctx, t); err != nil {
 		s.log.WarnContext(ctx, "preview not serving", "error", err)
+	}
+}
+
+// previewURL returns the job's user's previewUrl, "" without one.
+func (s *Handler) previewURL(job jobs.Job) string {
+	if s.cfg.PreviewURL == nil {
+		return ""
+	}
+	return s.cfg.PreviewURL(job.ClientID, job.UserID)
+}
+
+// Busy reports whether a job of tenant key ("clientId/userId") runs now.
+func (s *Handler) Busy(key string) bool {
+	s.busyMu.Lock()
+	defer s.busyMu.Unlock()
+	return s.busy[key] > 0
+}
+
+// enter marks a job of tenant key running, until the returned func.
+func (s *Handler) enter(key string) func() {
+	s.busyMu.Lock()
+	s.busy[key]++
+	s.busyMu.Unlock()
+	return func() {
+		s.busyMu.Lock()
+		defer s.busyMu.Unlock()
+		if s.busy[key]--; s.busy[key] <= 0 {
+			delete(s.busy, key)
+		}
 	}
 }
 

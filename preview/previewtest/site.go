@@ -22,6 +22,8 @@ import (
 	"testing"
 
 	"github.com/webordinary/claude-code-astro/internal/procfs"
+	"github.com/webordinary/claude-code-astro/internal/testkit/node22"
+	"github.com/webordinary/claude-code-astro/preview"
 )
 
 // InstallHint is the command that installs the example site's dependencies,
@@ -36,26 +38,60 @@ var skipSource = map[string]bool{"node_modules": true, "dist": true, ".astro": t
 // dev server writes; every project gets its own.
 var skipModules = map[string]bool{".vite": true, ".astro": true}
 
-// SiteDir returns the absolute path of examples/site in this repository.
-func SiteDir(tb testing.TB) string {
+// Site is one of the repository's example Astro sites. Customer sites pin
+// their own Astro: the preview works with each of these.
+type Site struct {
+	// Name names it in tests: "astro5", "astro7".
+	Name string
+	// dir is its folder under examples/.
+	dir string
+	// node22 says its dev server needs Node.js 22 (Astro 7).
+	node22 bool
+}
+
+// Sites returns the example sites: Astro 5 (examples/site, the default) and
+// the newest Astro major (examples/site-astro7, on Vite 8, Node 22).
+func Sites() []Site {
+	return []Site{{Name: "astro5", dir: "site"}, {Name: "astro7", dir: "site-astro7", node22: true}}
+}
+
+// Default is the Astro 5 example site, examples/site.
+func Default() Site { return Sites()[0] }
+
+// InstallHintFor is the command that installs a site's dependencies, run
+// from the repository root.
+func (s Site) InstallHintFor() string { return "npm ci --prefix examples/" + s.dir }
+
+// Dir returns the absolute path of the site's folder.
+func (s Site) Dir(tb testing.TB) string {
 	tb.Helper()
 	_, file, _, ok := runtime.Caller(0)
 	if !ok {
-		tb.Fatal("previewtest: cannot locate the source file to find examples/site")
+		tb.Fatal("previewtest: cannot locate the source file to find examples/")
 	}
-	dir := filepath.Join(filepath.Dir(file), "..", "..", "examples", "site")
+	dir := filepath.Join(filepath.Dir(file), "..", "..", "examples", s.dir)
 	if _, err := os.Stat(filepath.Join(dir, "package.json")); err != nil {
-		tb.Fatalf("previewtest: examples/site not found: %v", err)
+		tb.Fatalf("previewtest: examples/%s not found: %v", s.dir, err)
 	}
 	return dir
 }
 
-// SiteFiles returns the example site's source files (path -> content, paths
-// with '/'), without what npm, Astro or a build put there: what a test
-// commits to a remote standing for the customer's repository.
-func SiteFiles(tb testing.TB) map[string]string {
+// PATH returns the PATH a dev server of the site needs: where the right
+// node is found, failing the test when it is not installed.
+func (s Site) PATH(tb testing.TB) string {
 	tb.Helper()
-	src := SiteDir(tb)
+	if s.node22 {
+		return node22.BinDir(tb) + ":" + preview.DefaultPATH
+	}
+	return NodePATH(tb)
+}
+
+// Files returns the site's source files (path -> content, paths with '/'),
+// without what npm, Astro or a build put there: what a test commits to a
+// remote standing for the customer's repository.
+func (s Site) Files(tb testing.TB) map[string]string {
+	tb.Helper()
+	src := s.Dir(tb)
 	files := map[string]string{}
 	err := filepath.WalkDir(src, func(path string, d fs.DirEntry, err error) error {
 		if err != nil {
@@ -79,40 +115,40 @@ func SiteFiles(tb testing.TB) map[string]string {
 		return nil
 	})
 	if err != nil {
-		tb.Fatalf("previewtest: read the example site: %v", err)
+		tb.Fatalf("previewtest: read examples/%s: %v", s.dir, err)
 	}
 	return files
 }
 
 // RequireNodeModules fails the test, saying how to install them, unless the
-// example site's dependencies are installed.
-func RequireNodeModules(tb testing.TB) {
+// site's dependencies are installed.
+func (s Site) RequireNodeModules(tb testing.TB) {
 	tb.Helper()
-	astro := filepath.Join(SiteDir(tb), "node_modules", ".bin", "astro")
+	astro := filepath.Join(s.Dir(tb), "node_modules", ".bin", "astro")
 	if _, err := os.Stat(astro); err != nil {
-		tb.Fatalf("previewtest: the example site's dependencies are missing (%v): run `%s` from the repository root", err, InstallHint)
+		tb.Fatalf("previewtest: the dependencies of examples/%s are missing (%v): run `%s` from the repository root", s.dir, err, s.InstallHintFor())
 	}
 }
 
-// PrepareSite copies the example site's source into a new temporary
-// directory, gives it its own node_modules (see InstallNodeModules) and
-// returns the directory. The directory is removed when the test ends.
-func PrepareSite(tb testing.TB) string {
+// Prepare copies the site's source into a new temporary directory, gives
+// it its own node_modules (see InstallNodeModules) and returns the
+// directory. The directory is removed when the test ends.
+func (s Site) Prepare(tb testing.TB) string {
 	tb.Helper()
 	dir := filepath.Join(tb.TempDir(), "site")
 	if err := os.Mkdir(dir, 0o755); err != nil {
 		tb.Fatalf("previewtest: create site dir: %v", err)
 	}
-	CopySite(tb, dir)
-	InstallNodeModules(tb, dir)
+	s.Copy(tb, dir)
+	s.InstallNodeModules(tb, dir)
 	return dir
 }
 
-// CopySite copies the example site's source files (not node_modules, dist or
-// .astro) into dst, which must exist. Use it to fill a git repository.
-func CopySite(tb testing.TB, dst string) {
+// Copy copies the site's source files (not node_modules, dist or .astro)
+// into dst, which must exist.
+func (s Site) Copy(tb testing.TB, dst string) {
 	tb.Helper()
-	src := SiteDir(tb)
+	src := s.Dir(tb)
 	entries, err := os.ReadDir(src)
 	if err != nil {
 		tb.Fatalf("previewtest: read site: %v", err)
@@ -128,14 +164,14 @@ func CopySite(tb testing.TB, dst string) {
 }
 
 // InstallNodeModules gives projectDir a node_modules tree of its own whose
-// files are hard links to those of examples/site/node_modules (copies when
+// files are hard links to those of the site's node_modules (copies when
 // linking fails, as across file systems). The dev server caches under
 // node_modules are left out. It fails the test, saying how to install them,
-// when the example site's dependencies are missing.
-func InstallNodeModules(tb testing.TB, projectDir string) {
+// when the site's dependencies are missing.
+func (s Site) InstallNodeModules(tb testing.TB, projectDir string) {
 	tb.Helper()
-	RequireNodeModules(tb)
-	src := filepath.Join(SiteDir(tb), "node_modules")
+	s.RequireNodeModules(tb)
+	src := filepath.Join(s.Dir(tb), "node_modules")
 	dst := filepath.Join(projectDir, "node_modules")
 	entries, err := os.ReadDir(src)
 	if err != nil {
@@ -152,6 +188,28 @@ func InstallNodeModules(tb testing.TB, projectDir string) {
 			tb.Fatalf("previewtest: link node_modules: %v", err)
 		}
 	}
+}
+
+// SiteDir returns the absolute path of examples/site (the Astro 5 site).
+func SiteDir(tb testing.TB) string { tb.Helper(); return Default().Dir(tb) }
+
+// SiteFiles returns the Astro 5 example site's source files (see Site.Files).
+func SiteFiles(tb testing.TB) map[string]string { tb.Helper(); return Default().Files(tb) }
+
+// RequireNodeModules fails the test unless the Astro 5 site's dependencies
+// are installed.
+func RequireNodeModules(tb testing.TB) { tb.Helper(); Default().RequireNodeModules(tb) }
+
+// PrepareSite prepares a copy of the Astro 5 example site (see Site.Prepare).
+func PrepareSite(tb testing.TB) string { tb.Helper(); return Default().Prepare(tb) }
+
+// CopySite copies the Astro 5 example site's source into dst.
+func CopySite(tb testing.TB, dst string) { tb.Helper(); Default().Copy(tb, dst) }
+
+// InstallNodeModules gives projectDir the Astro 5 site's node_modules.
+func InstallNodeModules(tb testing.TB, projectDir string) {
+	tb.Helper()
+	Default().InstallNodeModules(tb, projectDir)
 }
 
 // FreePort returns a TCP port on 127.0.0.1 that was free when asked: the

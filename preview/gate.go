@@ -1,0 +1,153 @@
+package preview
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// GateConfig configures a Gate.
+type GateConfig struct {
+	// Tokens checks preview tokens. Required.
+	Tokens *Tokens
+	// PerHost says each preview has a host name of its own ({preview} in
+	// PREVIEW_BASE_URL): the first label of the request's host names the
+	// preview, and a token or cookie opens that preview only. When false,
+	// one host serves every preview and the token or cookie names it: one
+	// preview per browser.
+	PerHost bool
+	// Next serves authenticated requests; PreviewID(r.Context()) names
+	// their preview.
+	Next http.Handler
+	// Logger receives refusals at debug level. Nil discards them.
+	Logger *slog.Logger
+}
+
+// Gate lets through only requests that carry a valid preview token for the
+// preview they ask for, in the query (TokenParam, as in a previewUrl) or in
+// the cookie that such a request gets: the first request with a token sets
+// an HttpOnly cookie scoped to its host (Secure, SameSite=None and
+// Partitioned on https, so the preview also works in an iframe of another
+// site) and is redirected to the same URL without the token, which so stays
+// out of history and logs. Any other request, a WebSocket upgrade included,
+// gets 401 and a short page and goes no further. Create it with NewGate.
+type Gate struct {
+	cfg GateConfig
+	log *slog.Logger
+}
+
+// NewGate returns a Gate.
+func NewGate(cfg GateConfig) *Gate {
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Gate{cfg: cfg, log: log}
+}
+
+type previewIDKey struct{}
+
+// PreviewID returns the preview id a Gate found for the request.
+func PreviewID(ctx context.Context) (string, bool) {
+	id, ok := ctx.Value(previewIDKey{}).(string)
+	return id, ok
+}
+
+// WithPreviewID returns ctx naming preview id, as a Gate does (for serving
+// a Proxy without a Gate in tests).
+func WithPreviewID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, previewIDKey{}, id)
+}
+
+// ServeHTTP checks the request's token or cookie.
+func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	want := ""
+	if g.cfg.PerHost {
+		want = firstLabel(r.Host)
+		if !ValidID(want) {
+			g.refuse(w, r, "the host names no preview")
+			return
+		}
+	}
+	if token := r.URL.Query().Get(TokenParam); token != "" {
+		id, expires, ok := g.cfg.Tokens.Verify(token)
+		if !ok || (want != "" && id != want) {
+			g.refuse(w, r, "invalid, expired or another preview's token")
+			return
+		}
+		g.setCookie(w, r, token, expires)
+		if r.Method == http.MethodGet || r.Method == http.MethodHead {
+			q := r.URL.Query()
+			q.Del(TokenParam)
+			to := url.URL{Path: r.URL.Path, RawQuery: q.Encode()}
+			if to.Path == "" {
+				to.Path = "/"
+			}
+			w.Header().Set("Cache-Control", "no-store")
+			http.Redirect(w, r, to.String(), http.StatusFound)
+			return
+		}
+		g.cfg.Next.ServeHTTP(w, r.WithContext(WithPreviewID(r.Context(), id)))
+		return
+	}
+	c, err := r.Cookie(CookieName)
+	if err != nil {
+		g.refuse(w, r, "no preview token or cookie")
+		return
+	}
+	id, _, ok := g.cfg.Tokens.Verify(c.Value)
+	if !ok || (want != "" && id != want) {
+		g.refuse(w, r, "invalid, expired or another preview's cookie")
+		return
+	}
+	g.cfg.Next.ServeHTTP(w, r.WithContext(WithPreviewID(r.Context(), id)))
+}
+
+// setCookie gives the browser the token as a cookie of this host.
+func (g *Gate) setCookie(w http.ResponseWriter, r *http.Request, token string, expires time.Time) {
+	c := &http.Cookie{Name: CookieName, Value: token, Path: "/", HttpOnly: true,
+		MaxAge: max(1, int(time.Until(expires).Seconds())), SameSite: http.SameSiteLaxMode}
+	if isHTTPS(r) {
+		c.Secure, c.SameSite, c.Partitioned = true, http.SameSiteNoneMode, true
+	}
+	http.SetCookie(w, c)
+}
+
+// isHTTPS reports whether the browser reached the preview over https, here
+// or at a load balancer in front.
+func isHTTPS(r *http.Request) bool {
+	return r.TLS != nil || strings.EqualFold(r.Header.Get("X-Forwarded-Proto"), "https")
+}
+
+// refuse answers 401 with a short page.
+func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, why string) {
+	g.log.DebugContext(r.Context(), "preview request refused", "reason", why, "path", r.URL.Path)
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Content-Length", strconv.Itoa(len(unauthorizedPage)))
+	w.WriteHeader(http.StatusUnauthorized)
+	_, _ = w.Write(unauthorizedPage) // a client that went away needs no answer
+}
+
+// unauthorizedPage is the 401 answer.
+var unauthorizedPage = []byte(`<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>Preview: sign-in needed</title></head>
+<body><main id="preview-unauthorized"><h1>This preview needs its link</h1>
+<p>Open the preview from its link (previewUrl); the link signs this browser in.</p></main></body></html>
+`)
+
+// firstLabel returns the first label of a Host header's name, lower-cased.
+func firstLabel(hostport string) string {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	label, _, _ := strings.Cut(host, ".")
+	return strings.ToLower(label)
+}

@@ -1,0 +1,151 @@
+package preview_test
+
+import (
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/webordinary/claude-code-astro/preview"
+)
+
+func TestIDIsAStableDistinctDNSLabel(t *testing.T) {
+	pairs := [][2]string{
+		{"acme", "alice"}, {"acme", "Alice"}, {"ACME", "alice"}, {"acme", "al_ice"}, {"acme", "al-ice"},
+		{"acme", "al--ice"}, {"a", "b"}, {strings.Repeat("C", 64), strings.Repeat("u", 64)},
+		{strings.Repeat("C", 64), strings.Repeat("u", 63) + "U"}, {"9", "_"[:0] + "x_y"}, {"acme-", "x"}, {"acme", "-x"[1:]},
+	}
+	seen := map[string][2]string{}
+	for _, p := range pairs {
+		id := preview.ID(p[0], p[1])
+		if !preview.ValidID(id) || len(id) > 63 || strings.Contains(id, "--") || strings.ToLower(id) != id {
+			t.Errorf("ID(%q, %q) = %q: not a lower-case DNS label of at most 63 characters without '--'", p[0], p[1], id)
+		}
+		if id != preview.ID(p[0], p[1]) {
+			t.Errorf("ID(%q, %q) is not stable", p[0], p[1])
+		}
+		if other, dup := seen[id]; dup {
+			t.Errorf("ID(%q, %q) = ID(%q, %q) = %q", p[0], p[1], other[0], other[1], id)
+		}
+		seen[id] = p
+	}
+	if id := preview.ID("acme", "alice"); !strings.HasPrefix(id, "acme-alice-") {
+		t.Errorf("ID(acme, alice) = %q: want it readable", id)
+	}
+}
+
+func TestTokens(t *testing.T) {
+	tokens := preview.NewTokens([]byte("key one"), time.Hour)
+	alice, bob := preview.ID("acme", "alice"), preview.ID("acme", "bob")
+	tok := tokens.Issue(alice)
+	if id, exp, ok := tokens.Verify(tok); !ok || id != alice || time.Until(exp) < 59*time.Minute {
+		t.Errorf("Verify(Issue(alice)) = %q %v %v", id, exp, ok)
+	}
+	forged := strings.Replace(tok, alice, bob, 1)
+	expired := preview.NewTokens([]byte("key one"), time.Nanosecond).Issue(alice)
+	time.Sleep(time.Millisecond)
+	for name, bad := range map[string]string{
+		"another preview's id in the token": forged,
+		"signed with another key":           preview.NewTokens([]byte("key two"), time.Hour).Issue(alice),
+		"expired":                           expired,
+		"empty":                             "",
+		"garbage":                           "a.b.c",
+		"no signature":                      alice + ".zz.",
+	} {
+		if id, _, ok := tokens.Verify(bad); ok {
+			t.Errorf("%s: Verify = %q, ok: want refused", name, id)
+		}
+	}
+}
+
+// gate serves a Gate in per-host mode in front of a handler that names the
+// preview it was given.
+func gate(t *testing.T, tokens *preview.Tokens, perHost bool) http.Handler {
+	t.Helper()
+	return preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: perHost, Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		id, _ := preview.PreviewID(r.Context())
+		w.Write([]byte("next: preview " + id + " cookie " + r.Header.Get("Cookie")))
+	})})
+}
+
+func TestGate(t *testing.T) {
+	tokens := preview.NewTokens([]byte("secret"), time.Hour)
+	alice, bob := preview.ID("acme", "alice"), preview.ID("acme", "bob")
+	aliceHost, bobHost := alice+".preview.example.com", bob+".preview.example.com"
+	g := gate(t, tokens, true)
+	do := func(method, host, target string, header http.Header) *httptest.ResponseRecorder {
+		req := httptest.NewRequest(method, target, nil)
+		req.Host = host
+		for k, v := range header {
+			req.Header[k] = v
+		}
+		rec := httptest.NewRecorder()
+		g.ServeHTTP(rec, req)
+		return rec
+	}
+	tok := tokens.Issue(alice)
+
+	// The first request with the token: a host cookie and a redirect to the
+	// same URL without the token.
+	rec := do(http.MethodGet, aliceHost, "/blog/?page=2&"+preview.TokenParam+"="+url.QueryEscape(tok), nil)
+	if rec.Code != http.StatusFound {
+		t.Fatalf("with the token: %d, want a redirect", rec.Code)
+	}
+	if loc := rec.Header().Get("Location"); strings.Contains(loc, tok) || loc != "/blog/?page=2" {
+		t.Errorf("redirect to %q, want /blog/?page=2 without the token", loc)
+	}
+	cookies := rec.Result().Cookies()
+	if len(cookies) != 1 || cookies[0].Name != preview.CookieName || cookies[0].Value != tok || !cookies[0].HttpOnly ||
+		cookies[0].Domain != "" || cookies[0].Secure || cookies[0].MaxAge < 3500 {
+		t.Fatalf("cookie %+v: want an HttpOnly host cookie holding the token for its TTL", cookies)
+	}
+	withCookie := http.Header{"Cookie": {preview.CookieName + "=" + tok + "; site=1"}}
+	if rec := do(http.MethodGet, aliceHost, "/blog/", withCookie); rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "preview "+alice) {
+		t.Errorf("with the cookie: %d %s", rec.Code, rec.Body)
+	}
+
+	// On https (at a load balancer): Secure, SameSite=None, Partitioned, so
+	// the preview works in an iframe of upstream's own https app.
+	rec = do(http.MethodGet, aliceHost, "/?"+preview.TokenParam+"="+url.QueryEscape(tok), http.Header{"X-Forwarded-Proto": {"https"}})
+	c := rec.Result().Cookies()
+	if len(c) != 1 || !c[0].Secure || c[0].SameSite != http.SameSiteNoneMode || !c[0].Partitioned {
+		t.Errorf("cookie over https: %+v", c)
+	}
+
+	upgrade := http.Header{"Connection": {"Upgrade"}, "Upgrade": {"websocket"}, "Sec-Websocket-Protocol": {"vite-hmr"}}
+	expired := preview.NewTokens([]byte("secret"), time.Nanosecond).Issue(alice)
+	time.Sleep(time.Millisecond)
+	for _, tc := range []struct {
+		name   string
+		host   string
+		target string
+		header http.Header
+	}{
+		{"no token", aliceHost, "/", nil},
+		{"no token, HMR socket", aliceHost, "/?token=vite-token", upgrade},
+		{"alice's token on bob's host", bobHost, "/?" + preview.TokenParam + "=" + url.QueryEscape(tok), nil},
+		{"alice's cookie on bob's host", bobHost, "/", withCookie},
+		{"forged token", aliceHost, "/?" + preview.TokenParam + "=" + alice + ".zzzzzz.forged", nil},
+		{"expired token", aliceHost, "/?" + preview.TokenParam + "=" + url.QueryEscape(expired), nil},
+		{"another key's cookie", aliceHost, "/", http.Header{"Cookie": {preview.CookieName + "=" + preview.NewTokens([]byte("other"), time.Hour).Issue(alice)}}},
+		{"a host that names no preview", "Not_A_Label.example.com", "/", withCookie},
+	} {
+		rec := do(http.MethodGet, tc.host, tc.target, tc.header)
+		if rec.Code != http.StatusUnauthorized || strings.Contains(rec.Body.String(), "next:") || len(rec.Result().Cookies()) != 0 {
+			t.Errorf("%s: %d %q, want 401 and nothing further", tc.name, rec.Code, rec.Body.String())
+		}
+	}
+
+	// One host for every preview: the token names the preview.
+	single := gate(t, tokens, false)
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Host = "preview.example.com"
+	req.Header.Set("Cookie", preview.CookieName+"="+tokens.Issue(bob))
+	rec = httptest.NewRecorder()
+	single.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "preview "+bob) {
+		t.Errorf("one host, bob's cookie: %d %s", rec.Code, rec.Body)
+	}
+}

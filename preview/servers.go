@@ -1,0 +1,346 @@
+package preview
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// Defaults of ServersConfig.
+const (
+	DefaultMaxServers = 3
+	DefaultIdleAfter  = 10 * time.Minute
+)
+
+// ErrNoWorkspace is returned by Ensure for a preview id whose user has no
+// workspace this worker can serve.
+var ErrNoWorkspace = errors.New("no workspace for this preview")
+
+// Target is one user's preview: what their dev server serves, as whom.
+type Target struct {
+	// ID is the preview id (see ID).
+	ID string
+	// Key is "clientId/userId".
+	Key string
+	// ThreadID is the thread of the user's latest job, for /health.
+	ThreadID string
+	// Dir is the user's project directory.
+	Dir string
+	// As is the tenant the dev server runs as.
+	As RunAs
+}
+
+// ServersConfig configures Servers. Zero values mean the defaults.
+type ServersConfig struct {
+	// BasePort is the first loopback port a dev server takes (ASTRO_PORT);
+	// each running dev server has its own port from there up.
+	BasePort int
+	// PATH is the dev servers' PATH (where they find node).
+	PATH string
+	// MaxServers is how many dev servers run at once (PREVIEW_MAX_SERVERS);
+	// past it the least recently viewed one stops. Default DefaultMaxServers.
+	MaxServers int
+	// IdleAfter stops a dev server nobody viewed (and no job targeted) for
+	// that long (PREVIEW_IDLE_MINUTES). Default DefaultIdleAfter.
+	IdleAfter time.Duration
+	// Lookup finds the preview of an id whose dev server is not running (a
+	// user of this worker's root, after a restart or an eviction), or
+	// returns ErrNoWorkspace.
+	Lookup func(ctx context.Context, id string) (Target, error)
+	// Stopped, when set, is called after a user's dev server stopped (idle,
+	// evicted, closed), with its last target: to end the tenant's other
+	// processes.
+	Stopped func(Target)
+	// Logger receives the dev servers' output and lifecycle. Nil discards.
+	Logger *slog.Logger
+	// Passed to every DevServer (see DevServerConfig).
+	ReadyTimeout, MinBackoff, MaxBackoff, StopTimeout time.Duration
+}
+
+// Servers runs one dev server per active user, each on its own loopback
+// port and as its user's tenant: started by a job (Target) or by a viewer's
+// request (Ensure), stopped when idle or when more than MaxServers run. Its
+// methods are safe for concurrent use; none holds its lock across a process
+// start or stop.
+type Servers struct {
+	cfg ServersConfig
+	log *slog.Logger
+
+	mu       sync.Mutex
+	byID     map[string]*server
+	starting map[string]bool // Ensure looking a preview up
+	closed   bool
+	bg       sync.WaitGroup // background starts and stops
+}
+
+// server is one user's dev server.
+type server struct {
+	target     Target
+	ds         *DevServer
+	port       int
+	lastViewed time.Time
+}
+
+// ServerInfo describes a running dev server, for /health.
+type ServerInfo struct {
+	Target
+	State      string
+	Port       int
+	PID        int
+	LastViewed time.Time
+}
+
+// NewServers returns Servers with none running.
+func NewServers(cfg ServersConfig) *Servers {
+	if cfg.MaxServers <= 0 {
+		cfg.MaxServers = DefaultMaxServers
+	}
+	if cfg.IdleAfter <= 0 {
+		cfg.IdleAfter = DefaultIdleAfter
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Servers{cfg: cfg, log: log, byID: map[string]*server{}, starting: map[string]bool{}}
+}
+
+// Target makes t's user's dev server serve t.Dir as t.As, starting it (and
+// stopping the least recently viewed one past MaxServers) when it does not
+// run, and waits until it answers, as DevServer.Target does.
+func (s *Servers) Target(ctx context.Context, t Target) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	e := s.byID[t.ID]
+	if e == nil {
+		port, err := s.freePortLocked()
+		if err != nil {
+			s.mu.Unlock()
+			return fmt.Errorf("start the preview of %s: %w", t.Key, err)
+		}
+		e = &server{port: port, ds: NewDevServer(DevServerConfig{
+			Port: port, PATH: s.cfg.PATH, Logger: s.log.With("preview", t.ID),
+			ReadyTimeout: s.cfg.ReadyTimeout, MinBackoff: s.cfg.MinBackoff, MaxBackoff: s.cfg.MaxBackoff, StopTimeout: s.cfg.StopTimeout,
+		})}
+		s.byID[t.ID] = e
+	}
+	e.target = t
+	e.lastViewed = time.Now()
+	evicted := s.evictLocked(t.ID)
+	s.mu.Unlock()
+	s.stopInBackground(evicted, "more than PREVIEW_MAX_SERVERS dev servers")
+	return e.ds.TargetAs(ctx, t.Dir, t.As)
+}
+
+// Upstream returns the address of preview id's dev server and whether it
+// is ready, and counts the call as a view.
+func (s *Servers) Upstream(id string) (*url.URL, bool) {
+	s.mu.Lock()
+	e := s.byID[id]
+	if e != nil {
+		e.lastViewed = time.Now()
+	}
+	s.mu.Unlock()
+	if e == nil {
+		return nil, false
+	}
+	return e.ds.URL()
+}
+
+// Ensure starts preview id's dev server in the background when none runs
+// for it (a viewer came back after an idle stop, an eviction or a restart):
+// it looks the preview up now, and returns ErrNoWorkspace when there is
+// nothing to serve.
+func (s *Servers) Ensure(ctx context.Context, id string) error {
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return ErrClosed
+	}
+	if _, running := s.byID[id]; running || s.starting[id] {
+		s.mu.Unlock()
+		return nil
+	}
+	s.starting[id] = true
+	s.mu.Unlock()
+	done := func() {
+		s.mu.Lock()
+		delete(s.starting, id)
+		s.mu.Unlock()
+	}
+	if s.cfg.Lookup == nil {
+		done()
+		return ErrNoWorkspace
+	}
+	t, err := s.cfg.Lookup(ctx, id)
+	if err != nil {
+		done()
+		return err
+	}
+	s.bg.Go(func() {
+		defer done()
+		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+		defer cancel()
+		if err := s.Target(sctx, t); err != nil {
+			s.log.Warn("preview not serving", "preview", id, "tenant", t.Key, "err", err)
+		}
+	})
+	return nil
+}
+
+// Run stops dev servers idle for IdleAfter until ctx ends.
+func (s *Servers) Run(ctx context.Context) {
+	tick := time.NewTicker(min(s.cfg.IdleAfter/4, 30*time.Second))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		s.mu.Lock()
+		var idle []*server
+		for id, e := range s.byID {
+			if time.Since(e.lastViewed) >= s.cfg.IdleAfter {
+				idle = append(idle, e)
+				delete(s.byID, id)
+			}
+		}
+		s.mu.Unlock()
+		s.stopInBackground(idle, "idle for PREVIEW_IDLE_MINUTES")
+	}
+}
+
+// PIDFor returns the process id of the dev server serving dir, 0 when none.
+func (s *Servers) PIDFor(dir string) int {
+	s.mu.Lock()
+	servers := make([]*server, 0, len(s.byID))
+	for _, e := range s.byID {
+		servers = append(servers, e)
+	}
+	s.mu.Unlock()
+	for _, e := range servers {
+		if pid := e.ds.PIDFor(dir); pid != 0 {
+			return pid
+		}
+	}
+	return 0
+}
+
+// List describes the dev servers, most recently viewed first.
+func (s *Servers) List() []ServerInfo {
+	s.mu.Lock()
+	out := make([]ServerInfo, 0, len(s.byID))
+	dss := make([]*DevServer, 0, len(s.byID))
+	for _, e := range s.byID {
+		out = append(out, ServerInfo{Target: e.target, Port: e.port, LastViewed: e.lastViewed})
+		dss = append(dss, e.ds)
+	}
+	s.mu.Unlock()
+	for i, ds := range dss {
+		out[i].State, out[i].PID = ds.State(), ds.PID()
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].LastViewed.After(out[j].LastViewed) })
+	return out
+}
+
+// Close stops every dev server and waits for the background work.
+func (s *Servers) Close(ctx context.Context) error {
+	s.mu.Lock()
+	s.closed = true
+	all := make([]*server, 0, len(s.byID))
+	for id, e := range s.byID {
+		all = append(all, e)
+		delete(s.byID, id)
+	}
+	s.mu.Unlock()
+	var errs []error
+	for _, e := range all {
+		errs = append(errs, s.stop(ctx, e, "shutting down"))
+	}
+	done := make(chan struct{})
+	go func() { s.bg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("close previews: %w", ctx.Err()))
+	}
+	return errors.Join(errs...)
+}
+
+// evictLocked removes and returns the least recently viewed dev servers
+// past MaxServers, keeping keep. s.mu must be held.
+func (s *Servers) evictLocked(keep string) []*server {
+	if len(s.byID) <= s.cfg.MaxServers {
+		return nil
+	}
+	var others []*server
+	for id, e := range s.byID {
+		if id != keep {
+			others = append(others, e)
+		}
+	}
+	sort.Slice(others, func(i, j int) bool { return others[i].lastViewed.Before(others[j].lastViewed) })
+	n := len(s.byID) - s.cfg.MaxServers
+	evicted := others[:min(n, len(others))]
+	for _, e := range evicted {
+		delete(s.byID, e.target.ID)
+	}
+	return evicted
+}
+
+// stopInBackground stops servers without holding up the caller.
+func (s *Servers) stopInBackground(servers []*server, why string) {
+	for _, e := range servers {
+		s.bg.Go(func() {
+			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			defer cancel()
+			if err := s.stop(ctx, e, why); err != nil {
+				s.log.Warn("stop a dev server", "preview", e.target.ID, "err", err)
+			}
+		})
+	}
+}
+
+// stop closes one dev server and reports it stopped.
+func (s *Servers) stop(ctx context.Context, e *server, why string) error {
+	s.log.Info("stopping a dev server", "preview", e.target.ID, "tenant", e.target.Key, "reason", why)
+	err := e.ds.Close(ctx)
+	if s.cfg.Stopped != nil {
+		s.cfg.Stopped(e.target)
+	}
+	return err
+}
+
+// freePortLocked returns the first port from BasePort that no dev server of
+// s uses and that is free now. s.mu must be held.
+func (s *Servers) freePortLocked() (int, error) {
+	used := map[int]bool{}
+	for _, e := range s.byID {
+		used[e.port] = true
+	}
+	for port := max(s.cfg.BasePort, 1); port <= 65535 && port < max(s.cfg.BasePort, 1)+1000; port++ {
+		if used[port] {
+			continue
+		}
+		ln, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+		if err != nil {
+			continue
+		}
+		if err := ln.Close(); err != nil {
+			return 0, err
+		}
+		return port, nil
+	}
+	return 0, fmt.Errorf("%w: no free port from %d", ErrPortInUse, s.cfg.BasePort)
+}

@@ -1,0 +1,82 @@
+package preview
+
+import (
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/base64"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// TokenParam is the query parameter that carries a preview token in a
+// previewUrl (Vite's own HMR socket uses "token").
+const TokenParam = "preview_token"
+
+// CookieName is the cookie a preview token is exchanged for.
+const CookieName = "preview_token"
+
+// DefaultTokenTTL is how long a preview token opens its preview when
+// PREVIEW_TOKEN_TTL is not set.
+const DefaultTokenTTL = 12 * time.Hour
+
+// Tokens signs and checks preview tokens: "{preview id}.{expiry}.{MAC}",
+// where the MAC is HMAC-SHA256 over the id and the expiry (Unix seconds,
+// base 36) under a secret key. A token opens one preview until it expires.
+// The zero value is not usable: call NewTokens. It is safe for concurrent
+// use.
+type Tokens struct {
+	key []byte
+	ttl time.Duration
+	now func() time.Time
+}
+
+// NewTokens returns Tokens signing with key; ttl <= 0 means DefaultTokenTTL.
+func NewTokens(key []byte, ttl time.Duration) *Tokens {
+	if ttl <= 0 {
+		ttl = DefaultTokenTTL
+	}
+	return &Tokens{key: append([]byte(nil), key...), ttl: ttl, now: time.Now}
+}
+
+// TTL returns how long a new token is valid.
+func (t *Tokens) TTL() time.Duration { return t.ttl }
+
+// Issue returns a token for preview id, valid for the TTL from now.
+func (t *Tokens) Issue(id string) string {
+	exp := strconv.FormatInt(t.now().Add(t.ttl).Unix(), 36)
+	return id + "." + exp + "." + t.mac(id, exp)
+}
+
+// Verify returns the preview id a token opens and when it expires; ok is
+// false for a token that is malformed, forged (signed with another key) or
+// expired.
+func (t *Tokens) Verify(token string) (id string, expires time.Time, ok bool) {
+	id, rest, found := strings.Cut(token, ".")
+	if !found || !ValidID(id) {
+		return "", time.Time{}, false
+	}
+	exp, mac, found := strings.Cut(rest, ".")
+	if !found {
+		return "", time.Time{}, false
+	}
+	secs, err := strconv.ParseInt(exp, 36, 64)
+	if err != nil {
+		return "", time.Time{}, false
+	}
+	if !hmac.Equal([]byte(mac), []byte(t.mac(id, exp))) {
+		return "", time.Time{}, false
+	}
+	expires = time.Unix(secs, 0)
+	if !t.now().Before(expires) {
+		return "", time.Time{}, false
+	}
+	return id, expires, true
+}
+
+// mac returns the base64url HMAC of id and exp.
+func (t *Tokens) mac(id, exp string) string {
+	m := hmac.New(sha256.New, t.key)
+	m.Write([]byte(id + "." + exp))
+	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
+}
