@@ -126,16 +126,32 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 // errHMRRefused reports a vite-hmr upgrade the dev server did not accept.
 var errHMRRefused = errors.New("the dev server refused the HMR socket")
 
-// route returns the dev server of the request's preview.
-func (p *Proxy) route(r *http.Request) (*url.URL, bool) {
+// route returns the dev server of the request's preview, and the function
+// that ends the view.
+func (p *Proxy) route(r *http.Request) (*url.URL, bool, func()) {
 	if p.servers == nil {
-		return p.upstream()
+		u, ok := p.upstream()
+		return u, ok, func() {}
 	}
 	id, ok := PreviewID(r.Context())
 	if !ok {
-		return nil, false
+		return nil, false, func() {}
 	}
-	return p.servers.Upstream(id)
+	return p.servers.View(id)
+}
+
+// isPageLoad reports whether r loads a page in a tab or a frame (what a
+// person does), not a request the page makes by itself: a WebSocket (Vite's
+// HMR socket and its pings), a script, a style, a fetch.
+func isPageLoad(r *http.Request) bool {
+	if r.Method != http.MethodGet && r.Method != http.MethodHead || r.Header.Get("Upgrade") != "" {
+		return false
+	}
+	switch r.Header.Get("Sec-Fetch-Dest") {
+	case "", "document", "iframe", "frame":
+		return true // "" is a client that does not say: curl, an old browser
+	}
+	return false
 }
 
 // dropPreviewCookie removes the preview cookie from a request to the dev
@@ -204,9 +220,10 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		end := p.activity.Begin()
 		defer end()
 	}
-	u, ok := p.route(r)
+	u, ok, viewed := p.route(r)
+	defer viewed()
 	if !ok || u == nil {
-		if p.servers != nil {
+		if p.servers != nil && isPageLoad(r) {
 			id, _ := PreviewID(r.Context())
 			if err := p.servers.Ensure(r.Context(), id); err != nil {
 				p.log.DebugContext(r.Context(), "no preview to start", "preview", id, "err", err)

@@ -86,6 +86,8 @@ type server struct {
 	ds         *DevServer
 	port       int
 	lastViewed time.Time
+	targeting  int // Target calls under way: not idle while they wait
+	viewing    int // requests and WebSockets under way: not idle either
 }
 
 // ServerInfo describes a running dev server, for /health.
@@ -136,31 +138,52 @@ func (s *Servers) Target(ctx context.Context, t Target) error {
 	}
 	e.target = t
 	e.lastViewed = time.Now()
+	e.targeting++
 	evicted := s.evictLocked(t.ID)
 	s.mu.Unlock()
 	s.stopInBackground(evicted, "more than PREVIEW_MAX_SERVERS dev servers")
-	return e.ds.TargetAs(ctx, t.Dir, t.As)
+	err := e.ds.TargetAs(ctx, t.Dir, t.As)
+	s.mu.Lock()
+	e.targeting--
+	e.lastViewed = time.Now() // idle counts from when it serves
+	s.mu.Unlock()
+	return err
 }
 
-// Upstream returns the address of preview id's dev server and whether it
-// is ready, and counts the call as a view.
-func (s *Servers) Upstream(id string) (*url.URL, bool) {
+// View returns the address of preview id's dev server and whether it is
+// ready, and counts a view of it until done is called: a request, or an
+// open WebSocket for as long as it stays open. A dev server with a view
+// under way is not idle. done may be called more than once.
+func (s *Servers) View(id string) (u *url.URL, ready bool, done func()) {
 	s.mu.Lock()
 	e := s.byID[id]
 	if e != nil {
 		e.lastViewed = time.Now()
+		e.viewing++
 	}
 	s.mu.Unlock()
 	if e == nil {
-		return nil, false
+		return nil, false, func() {}
 	}
-	return e.ds.URL()
+	var once sync.Once
+	done = func() {
+		once.Do(func() {
+			s.mu.Lock()
+			e.viewing--
+			e.lastViewed = time.Now()
+			s.mu.Unlock()
+		})
+	}
+	u, ready = e.ds.URL()
+	return u, ready, done
 }
 
 // Ensure starts preview id's dev server in the background when none runs
 // for it (a viewer came back after an idle stop, an eviction or a restart):
 // it looks the preview up now, and returns ErrNoWorkspace when there is
-// nothing to serve.
+// nothing to serve. The Proxy calls it for page loads only, not for the
+// requests an open page makes by itself (HMR, Vite's pings, assets): a tab
+// left open on a stopped preview does not start it again.
 func (s *Servers) Ensure(ctx context.Context, id string) error {
 	s.mu.Lock()
 	if s.closed {
@@ -211,7 +234,7 @@ func (s *Servers) Run(ctx context.Context) {
 		s.mu.Lock()
 		var idle []*server
 		for id, e := range s.byID {
-			if time.Since(e.lastViewed) >= s.cfg.IdleAfter {
+			if e.targeting == 0 && e.viewing == 0 && time.Since(e.lastViewed) >= s.cfg.IdleAfter {
 				idle = append(idle, e)
 				delete(s.byID, id)
 			}
@@ -290,7 +313,17 @@ func (s *Servers) evictLocked(keep string) []*server {
 			others = append(others, e)
 		}
 	}
-	sort.Slice(others, func(i, j int) bool { return others[i].lastViewed.Before(others[j].lastViewed) })
+	// Spare the ones a job is starting, then the ones open in a browser,
+	// then the most recently viewed.
+	sort.Slice(others, func(i, j int) bool {
+		if bi, bj := others[i].targeting > 0, others[j].targeting > 0; bi != bj {
+			return bj
+		}
+		if vi, vj := others[i].viewing > 0, others[j].viewing > 0; vi != vj {
+			return vj
+		}
+		return others[i].lastViewed.Before(others[j].lastViewed)
+	})
 	n := len(s.byID) - s.cfg.MaxServers
 	evicted := others[:min(n, len(others))]
 	for _, e := range evicted {

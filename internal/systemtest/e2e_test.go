@@ -56,7 +56,7 @@ func headingDecider(req *fakeanthropic.Request) fakeanthropic.Step {
 // two threads, switching threads between jobs.
 func TestEndToEndTwoUsersTwoThreads(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	host := h.useExampleSite(t)
+	hosts := h.useExampleSite(t)
 	p := h.start(map[string]string{"MAX_CONCURRENT_USERS": "2"})
 	h.api.SetDecider(headingDecider)
 
@@ -66,15 +66,17 @@ func TestEndToEndTwoUsersTwoThreads(t *testing.T) {
 			h.send(initJob("init-"+thread, user, thread))
 		}
 	}
+	links := map[string]string{}
 	for _, thread := range []string{"a1", "a2", "b1", "b2"} {
-		if r := h.final("init-"+thread, 3*time.Minute); r.Status != jobs.StatusSucceeded {
+		r := h.final("init-"+thread, 3*time.Minute)
+		if r.Status != jobs.StatusSucceeded {
 			t.Fatalf("init %s: %+v", thread, r.Error)
 		}
+		links[r.UserID] = h.checkPreviewURL(t, r, r.UserID)
 	}
-	p.waitAstroReady(t)
-	_, port, _ := strings.Cut(p.addr, ":")
-	b := browser.Start(t, browser.MapHost(host))
-	b.Open(fmt.Sprintf("http://%s:%s/", host, port))
+	p.waitPreviewReady(t, "ann")
+	b := browser.Start(t, browser.MapHost(hosts))
+	openPreview(t, b, links["ann"])
 	b.WaitText("#title", "Welcome to Example Site", 30*time.Second)
 
 	// Each user: thread 1, thread 2, thread 1, ... three jobs on each, sent
@@ -151,8 +153,8 @@ func TestEndToEndTwoUsersTwoThreads(t *testing.T) {
 		}
 	}
 
-	// The browser shows the active thread: one more edit on ann's first
-	// thread makes her workspace the active one, and the open page follows.
+	// Ann's preview shows her active thread: one more edit on her first
+	// thread makes it the active one, and the open page follows.
 	h.send(headingJob("a1-4", "ann", "a1", h.projectDir("ann")+"/src/pages/index.astro", heading["a1"], "ann on a1, shown live"))
 	if r := h.final("a1-4", 3*time.Minute); r.Status != jobs.StatusSucceeded {
 		t.Fatalf("last job: %+v", r.Error)

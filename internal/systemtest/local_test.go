@@ -1,7 +1,12 @@
 package systemtest
 
 import (
+	"context"
 	"encoding/json"
+	"io"
+	"net"
+	"net/http"
+	"net/http/cookiejar"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -13,6 +18,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 )
@@ -70,8 +76,18 @@ func TestLocalModeRunsJobsFromSend(t *testing.T) {
 	if err := json.Unmarshal(stdout, &r); err != nil {
 		t.Fatalf("worker send printed %q: %v", stdout, err)
 	}
-	if r.JobID != "local-1" || r.Status != jobs.StatusSucceeded || r.Branch != "thread-t1" || r.PreviewURL != "http://"+httpAddr {
+	if r.JobID != "local-1" || r.Status != jobs.StatusSucceeded || r.Branch != "thread-t1" {
 		t.Errorf("response %+v %+v", r, r.Error)
+	}
+	// Alice's preview is her own host under localhost, signed in by its link.
+	_, port, _ := strings.Cut(httpAddr, ":")
+	wantPrefix := "http://" + preview.ID("acme", "alice") + ".localhost:" + port + "/?" + preview.TokenParam + "="
+	if !strings.HasPrefix(r.PreviewURL, wantPrefix) {
+		t.Fatalf("previewUrl %q, want %s...", r.PreviewURL, wantPrefix)
+	}
+	page := openLocalPreview(t, httpAddr, r.PreviewURL)
+	if !strings.Contains(page, "Welcome to Example Site") {
+		t.Errorf("alice's preview shows:\n%.500s", page)
 	}
 	// The example site was cloned into the local workspace.
 	if _, err := os.Stat(filepath.Join(dir, "workspace", "acme", "alice", "project", "src", "pages", "index.astro")); err != nil {
@@ -89,4 +105,37 @@ func TestLocalModeRunsJobsFromSend(t *testing.T) {
 	if _, err := os.Stat(filepath.Join(dir, "local.json")); err == nil {
 		t.Error("the state file outlived worker local")
 	}
+}
+
+// openLocalPreview follows a previewUrl under *.localhost as a browser does
+// (the name resolves to this machine; the cookie the link sets signs the
+// next requests in) until the dev server serves the page, and returns it.
+func openLocalPreview(t *testing.T, httpAddr, previewURL string) string {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dialer := &net.Dialer{}
+	client := &http.Client{Jar: jar, Timeout: 30 * time.Second, Transport: &http.Transport{
+		DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return dialer.DialContext(ctx, network, httpAddr)
+		},
+	}}
+	var page string
+	waitFor(t, 90*time.Second, "the preview to serve the page", func() bool {
+		resp, err := client.Get(previewURL)
+		if err != nil {
+			t.Logf("GET the preview: %v", err)
+			return false
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		page = string(b)
+		if resp.Request.URL.Query().Has(preview.TokenParam) {
+			t.Errorf("the preview did not redirect away from its token: %s", resp.Request.URL)
+		}
+		return resp.StatusCode == http.StatusOK
+	})
+	return page
 }

@@ -2,6 +2,7 @@ package systemtest
 
 import (
 	"fmt"
+	"net/url"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -14,31 +15,80 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 )
 
+// previewDomain is the domain of the previews in system tests: each user's
+// preview is {preview}.previewDomain, which the test browsers resolve to
+// loopback (browser.MapHost).
+const previewDomain = "preview.example.com"
+
 // useExampleSite makes the harness's remote hold the example Astro site and
-// turns the preview on.
-func (h *harness) useExampleSite(t *testing.T) (previewHost string) {
+// turns the previews on: PREVIEW_BASE_URL gives each user a host name under
+// previewDomain, on the worker's HTTP port (fixed here so that the URL can
+// name it). It returns the browser.MapHost pattern of those names.
+func (h *harness) useExampleSite(t *testing.T) (previewHosts string) {
 	t.Helper()
 	h.remote = workspacetest.NewRemote(t, h.git, previewtest.SiteFiles(t))
-	port := previewtest.FreePort(t)
+	httpPort := previewtest.FreePort(t)
 	h.env["REPO_URL"] = h.remote.URL
 	h.env["ASTRO_DEV_MODE"] = "true"
-	h.env["ASTRO_PORT"] = strconv.Itoa(port)
+	h.env["ASTRO_PORT"] = strconv.Itoa(previewtest.FreePort(t))
+	h.env["HTTP_ADDR"] = "127.0.0.1:" + strconv.Itoa(httpPort)
+	h.env["PREVIEW_BASE_URL"] = fmt.Sprintf("http://{preview}.%s:%d/", previewDomain, httpPort)
 	h.env["NPM_CACHE_DIR"] = seededNpmCache(t)
-	return "preview.example.com"
+	return "*." + previewDomain
 }
 
-// waitAstroReady waits until /health says the dev server serves.
-func (p *proc) waitAstroReady(t *testing.T) {
+// previewHost is the host (name:port) of a user's preview.
+func (h *harness) previewHost(user string) string {
+	_, port, _ := strings.Cut(h.env["HTTP_ADDR"], ":")
+	return preview.ID("acme", user) + "." + previewDomain + ":" + port
+}
+
+// previewOf returns user's entry in /health's previews, nil when their dev
+// server does not run.
+func (p *proc) previewOf(user string) map[string]any {
+	_, body := p.health()
+	list, _ := body["previews"].([]any)
+	for _, e := range list {
+		if m, _ := e.(map[string]any); m != nil && m["userId"] == user {
+			return m
+		}
+	}
+	return nil
+}
+
+// waitPreviewReady waits until /health says user's dev server serves.
+func (p *proc) waitPreviewReady(t *testing.T, user string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, "the dev server to be ready", func() bool {
-		_, body := p.health()
-		astro, _ := body["astro"].(map[string]any)
-		return astro["state"] == "ready"
+	waitFor(t, 60*time.Second, user+"'s dev server to be ready", func() bool {
+		e := p.previewOf(user)
+		return e != nil && e["state"] == "ready"
 	})
+}
+
+// checkPreviewURL checks that a response's previewUrl is user's preview
+// host with a token, and returns it.
+func (h *harness) checkPreviewURL(t *testing.T, r jobs.Response, user string) string {
+	t.Helper()
+	u, err := url.Parse(r.PreviewURL)
+	if err != nil || u.Scheme != "http" || u.Host != h.previewHost(user) || u.Path != "/" || u.Query().Get(preview.TokenParam) == "" {
+		t.Fatalf("previewUrl of %s's job %s = %q: want http://%s/?%s=...", user, r.JobID, r.PreviewURL, h.previewHost(user), preview.TokenParam)
+	}
+	return r.PreviewURL
+}
+
+// openPreview opens a previewUrl in b and checks that the token left the
+// address once the page loaded.
+func openPreview(t *testing.T, b *browser.Browser, previewURL string) {
+	t.Helper()
+	b.Open(previewURL)
+	if loc := b.Location(); strings.Contains(loc, preview.TokenParam) {
+		t.Errorf("the address still holds the token after the first load: %s", loc)
+	}
 }
 
 // headingEdit is a script that changes the example site's heading.
@@ -52,18 +102,19 @@ func headingEdit(page, from, to string) []fakeanthropic.Step {
 // for the page already open to show it, without reloading it.
 func TestPreviewShowsAnEditLive(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	host := h.useExampleSite(t)
-	p := h.start(map[string]string{"PREVIEW_BASE_URL": "https://" + host, "AUTO_SHUTDOWN_MINUTES": "0.5"})
+	hosts := h.useExampleSite(t)
+	p := h.start(map[string]string{"AUTO_SHUTDOWN_MINUTES": "0.5"})
 
 	h.send(initJob("i1", "jo", "t1"))
-	if r := h.final("i1", 3*time.Minute); r.Status != jobs.StatusSucceeded || r.PreviewURL != "https://"+host {
+	r := h.final("i1", 3*time.Minute)
+	if r.Status != jobs.StatusSucceeded {
 		t.Fatalf("init: %+v %+v", r, r.Error)
 	}
-	p.waitAstroReady(t)
+	link := h.checkPreviewURL(t, r, "jo")
+	p.waitPreviewReady(t, "jo")
 
-	_, port, _ := strings.Cut(p.addr, ":")
-	b := browser.Start(t, browser.MapHost(host))
-	b.Open(fmt.Sprintf("http://%s:%s/", host, port))
+	b := browser.Start(t, browser.MapHost(hosts))
+	openPreview(t, b, link)
 	b.WaitText("#title", "Welcome to Example Site", 30*time.Second)
 	// The page's HMR socket is open: the worker is not idle meanwhile.
 	for i := range 10 {

@@ -270,3 +270,16 @@ func (b *Browser) tabContext(ctx context.Context) context.Context {
 	}
 	return ctx
 }
+
+// Location returns the address of the page the tab shows (location.href).
+// It fails the test on error.
+func (b *Browser) Location() string {
+	b.tb.Helper()
+	ctx, cancel := context.WithTimeout(b.ctx, DefaultTimeout)
+	defer cancel()
+	href, err := chromedp.Run(ctx, chromedp.Location())
+	if err != nil {
+		b.tb.Fatalf("browser: read the location: %v", err)
+	}
+	return href
+}

@@ -1,0 +1,244 @@
+package preview_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/webordinary/claude-code-astro/preview"
+	"github.com/webordinary/claude-code-astro/preview/previewtest"
+)
+
+// user is one customer of a Servers test: their preview and their site.
+type user struct {
+	name, heading string
+	target        preview.Target
+}
+
+// twoUsers prepares two copies of the example site, each with its user's
+// heading.
+func twoUsers(t *testing.T) (alice, bob user) {
+	t.Helper()
+	mk := func(name, heading string) user {
+		dir := previewtest.Default().Prepare(t)
+		setHeading(t, dir, heading)
+		id := preview.ID("acme", name)
+		return user{name: name, heading: heading, target: preview.Target{ID: id, Key: "acme/" + name, Dir: dir}}
+	}
+	return mk("alice", "Alice's draft"), mk("bob", "Bob's draft")
+}
+
+// stoppedLog records the previews Servers reports stopped.
+type stoppedLog struct {
+	mu  sync.Mutex
+	ids []string
+}
+
+func (s *stoppedLog) add(t preview.Target) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.ids = append(s.ids, t.ID)
+}
+
+func (s *stoppedLog) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, x := range s.ids {
+		if x == id {
+			return true
+		}
+	}
+	return false
+}
+
+// newServers returns Servers for tests, closed when the test ends, and
+// what it reports stopped. users are what Lookup finds.
+func newServers(t *testing.T, cfg preview.ServersConfig, users ...user) (*preview.Servers, *stoppedLog) {
+	t.Helper()
+	stopped := &stoppedLog{}
+	cfg.BasePort = previewtest.FreePort(t)
+	cfg.PATH = previewtest.Default().PATH(t)
+	cfg.Logger = testLogger(t)
+	cfg.ReadyTimeout, cfg.MinBackoff, cfg.MaxBackoff = 60*time.Second, 100*time.Millisecond, 2*time.Second
+	cfg.Lookup = func(_ context.Context, id string) (preview.Target, error) {
+		for _, u := range users {
+			if u.target.ID == id {
+				return u.target, nil
+			}
+		}
+		return preview.Target{}, preview.ErrNoWorkspace
+	}
+	cfg.Stopped = stopped.add
+	s := preview.NewServers(cfg)
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		running := s.List()
+		if err := s.Close(ctx); err != nil {
+			t.Errorf("close servers: %v", err)
+		}
+		for _, info := range running {
+			if info.PID != 0 && groupAlive(info.PID) {
+				t.Errorf("dev server of %s (group %d) alive after Close", info.ID, info.PID)
+			}
+		}
+	})
+	return s, stopped
+}
+
+// gated serves s behind a Gate, one host name per preview, and returns its
+// base URL and the tokens that open it.
+func gated(t *testing.T, s *preview.Servers) (*url.URL, *preview.Tokens) {
+	t.Helper()
+	tokens := preview.NewTokens([]byte("servers test key"), time.Hour)
+	proxy := preview.NewProxy(preview.ProxyConfig{Servers: s, Logger: testLogger(t), RetryAfter: 200 * time.Millisecond})
+	return serveProxy(t, preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: true, Next: proxy})), tokens
+}
+
+// getAs fetches path of u's preview with a cookie holding a valid token, as
+// a browser that opened u's previewUrl does, under u's host name, with the
+// header's name-value pairs.
+func getAs(t *testing.T, base *url.URL, tokens *preview.Tokens, u user, path string, header ...string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(http.MethodGet, base.String()+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i+1 < len(header); i += 2 {
+		req.Header.Set(header[i], header[i+1])
+	}
+	req.Host = u.target.ID + ".preview.test:" + base.Port()
+	req.AddCookie(&http.Cookie{Name: preview.CookieName, Value: tokens.Issue(u.target.ID)})
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatalf("GET %s as %s: %v", path, u.name, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read %s as %s: %v", path, u.name, err)
+	}
+	return resp.StatusCode, string(b)
+}
+
+// TestServersOnePerUser runs two users' dev servers at once: each on its
+// own port, each preview host shows its own user's site, and an edit to one
+// site reaches only that site.
+func TestServersOnePerUser(t *testing.T) {
+	alice, bob := twoUsers(t)
+	s, _ := newServers(t, preview.ServersConfig{MaxServers: 2}, alice, bob)
+	base, tokens := gated(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	for _, u := range []user{alice, bob} {
+		if err := s.Target(ctx, u.target); err != nil {
+			t.Fatalf("Target(%s): %v", u.name, err)
+		}
+	}
+	list := s.List()
+	if len(list) != 2 || list[0].Port == list[1].Port || list[0].PID == list[1].PID {
+		t.Fatalf("List = %+v: want two dev servers on their own ports", list)
+	}
+	for _, pair := range [][2]user{{alice, bob}, {bob, alice}} {
+		u, other := pair[0], pair[1]
+		code, body := getAs(t, base, tokens, u, "/")
+		if code != http.StatusOK || !strings.Contains(body, u.heading) || strings.Contains(body, other.heading) {
+			t.Errorf("%s's preview: %d, want 200 with %q and not %q:\n%.400s", u.name, code, u.heading, other.heading, body)
+		}
+	}
+	setHeading(t, alice.target.Dir, "Alice edited")
+	waitFor(t, "alice's preview to show her edit", 30*time.Second, func() bool {
+		_, body := getAs(t, base, tokens, alice, "/")
+		return strings.Contains(body, "Alice edited")
+	})
+	if _, body := getAs(t, base, tokens, bob, "/"); !strings.Contains(body, bob.heading) {
+		t.Errorf("bob's preview changed with alice's edit:\n%.400s", body)
+	}
+}
+
+// TestServersEvictAndRestart: with room for one dev server, a second user's
+// preview stops the first; a viewer of the first (with a valid cookie) gets
+// the "starting" page, their dev server starts again, and the page loads.
+func TestServersEvictAndRestart(t *testing.T) {
+	alice, bob := twoUsers(t)
+	s, stopped := newServers(t, preview.ServersConfig{MaxServers: 1}, alice, bob)
+	base, tokens := gated(t, s)
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Minute)
+	defer cancel()
+	if err := s.Target(ctx, alice.target); err != nil {
+		t.Fatalf("Target(alice): %v", err)
+	}
+	alicePID := s.List()[0].PID
+	if err := s.Target(ctx, bob.target); err != nil {
+		t.Fatalf("Target(bob): %v", err)
+	}
+	waitFor(t, "alice's dev server to stop", 30*time.Second, func() bool {
+		return stopped.has(alice.target.ID) && !groupAlive(alicePID)
+	})
+	if list := s.List(); len(list) != 1 || list[0].ID != bob.target.ID {
+		t.Fatalf("List = %+v: want only bob's dev server", list)
+	}
+
+	// What an open page asks by itself (a script, Vite's ping socket) does not
+	// start a stopped preview: a forgotten tab does not fight for the room.
+	for _, dest := range []string{"script", "websocket"} {
+		code, _ := getAs(t, base, tokens, alice, "/src/main.js", "Sec-Fetch-Dest", dest)
+		if code != http.StatusServiceUnavailable {
+			t.Errorf("a %s request for the stopped preview: %d, want 503", dest, code)
+		}
+	}
+	time.Sleep(500 * time.Millisecond)
+	if list := s.List(); len(list) != 1 || list[0].ID != bob.target.ID {
+		t.Fatalf("after background requests for alice's preview, List = %+v: want bob's only", list)
+	}
+
+	code, body := getAs(t, base, tokens, alice, "/")
+	if code != http.StatusServiceUnavailable {
+		t.Errorf("first request for alice's stopped preview: %d, want the 503 starting page:\n%.300s", code, body)
+	}
+	waitFor(t, "alice's preview to load again", 90*time.Second, func() bool {
+		code, body := getAs(t, base, tokens, alice, "/")
+		return code == http.StatusOK && strings.Contains(body, alice.heading)
+	})
+	waitFor(t, "bob's dev server to make room", 30*time.Second, func() bool { return stopped.has(bob.target.ID) })
+
+	// A preview with no workspace on this worker is not found, and starts nothing.
+	stranger := user{name: "mallory", target: preview.Target{ID: preview.ID("acme", "mallory")}}
+	if code, _ := getAs(t, base, tokens, stranger, "/"); code != http.StatusNotFound {
+		t.Errorf("preview without a workspace: %d, want 404", code)
+	}
+}
+
+// TestServersIdleStop: a dev server nobody views for IdleAfter stops, and
+// is reported stopped; an open view holds it.
+func TestServersIdleStop(t *testing.T) {
+	alice, _ := twoUsers(t)
+	s, stopped := newServers(t, preview.ServersConfig{IdleAfter: 2 * time.Second}, alice)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go s.Run(ctx)
+	tctx, tcancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer tcancel()
+	if err := s.Target(tctx, alice.target); err != nil {
+		t.Fatalf("Target(alice): %v", err)
+	}
+	pid := s.List()[0].PID
+	// A page open on it (its HMR socket) is a view for as long as it lasts.
+	_, ready, done := s.View(alice.target.ID)
+	if !ready {
+		t.Fatal("View: the dev server is not ready after Target")
+	}
+	time.Sleep(3 * time.Second)
+	if len(s.List()) != 1 {
+		t.Fatal("the dev server stopped as idle while a view was open")
+	}
+	done()
+	waitFor(t, "the idle dev server to stop", 30*time.Second, func() bool {
+		return len(s.List()) == 0 && stopped.has(alice.target.ID) && !groupAlive(pid)
+	})
+}
