@@ -29,7 +29,7 @@ type healthReport struct {
 	ThreadID  string          `json:"threadId,omitempty"`
 	Branch    string          `json:"branch,omitempty"`
 	Astro     *astroState     `json:"astro,omitempty"`
-	Previews  []previewReport `json:"previews,omitempty"`
+	Previews  []previewReport `json:"previews,omitzero"` // [] when the preview is on
 }
 
 // previewReport is one user's dev server.
