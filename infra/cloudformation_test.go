@@ -552,7 +552,7 @@ func TestTemplateTaskRole(t *testing.T) {
 		"sqs:ChangeMessageVisibility":   {"GetAtt:JobQueue.Arn"},
 		"sqs:GetQueueAttributes":        {"GetAtt:JobQueue.Arn", "GetAtt:ResponseQueue.Arn"},
 		"sqs:SendMessage":               {"GetAtt:ResponseQueue.Arn"},
-		"secretsmanager:GetSecretValue": {"Ref:AnthropicApiKeySecretArn", "Ref:GithubTokenSecretArn"},
+		"secretsmanager:GetSecretValue": {"Ref:AnthropicApiKeySecretArn", "Ref:GithubTokenSecretArn", "Ref:PreviewSecret"},
 		"ecs:StopTask":                  {stopTaskResource},
 		"elasticfilesystem:ClientMount": {"GetAtt:FileSystem.Arn"},
 		"elasticfilesystem:ClientWrite": {"GetAtt:FileSystem.Arn"},

@@ -85,10 +85,13 @@ func TestWorkerConfigAcceptsTaskDefinition(t *testing.T) {
 		case strings.HasPrefix(r, "Ref:"):
 			name := strings.TrimPrefix(r, "Ref:")
 			if res, ok := section(raw, "Resources")[name].(map[string]any); ok {
-				if res["Type"] != "AWS::SQS::Queue" {
-					return "", fmt.Errorf("Ref to %s (%v) in the environment", name, res["Type"])
+				switch res["Type"] {
+				case "AWS::SQS::Queue": // Ref is the queue's URL
+					return "https://sqs.us-east-1.amazonaws.com/123456789012/" + strings.ToLower(name) + ".fifo", nil
+				case "AWS::SecretsManager::Secret": // Ref is the secret's ARN
+					return "arn:aws:secretsmanager:us-east-1:123456789012:secret:worker/" + strings.ToLower(name) + "-AbCdEf", nil
 				}
-				return "https://sqs.us-east-1.amazonaws.com/123456789012/" + strings.ToLower(name) + ".fifo", nil
+				return "", fmt.Errorf("Ref to %s (%v) in the environment", name, res["Type"])
 			}
 			if s, ok := sampleParameters[name]; ok {
 				return s, nil

@@ -53,6 +53,30 @@ func TestFromEnvOverrides(t *testing.T) {
 	}
 }
 
+func TestFromEnvPreview(t *testing.T) {
+	base := map[string]string{"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ}
+	c, err := FromEnv(env(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PreviewTokenTTL != 12*time.Hour || c.PreviewIdle != 10*time.Minute || c.MaxPreviewServers() != 3 {
+		t.Errorf("preview defaults: ttl %s, idle %s, servers %d; want 12h, 10m, MAX_CONCURRENT_USERS+1 = 3",
+			c.PreviewTokenTTL, c.PreviewIdle, c.MaxPreviewServers())
+	}
+	for k, v := range map[string]string{"PREVIEW_BASE_URL": "https://{preview}.preview.example.com/", "PREVIEW_SECRET": "s",
+		"PREVIEW_TOKEN_TTL": "30m", "PREVIEW_MAX_SERVERS": "5", "PREVIEW_IDLE_MINUTES": "2.5", "MAX_CONCURRENT_USERS": "7"} {
+		base[k] = v
+	}
+	c, err = FromEnv(env(base))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.PreviewBaseURL != "https://{preview}.preview.example.com/" || c.PreviewSecret != "s" || c.PreviewTokenTTL != 30*time.Minute ||
+		c.MaxPreviewServers() != 5 || c.PreviewIdle != 150*time.Second {
+		t.Errorf("preview overrides not applied: %+v", c)
+	}
+}
+
 func TestFromEnvInvalid(t *testing.T) {
 	base := map[string]string{"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ}
 	tests := []struct {
@@ -74,13 +98,20 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"log level", "LOG_LEVEL", "loud", "LOG_LEVEL"},
 		{"log format", "LOG_FORMAT", "xml", "LOG_FORMAT"},
 		{"preview url", "PREVIEW_BASE_URL", "preview", "PREVIEW_BASE_URL"},
+		{"preview id in the path", "PREVIEW_BASE_URL", "https://example.com/{preview}/", "PREVIEW_BASE_URL"},
+		{"preview id twice", "PREVIEW_BASE_URL", "https://{preview}.{preview}.example.com/", "PREVIEW_BASE_URL"},
+		{"preview id inside a label", "PREVIEW_BASE_URL", "https://x{preview}.example.com/", "PREVIEW_BASE_URL"},
+		{"both preview secrets", "PREVIEW_SECRET_SECRET_ID", "arn:preview", "PREVIEW_SECRET_SECRET_ID"},
+		{"token ttl number", "PREVIEW_TOKEN_TTL", "12", "PREVIEW_TOKEN_TTL"},
+		{"no preview servers", "PREVIEW_MAX_SERVERS", "0", "PREVIEW_MAX_SERVERS"},
+		{"preview idle zero", "PREVIEW_IDLE_MINUTES", "0", "PREVIEW_IDLE_MINUTES"},
 		{"repo with creds", "REPO_URL", "https://x:ghp_abc@github.com/a/b", "REPO_URL"},
 		{"both keys", "ANTHROPIC_API_KEY_SECRET_ID", "arn:secret", "ANTHROPIC_API_KEY_SECRET_ID"},
 		{"token host url", "GIT_TOKEN_HOSTS", "https://github.com/", "GIT_TOKEN_HOSTS"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			kv := map[string]string{"ANTHROPIC_API_KEY": "sk-test-key"}
+			kv := map[string]string{"ANTHROPIC_API_KEY": "sk-test-key", "PREVIEW_SECRET": "preview-secret-value"}
 			for k, v := range base {
 				kv[k] = v
 			}
@@ -93,7 +124,7 @@ func TestFromEnvInvalid(t *testing.T) {
 			if fe.Var != tt.wantVar || !strings.HasPrefix(err.Error(), tt.wantVar+": ") {
 				t.Errorf("error %q does not name %s", err, tt.wantVar)
 			}
-			if strings.Contains(err.Error(), "ghp_abc") || strings.Contains(err.Error(), "sk-test-key") {
+			if strings.Contains(err.Error(), "ghp_abc") || strings.Contains(err.Error(), "sk-test-key") || strings.Contains(err.Error(), "preview-secret-value") {
 				t.Errorf("error leaks a secret: %q", err)
 			}
 			if strings.Contains(err.Error(), "\n") {
