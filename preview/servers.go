@@ -244,6 +244,18 @@ func (s *Servers) Run(ctx context.Context) {
 	}
 }
 
+// Stop stops preview id's dev server, if one runs, and waits for it.
+func (s *Servers) Stop(ctx context.Context, id string) error {
+	s.mu.Lock()
+	e := s.byID[id]
+	delete(s.byID, id)
+	s.mu.Unlock()
+	if e == nil {
+		return nil
+	}
+	return s.stop(ctx, e, "asked to")
+}
+
 // PIDFor returns the process id of the dev server serving dir, 0 when none.
 func (s *Servers) PIDFor(dir string) int {
 	s.mu.Lock()

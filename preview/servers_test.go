@@ -159,6 +159,23 @@ func TestServersOnePerUser(t *testing.T) {
 	if _, body := getAs(t, base, tokens, bob, "/"); !strings.Contains(body, bob.heading) {
 		t.Errorf("bob's preview changed with alice's edit:\n%.400s", body)
 	}
+
+	// Stopping one leaves the other serving.
+	var bobPID int
+	for _, info := range s.List() {
+		if info.ID == bob.target.ID {
+			bobPID = info.PID
+		}
+	}
+	if err := s.Stop(ctx, bob.target.ID); err != nil {
+		t.Fatalf("Stop(bob): %v", err)
+	}
+	if groupAlive(bobPID) || len(s.List()) != 1 {
+		t.Errorf("after Stop(bob): group %d alive %v, List %+v", bobPID, groupAlive(bobPID), s.List())
+	}
+	if code, body := getAs(t, base, tokens, alice, "/"); code != http.StatusOK || !strings.Contains(body, "Alice edited") {
+		t.Errorf("alice's preview after bob's stopped: %d", code)
+	}
 }
 
 // TestServersEvictAndRestart: with room for one dev server, a second user's

@@ -52,6 +52,10 @@ func specs() []Spec {
 		{ID: "13a", Name: "tenant sandbox: what a tenant uid adds to a resumed init (small test site), against the worker's own uid, medians of 9", Goal: "< 50 ms"},
 		{ID: "13b", Name: "tenant sandbox: what it adds to an execute job's overhead around the CLI (row 7a's measure), the binary as confined root against a plain user, medians of 5", Goal: "< 50 ms"},
 		{ID: "13c", Name: "tenant sandbox: RSS of those workers after their jobs"},
+		{ID: "14a", Name: "a second user's preview while the first one's runs: resumed init + their own dev server + the first page through the token gate, first start (Vite cache empty), then median of 2 (max)", Goal: "< 5 s"},
+		{ID: "14b", Name: "memory of the second user's dev server: summed RSS of its process tree"},
+		{ID: "14c", Name: "HMR through the gate with two dev servers running, edits taking turns between the two sites: file write to the first HMR message, median (p95) of 50", Goal: "median < 20 ms"},
+		{ID: "14d", Name: "what the preview token check adds per request (gate in process, against the handler alone, medians of 300 batches of 100)", Goal: "median < 0.1 ms"},
 	}
 }
 
@@ -77,6 +81,7 @@ func sections() []section {
 		{"PeakMemory", []string{"11a", "11b", "11c"}, benchMemory},
 		{"Gateway", []string{"12a", "12b", "12c"}, benchGateway},
 		{"Sandbox", []string{"13a", "13b", "13c"}, benchSandbox},
+		{"Previews", []string{"14a", "14b", "14c", "14d"}, benchPreviews},
 	}
 }
 

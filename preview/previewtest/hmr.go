@@ -21,14 +21,38 @@ import (
 // status, headers and body; it fails the test when the request does.
 func Get(tb testing.TB, u, host string) (int, http.Header, string) {
 	tb.Helper()
+	return GetWith(tb, u, Header(host, ""))
+}
+
+// Header returns the request headers of a browser that asks for host (the
+// Host header, when not empty) holding the preview cookie (when not empty).
+func Header(host, cookie string) http.Header {
+	h := http.Header{}
+	if host != "" {
+		h.Set("Host", host)
+	}
+	if cookie != "" {
+		h.Set("Cookie", (&http.Cookie{Name: preview.CookieName, Value: cookie}).String())
+	}
+	return h
+}
+
+// GetWith is Get with the request headers h (its Host becomes the
+// request's host).
+func GetWith(tb testing.TB, u string, h http.Header) (int, http.Header, string) {
+	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	if host != "" {
+	for k, v := range h {
+		req.Header[k] = v
+	}
+	if host := h.Get("Host"); host != "" {
 		req.Host = host
+		req.Header.Del("Host")
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
@@ -57,7 +81,13 @@ func NodePATH(tb testing.TB) string {
 // browser's page does.
 func WSToken(tb testing.TB, base *url.URL) string {
 	tb.Helper()
-	status, _, body := Get(tb, base.JoinPath("/@vite/client").String(), "")
+	return WSTokenWith(tb, base, nil)
+}
+
+// WSTokenWith is WSToken with the request headers h.
+func WSTokenWith(tb testing.TB, base *url.URL, h http.Header) string {
+	tb.Helper()
+	status, _, body := GetWith(tb, base.JoinPath("/@vite/client").String(), h)
 	if status != http.StatusOK {
 		tb.Fatalf("GET /@vite/client: status %d", status)
 	}
@@ -88,6 +118,12 @@ type HMRSocket struct {
 // (and Origin) to send. It returns the handshake's response and error as the
 // dialer gives them.
 func DialWS(base *url.URL, host, protocol, token string) (*websocket.Conn, *http.Response, error) {
+	return DialWSWith(base, Header(host, ""), protocol, token)
+}
+
+// DialWSWith is DialWS with the request headers h (Host, Cookie); the
+// Origin is the Host's, or base's.
+func DialWSWith(base *url.URL, h http.Header, protocol, token string) (*websocket.Conn, *http.Response, error) {
 	wsURL := *base
 	wsURL.Scheme = "ws"
 	wsURL.Path = "/"
@@ -96,16 +132,18 @@ func DialWS(base *url.URL, host, protocol, token string) (*websocket.Conn, *http
 		wsURL.RawQuery = url.Values{"token": {token}}.Encode()
 	}
 	dialer := websocket.Dialer{HandshakeTimeout: 10 * time.Second, Subprotocols: []string{protocol}}
-	h := http.Header{}
+	header := h.Clone()
+	if header == nil {
+		header = http.Header{}
+	}
 	origin := "http://" + base.Host
-	if host != "" {
-		h.Set("Host", host)
+	if host := header.Get("Host"); host != "" {
 		origin = "http://" + host
 	}
-	h.Set("Origin", origin)
+	header.Set("Origin", origin)
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	return dialer.DialContext(ctx, wsURL.String(), h)
+	return dialer.DialContext(ctx, wsURL.String(), header)
 }
 
 // DialHMR opens Vite's HMR socket at base the way a browser does: subprotocol
@@ -113,7 +151,14 @@ func DialWS(base *url.URL, host, protocol, token string) (*websocket.Conn, *http
 // Host header to send. The socket is closed when the test ends.
 func DialHMR(tb testing.TB, base *url.URL, host string) *HMRSocket {
 	tb.Helper()
-	conn, resp, err := DialWS(base, host, "vite-hmr", WSToken(tb, base))
+	return DialHMRWith(tb, base, Header(host, ""))
+}
+
+// DialHMRWith is DialHMR with the request headers h (Host, Cookie), for
+// the page and the socket alike.
+func DialHMRWith(tb testing.TB, base *url.URL, h http.Header) *HMRSocket {
+	tb.Helper()
+	conn, resp, err := DialWSWith(base, h, "vite-hmr", WSTokenWith(tb, base, h))
 	if err != nil {
 		status := 0
 		if resp != nil {
