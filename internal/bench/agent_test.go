@@ -152,10 +152,14 @@ func agentTimes(b *testing.B, p *workerProc, offset int) (wall, startup time.Dur
 // the edit.
 func benchMemory(b *testing.B, e *env) {
 	const executes = 2
+	addr := freeAddr(b)
+	_, port, _ := strings.Cut(addr, ":")
 	w := e.startAgentWorker(b, "memory", previewtest.SiteFiles(b), map[string]string{
-		"ASTRO_DEV_MODE": "true",
-		"ASTRO_PORT":     strconv.Itoa(freePort(b)),
-		"NPM_CACHE_DIR":  e.npmCache,
+		"ASTRO_DEV_MODE":   "true",
+		"ASTRO_PORT":       strconv.Itoa(freePort(b)),
+		"NPM_CACHE_DIR":    e.npmCache,
+		"HTTP_ADDR":        addr,
+		"PREVIEW_BASE_URL": "http://{preview}.preview.test:" + port + "/",
 	})
 	s := sampleTree(w.p.pid(), 50*time.Millisecond)
 	r := w.run(b, initJob("init", "mem"), 8*time.Minute)
@@ -168,8 +172,10 @@ func benchMemory(b *testing.B, e *env) {
 	e.table.Info("11c", fmt.Sprintf("%s (%s)", Ms(fin.Sub(rec)), cache))
 	e.table.Info("11b", initPeak.String())
 
-	br := browser.Start(b)
-	br.Open("http://" + w.p.addr + "/")
+	// The user's preview, opened from the init's previewUrl as a customer
+	// does (its token signs the browser in).
+	br := browser.Start(b, browser.MapHost("*.preview.test"))
+	br.Open(r.resp.PreviewURL)
 	heading := "Welcome to Example Site"
 	br.WaitText("#title", heading, time.Minute)
 	page := w.page("mem")
