@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/url"
 	"regexp"
+	"slices"
 	"strings"
 	"unicode/utf8"
 )
@@ -24,10 +25,23 @@ type Type string
 const (
 	TypeInit    Type = "init"
 	TypeExecute Type = "execute"
+	// TypeCancel stops another job of the same user (TargetJobID).
+	TypeCancel Type = "cancel"
+	// TypeRevert undoes job commits of a thread with revert commits.
+	TypeRevert Type = "revert"
 )
 
 // Known reports whether t is one of the job types.
-func (t Type) Known() bool { return t == TypeInit || t == TypeExecute }
+func (t Type) Known() bool {
+	return t == TypeInit || t == TypeExecute || t == TypeCancel || t == TypeRevert
+}
+
+// ControlGroupSuffix ends the FIFO message group of a cancel:
+// clientId/userId/control, so that it never waits behind the job it stops.
+const ControlGroupSuffix = "/control"
+
+// MaxRevertSteps bounds a revert's steps.
+const MaxRevertSteps = 1000
 
 // Mode says whether an execute job may change files.
 type Mode string
@@ -46,8 +60,9 @@ const MaxInstructionBytes = 100_000
 const MaxMessageBytes = 1 << 20
 
 var (
-	idPattern    = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-	jobIDPattern = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	idPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
+	jobIDPattern  = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
+	commitPattern = regexp.MustCompile(`^[0-9a-fA-F]{4,64}$`)
 )
 
 // Job is one unit of work, decoded from a queue message.
@@ -64,6 +79,16 @@ type Job struct {
 	// MaxBudgetUSD is an execute job's spending limit in US dollars; 0
 	// means none of its own (CLAUDE_MAX_BUDGET_USD still applies).
 	MaxBudgetUSD float64 `json:"maxBudgetUsd,omitempty"`
+	// FromThreadID makes an init a fork: the new thread starts at the head
+	// of thread-{FromThreadID} and its agent session is a fork of that
+	// thread's.
+	FromThreadID string `json:"fromThreadId,omitempty"`
+	// TargetJobID is the job a cancel stops.
+	TargetJobID string `json:"targetJobId,omitempty"`
+	// ToCommit and Steps say what a revert undoes (exactly one is set): the
+	// thread's job commits after ToCommit, or its last Steps job commits.
+	ToCommit string `json:"toCommit,omitempty"`
+	Steps    int    `json:"steps,omitempty"`
 }
 
 // Branch is the git branch of the job's thread.
@@ -179,7 +204,8 @@ func Decode(body []byte, messageID string) (Job, error) {
 	}
 
 	known := map[string]bool{"type": true, "jobId": true, "clientId": true, "userId": true, "threadId": true,
-		"repoUrl": true, "baseBranch": true, "instruction": true, "mode": true, "maxBudgetUsd": true}
+		"repoUrl": true, "baseBranch": true, "instruction": true, "mode": true, "maxBudgetUsd": true,
+		"fromThreadId": true, "targetJobId": true, "toCommit": true, "steps": true}
 	for name := range raw {
 		if !known[name] {
 			return invalid(name, "unknown field")
@@ -191,11 +217,11 @@ func Decode(body []byte, messageID string) (Job, error) {
 		return invalid("type", err.Error())
 	}
 	switch Type(typ) {
-	case TypeInit, TypeExecute:
+	case TypeInit, TypeExecute, TypeCancel, TypeRevert:
 	case "":
-		return invalid("type", `is required ("init" or "execute")`)
+		return invalid("type", `is required ("init", "execute", "cancel" or "revert")`)
 	default:
-		return invalid("type", fmt.Sprintf(`%q is not "init" or "execute"`, truncate(typ, 40)))
+		return invalid("type", fmt.Sprintf(`%q is not "init", "execute", "cancel" or "revert"`, truncate(typ, 40)))
 	}
 
 	if _, ok := raw["jobId"]; ok {
@@ -216,6 +242,8 @@ func Decode(body []byte, messageID string) (Job, error) {
 			return invalid(name, err.Error())
 		}
 		switch {
+		case v == "" && name == "threadId" && job.Type == TypeCancel:
+			// a cancel names its target by job id; a thread is optional
 		case v == "":
 			return invalid(name, "is required")
 		case !ValidID(v):
@@ -226,17 +254,34 @@ func Decode(body []byte, messageID string) (Job, error) {
 	for _, f := range []struct {
 		name string
 		dst  *string
-	}{{"repoUrl", &job.RepoURL}, {"baseBranch", &job.BaseBranch}, {"instruction", &job.Instruction}, {"mode", (*string)(&job.Mode)}} {
+	}{{"repoUrl", &job.RepoURL}, {"baseBranch", &job.BaseBranch}, {"instruction", &job.Instruction}, {"mode", (*string)(&job.Mode)},
+		{"fromThreadId", &job.FromThreadID}, {"targetJobId", &job.TargetJobID}, {"toCommit", &job.ToCommit}} {
 		if err := stringField(raw, f.name, f.dst); err != nil {
 			return invalid(f.name, err.Error())
+		}
+	}
+	// Each field belongs to some job types only.
+	allowed := map[string][]Type{
+		"repoUrl": {TypeInit}, "baseBranch": {TypeInit}, "fromThreadId": {TypeInit},
+		"instruction": {TypeExecute}, "mode": {TypeExecute}, "maxBudgetUsd": {TypeExecute},
+		"targetJobId": {TypeCancel}, "toCommit": {TypeRevert}, "steps": {TypeRevert},
+	}
+	for _, name := range []string{"repoUrl", "baseBranch", "fromThreadId", "instruction", "mode", "maxBudgetUsd", "targetJobId", "toCommit", "steps"} {
+		if _, ok := raw[name]; ok && !slices.Contains(allowed[name], job.Type) {
+			return invalid(name, fmt.Sprintf("is not allowed in %s %s job", article(job.Type), job.Type))
 		}
 	}
 
 	switch job.Type {
 	case TypeInit:
-		for _, name := range []string{"instruction", "mode", "maxBudgetUsd"} {
-			if _, ok := raw[name]; ok {
-				return invalid(name, "is not allowed in an init job")
+		if _, ok := raw["fromThreadId"]; ok {
+			switch {
+			case !ValidID(job.FromThreadID):
+				return invalid("fromThreadId", "must be a thread id: 1-64 characters of A-Z a-z 0-9 _ -, not starting with - or _")
+			case job.FromThreadID == job.ThreadID:
+				return invalid("fromThreadId", "must name another thread than threadId")
+			case job.BaseBranch != "":
+				return invalid("fromThreadId", "a fork starts at its parent thread: give fromThreadId or baseBranch, not both")
 			}
 		}
 		if job.RepoURL != "" {
@@ -247,12 +292,31 @@ func Decode(body []byte, messageID string) (Job, error) {
 		if job.BaseBranch != "" && !validBranch(job.BaseBranch) {
 			return invalid("baseBranch", "is not a valid branch name")
 		}
-	case TypeExecute:
-		for _, name := range []string{"repoUrl", "baseBranch"} {
-			if _, ok := raw[name]; ok {
-				return invalid(name, "is not allowed in an execute job")
-			}
+	case TypeCancel:
+		switch {
+		case job.TargetJobID == "":
+			return invalid("targetJobId", "is required: the jobId of the job to stop")
+		case !ValidJobID(job.TargetJobID):
+			return invalid("targetJobId", "must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+		case job.TargetJobID == job.JobID:
+			return invalid("targetJobId", "a cancel cannot stop itself")
 		}
+	case TypeRevert:
+		_, hasCommit := raw["toCommit"]
+		_, hasSteps := raw["steps"]
+		switch {
+		case hasCommit == hasSteps:
+			return invalid("toCommit", "give exactly one of toCommit (a commit of the thread's branch) and steps (how many job commits to undo)")
+		case hasCommit && !commitPattern.MatchString(job.ToCommit):
+			return invalid("toCommit", "must be a commit id: 4 to 64 hexadecimal digits")
+		case hasSteps:
+			var steps float64
+			if err := json.Unmarshal(raw["steps"], &steps); err != nil || steps != float64(int(steps)) || steps < 1 || steps > MaxRevertSteps {
+				return invalid("steps", fmt.Sprintf("must be a whole number from 1 to %d", MaxRevertSteps))
+			}
+			job.Steps = int(steps)
+		}
+	case TypeExecute:
 		switch {
 		case strings.TrimSpace(job.Instruction) == "":
 			return invalid("instruction", "is required and must not be empty")
@@ -275,6 +339,14 @@ func Decode(body []byte, messageID string) (Job, error) {
 		}
 	}
 	return job, nil
+}
+
+// article is "a" or "an" for a job type.
+func article(t Type) string {
+	if t == TypeInit || t == TypeExecute {
+		return "an"
+	}
+	return "a"
 }
 
 // stringField reads raw[name] into dst when present. A present field must be a

@@ -20,6 +20,16 @@ func TestDecodeValid(t *testing.T) {
 			Job{Type: TypeExecute, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t1", Instruction: "make it blue", Mode: ModeExecute}},
 		{"execute plan", `{"type":"execute","clientId":"a","userId":"b","threadId":"c","instruction":"x","mode":"plan"}`,
 			Job{Type: TypeExecute, JobID: "msg-1", ClientID: "a", UserID: "b", ThreadID: "c", Instruction: "x", Mode: ModePlan}},
+		{"init fork", `{"type":"init","clientId":"acme","userId":"u1","threadId":"t2","fromThreadId":"t1"}`,
+			Job{Type: TypeInit, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t2", FromThreadID: "t1"}},
+		{"cancel without thread", `{"type":"cancel","jobId":"c1","clientId":"acme","userId":"u1","targetJobId":"job-42"}`,
+			Job{Type: TypeCancel, JobID: "c1", ClientID: "acme", UserID: "u1", TargetJobID: "job-42"}},
+		{"cancel with thread", `{"type":"cancel","clientId":"acme","userId":"u1","threadId":"t1","targetJobId":"job-42"}`,
+			Job{Type: TypeCancel, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t1", TargetJobID: "job-42"}},
+		{"revert steps", `{"type":"revert","clientId":"acme","userId":"u1","threadId":"t1","steps":2}`,
+			Job{Type: TypeRevert, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t1", Steps: 2}},
+		{"revert to commit", `{"type":"revert","clientId":"acme","userId":"u1","threadId":"t1","toCommit":"3f2c9a1"}`,
+			Job{Type: TypeRevert, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t1", ToCommit: "3f2c9a1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -73,6 +83,26 @@ func TestDecodeInvalid(t *testing.T) {
 		{"repo option", `{"type":"init","repoUrl":"--upload-pack=evil",` + ok + `}`, "repoUrl", true, "'-'"},
 		{"repo ftp", `{"type":"init","repoUrl":"ftp://h/r",` + ok + `}`, "repoUrl", true, "must be https"},
 		{"bad base branch", `{"type":"init","baseBranch":"-x",` + ok + `}`, "baseBranch", true, "branch"},
+		{"fork from itself", `{"type":"init","fromThreadId":"t1",` + ok + `}`, "fromThreadId", true, "another thread"},
+		{"fork from a bad id", `{"type":"init","fromThreadId":"../t",` + ok + `}`, "fromThreadId", true, "thread id"},
+		{"fork and base branch", `{"type":"init","fromThreadId":"t0","baseBranch":"main",` + ok + `}`, "fromThreadId", true, "not both"},
+		{"fork in an execute", `{"type":"execute","instruction":"x","fromThreadId":"t0",` + ok + `}`, "fromThreadId", true, "not allowed in an execute"},
+		{"cancel without target", `{"type":"cancel","clientId":"acme","userId":"u1"}`, "targetJobId", true, "required"},
+		{"cancel bad target", `{"type":"cancel","clientId":"acme","userId":"u1","targetJobId":"../x"}`, "targetJobId", true, "1-128"},
+		{"cancel itself", `{"type":"cancel","jobId":"c1","clientId":"acme","userId":"u1","targetJobId":"c1"}`, "targetJobId", true, "itself"},
+		{"cancel with instruction", `{"type":"cancel","targetJobId":"j","instruction":"x",` + ok + `}`, "instruction", true, "not allowed in a cancel"},
+		{"cancel without user", `{"type":"cancel","clientId":"acme","targetJobId":"j"}`, "userId", false, "required"},
+		{"target in an execute", `{"type":"execute","instruction":"x","targetJobId":"j",` + ok + `}`, "targetJobId", true, "not allowed"},
+		{"revert without target", `{"type":"revert",` + ok + `}`, "toCommit", true, "exactly one"},
+		{"revert with both", `{"type":"revert","toCommit":"abcd","steps":1,` + ok + `}`, "toCommit", true, "exactly one"},
+		{"revert bad commit", `{"type":"revert","toCommit":"HEAD~1",` + ok + `}`, "toCommit", true, "hexadecimal"},
+		{"revert option commit", `{"type":"revert","toCommit":"--hard",` + ok + `}`, "toCommit", true, "hexadecimal"},
+		{"revert zero steps", `{"type":"revert","steps":0,` + ok + `}`, "steps", true, "whole number"},
+		{"revert fractional steps", `{"type":"revert","steps":1.5,` + ok + `}`, "steps", true, "whole number"},
+		{"revert string steps", `{"type":"revert","steps":"2",` + ok + `}`, "steps", true, "whole number"},
+		{"revert too many steps", `{"type":"revert","steps":1001,` + ok + `}`, "steps", true, "whole number"},
+		{"revert without thread", `{"type":"revert","steps":1,"clientId":"acme","userId":"u1"}`, "threadId", true, "required"},
+		{"steps in an init", `{"type":"init","steps":1,` + ok + `}`, "steps", true, "not allowed in an init"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -128,6 +158,9 @@ func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"type":"execute","clientId":"a","userId":"b","threadId":"c","instruction":"x","mode":"plan"}`), "m2")
 	f.Add([]byte(`{"type":"init","clientId":"../x","userId":"u1","threadId":"t1","repoUrl":"git@h:p"}`), "")
 	f.Add([]byte(`not json`), "m3")
+	f.Add([]byte(`{"type":"cancel","clientId":"a","userId":"b","targetJobId":"j"}`), "m4")
+	f.Add([]byte(`{"type":"revert","clientId":"a","userId":"b","threadId":"c","steps":2}`), "m5")
+	f.Add([]byte(`{"type":"init","clientId":"a","userId":"b","threadId":"c","fromThreadId":"d"}`), "m6")
 	f.Fuzz(func(t *testing.T, body []byte, messageID string) {
 		job, err := Decode(body, messageID)
 		if err != nil {
@@ -140,16 +173,26 @@ func FuzzDecode(f *testing.F) {
 			}
 			return
 		}
-		for _, id := range []string{job.ClientID, job.UserID, job.ThreadID} {
+		ids := []string{job.ClientID, job.UserID, job.ThreadID}
+		if job.Type == TypeCancel && job.ThreadID == "" {
+			ids = ids[:2]
+		}
+		if job.FromThreadID != "" {
+			ids = append(ids, job.FromThreadID)
+		}
+		for _, id := range ids {
 			if !ValidID(id) || strings.ContainsAny(id, "/.\x00 ") {
 				t.Fatalf("accepted unsafe id %q", id)
 			}
 		}
-		if !ValidJobID(job.JobID) {
-			t.Fatalf("accepted job id %q", job.JobID)
+		if !ValidJobID(job.JobID) || (job.Type == TypeCancel) != (job.TargetJobID != "") || job.TargetJobID != "" && !ValidJobID(job.TargetJobID) {
+			t.Fatalf("accepted job id %q, target %q", job.JobID, job.TargetJobID)
 		}
-		if job.Type != TypeInit && job.Type != TypeExecute {
+		if !job.Type.Known() {
 			t.Fatalf("accepted type %q", job.Type)
+		}
+		if job.Type == TypeRevert && (job.ToCommit == "") == (job.Steps == 0) || strings.HasPrefix(job.ToCommit, "-") {
+			t.Fatalf("accepted revert target %q / %d", job.ToCommit, job.Steps)
 		}
 		if job.Type == TypeExecute && (job.Instruction == "" || len(job.Instruction) > MaxInstructionBytes) {
 			t.Fatalf("accepted instruction of %d bytes", len(job.Instruction))

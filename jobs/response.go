@@ -32,6 +32,30 @@ const (
 	CodeInternal       Code = "internal"
 )
 
+// CancelState is where a cancel found its target job.
+type CancelState string
+
+// The cancel states.
+const (
+	// CancelRunning: the target was running; it stops and is answered
+	// cancelled.
+	CancelRunning CancelState = "running"
+	// CancelQueued: a worker holds the target and had not started it; it
+	// is answered cancelled without running.
+	CancelQueued CancelState = "queued"
+	// CancelFinished: too late, the target had already answered.
+	CancelFinished CancelState = "finished"
+	// CancelUnknown: no worker has seen the target. Should it still come
+	// out of the queue (behind its user's running job), it is answered
+	// cancelled without running.
+	CancelUnknown CancelState = "unknown"
+)
+
+// ErrCancelled is the cause of a job context cancelled by a cancel job
+// (context.Cause): a handler that sees it keeps what was done and answers
+// CodeCancelled.
+var ErrCancelled = errors.New("cancelled by a cancel job")
+
 // Response is one message on the response queue.
 type Response struct {
 	JobID    string `json:"jobId"`
@@ -49,6 +73,12 @@ type Response struct {
 	FilesChanged []string      `json:"filesChanged,omitempty"`
 	PreviewURL   string        `json:"previewUrl,omitempty"`
 	Claude       *ClaudeResult `json:"claude,omitempty"`
+	// ForkedFrom is the parent thread of an init with fromThreadId.
+	ForkedFrom string `json:"forkedFrom,omitempty"`
+	// Cancelled says where a cancel found its target.
+	Cancelled CancelState `json:"cancelled,omitempty"`
+	// RevertedCommits are the job commits a revert undid, newest first.
+	RevertedCommits []string `json:"revertedCommits,omitempty"`
 	Progress     *Progress     `json:"progress,omitempty"`
 	Error        *ErrorBody    `json:"error,omitempty"`
 
