@@ -29,10 +29,16 @@ import (
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
-// Ledger keeps job records, for idempotency; *ledger.Ledger implements it.
+// Ledger keeps job records on the workspace root, for idempotency, and the
+// cancel marks through which workers that share only the root and the
+// queues stop each other's jobs; *ledger.Ledger implements it.
 type Ledger interface {
 	Get(job jobs.Job) (ledger.Record, bool, error)
 	Put(job jobs.Job, rec ledger.Record) error
+	MarkQueued(job jobs.Job) error
+	RequestCancel(user jobs.Job, targetJobID, by string) error
+	CancelRequested(job jobs.Job) (ledger.CancelMark, bool, error)
+	ClearCancel(job jobs.Job) error
 }
 
 // Activity is told when the worker is busy; the idle shutdown implements it.
@@ -65,6 +71,9 @@ type Config struct {
 	// StuckAfter is how long the receive loop may go without turning before
 	// Healthy says false; default the long poll plus a minute.
 	StuckAfter time.Duration
+	// CancelPoll is how often a running job's cancel mark is looked for on
+	// the root (a cancel received by another worker); default 250ms.
+	CancelPoll time.Duration
 }
 
 // releaseGrace is how long Run waits, after its last receive was cancelled,
@@ -88,6 +97,7 @@ type Worker struct {
 	mu       sync.Mutex
 	inflight map[string]*delivery // by receipt handle: received, not yet deleted or released
 	lanes    map[string]*lane     // by user key
+	active   map[string]context.CancelCauseFunc // running jobs by user key and job id: what stops each
 
 	// maxReceives is the job queue's redrive maxReceiveCount, 0 without a
 	// dead-letter queue. Set by Run before any receive.
@@ -156,6 +166,9 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 	if cfg.StuckAfter <= 0 {
 		cfg.StuckAfter = cfg.WaitTime + time.Minute
 	}
+	if cfg.CancelPoll <= 0 {
+		cfg.CancelPoll = 250 * time.Millisecond
+	}
 	return &Worker{
 		sqs:      client,
 		cfg:      cfg,
@@ -165,6 +178,7 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 		slotFree: make(chan struct{}, 1),
 		inflight: make(map[string]*delivery),
 		lanes:    make(map[string]*lane),
+		active:   make(map[string]context.CancelCauseFunc),
 		created:  time.Now(),
 	}, nil
 }
@@ -334,6 +348,16 @@ func (w *Worker) accept(ctx context.Context, m types.Message, lanes *sync.WaitGr
 	d.job = job
 	d.group = responseGroup(job, m)
 
+	if d.invalid == nil && job.Type == jobs.TypeCancel {
+		// A cancel waits for nothing: not for its user's lane, which may be
+		// running the very job it stops, nor for a free slot.
+		w.mu.Lock()
+		w.inflight[aws.ToString(m.ReceiptHandle)] = d
+		w.mu.Unlock()
+		lanes.Go(func() { w.process(ctx, d) })
+		return
+	}
+
 	key := d.group
 	w.mu.Lock()
 	w.inflight[aws.ToString(m.ReceiptHandle)] = d
@@ -346,6 +370,8 @@ func (w *Worker) accept(ctx context.Context, m types.Message, lanes *sync.WaitGr
 	w.mu.Unlock()
 	if !running {
 		lanes.Go(func() { w.runLane(ctx, key, l) })
+	} else {
+		w.markQueued(d) // it waits behind its user's running job
 	}
 }
 
@@ -390,13 +416,11 @@ func (w *Worker) runLane(ctx context.Context, key string, l *lane) {
 		w.mu.Unlock()
 
 		completed := false
-		select {
-		case w.sem <- struct{}{}:
+		if w.acquire(ctx, d) {
 			if ctx.Err() == nil {
 				completed = w.process(ctx, d)
 			}
 			<-w.sem
-		case <-ctx.Done():
 		}
 		if ctx.Err() != nil {
 			continue // shutting down: Run releases whatever is still held
@@ -406,6 +430,23 @@ func (w *Worker) runLane(ctx context.Context, key string, l *lane) {
 			// message goes back to the queue behind it.
 			w.releaseLane(l)
 		}
+	}
+}
+
+// acquire takes a slot for d, waiting while every slot is busy (d then
+// counts as queued for a cancel); false when ctx ended first.
+func (w *Worker) acquire(ctx context.Context, d *delivery) bool {
+	select {
+	case w.sem <- struct{}{}:
+		return true
+	default:
+	}
+	w.markQueued(d)
+	select {
+	case w.sem <- struct{}{}:
+		return true
+	case <-ctx.Done():
+		return false
 	}
 }
 
@@ -455,9 +496,22 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 		case found && prev.State == ledger.StateFinished && prev.Response != nil:
 			log.Info("job already finished: answering again from its record", "status", string(prev.Response.Status))
 			return w.answer(ctx, d, *prev.Response, &prev, log)
+		case found && prev.State == ledger.StateQueued:
+			rec = prev // it waited here or on another worker: a first run
 		case found:
 			rec = prev
 			log.Info("job was started before and did not finish: running it again", "attempts", prev.Attempts)
+		}
+		if job.Type != jobs.TypeCancel {
+			if mark, ok := w.cancelMark(job, log); ok {
+				log.Info("job cancelled before it started: answering cancelled without running it", "cancelled_by", mark.By)
+				final := jobs.NewResponse(job, jobs.StatusFailed)
+				final.Error = &jobs.ErrorBody{Code: jobs.CodeCancelled, Message: cancelledMessage(cancelCause(mark.By), false)}
+				final.Finish(d.receivedAt, d.startedAt, time.Now())
+				answered := w.finish(ctx, d, job, rec, final, log)
+				w.clearCancel(job, log)
+				return answered
+			}
 		}
 		rec.Attempts++
 		rec.State = ledger.StateRunning
@@ -479,16 +533,34 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 		return w.finish(ctx, d, job, rec, final, log)
 	}
 
+	if job.Type == jobs.TypeCancel {
+		resp, err := w.cancel(job, log)
+		final := jobs.NewResponse(job, jobs.StatusSucceeded)
+		mergeResult(&final, resp)
+		if err != nil {
+			final.Status = jobs.StatusFailed
+			final.Error = jobs.ErrorBodyOf(err)
+		}
+		final.Finish(d.receivedAt, d.startedAt, time.Now())
+		return w.finish(ctx, d, job, rec, final, log)
+	}
+
 	w.running.Add(1)
 	w.current.Store(&job)
 	log.Info("job started")
-	jobCtx, cancel := context.WithTimeout(ctx, w.cfg.JobTimeout)
+	stoppable, stop := context.WithCancelCause(ctx)
+	jobCtx, cancel := context.WithTimeout(stoppable, w.cfg.JobTimeout)
 	// Every line logged with the job's context, in any package, names the job.
 	jobCtx = logging.With(jobCtx, "job_id", job.JobID, "client_id", job.ClientID, "user_id", job.UserID,
 		"thread_id", job.ThreadID, "message_id", aws.ToString(d.msg.MessageId))
+	unwatch := w.watchCancel(jobCtx, job, stop, log)
 	resp, err := w.handle(jobCtx, job, w.progress(ctx, d, log))
+	unwatch()
 	timedOut := errors.Is(jobCtx.Err(), context.DeadlineExceeded)
+	stoppedBy := context.Cause(stoppable)
+	cancelled := errors.Is(stoppedBy, jobs.ErrCancelled)
 	cancel()
+	stop(nil)
 	w.running.Add(-1)
 
 	if errors.Is(err, jobs.ErrRetryLater) {
@@ -504,6 +576,9 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 
 	final := jobs.NewResponse(job, jobs.StatusSucceeded)
 	mergeResult(&final, resp)
+	if err != nil && cancelled {
+		err = cancelledError(err, stoppedBy)
+	}
 	if err != nil {
 		var je *jobs.Error
 		if timedOut && (!errors.As(err, &je) || je.Code == jobs.CodeInternal) {
@@ -519,7 +594,9 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 	} else {
 		log.Info("job succeeded", "duration_ms", final.DurationMs, "commit", final.Commit)
 	}
-	return w.finish(ctx, d, job, rec, final, log)
+	answered := w.finish(ctx, d, job, rec, final, log)
+	w.clearCancel(job, log) // answered: a cancel that comes now is too late
+	return answered
 }
 
 // finish records the job's final response in the ledger, then answers it.
@@ -559,6 +636,9 @@ func mergeResult(dst *jobs.Response, src jobs.Response) {
 	dst.FilesChanged = src.FilesChanged
 	dst.PreviewURL = src.PreviewURL
 	dst.Claude = src.Claude
+	dst.ForkedFrom = src.ForkedFrom
+	dst.Cancelled = src.Cancelled
+	dst.RevertedCommits = src.RevertedCommits
 }
 
 // progress returns the job's ProgressFunc: each call sends a progress

@@ -21,9 +21,14 @@ type State string
 
 // The job states.
 const (
+	StateQueued   State = "queued"   // received by a worker and waiting to start
 	StateRunning  State = "running"  // started; a crash leaves it so, and the job runs again
 	StateFinished State = "finished" // its final response is in the record
 )
+
+// CancelMarkTTL is how long a cancel mark waits for a target that no worker
+// has seen: SQS keeps a message at most 14 days.
+const CancelMarkTTL = 14 * 24 * time.Hour
 
 // Record is what the ledger keeps of one job.
 type Record struct {
@@ -97,6 +102,87 @@ func (l *Ledger) Put(job jobs.Job, rec Record) error {
 		return fmt.Errorf("encode job record: %w", err)
 	}
 	return WriteFileAtomic(p, b, 0o600)
+}
+
+// MarkQueued records that a worker holds the job and has not started it,
+// unless the job has a record already (it ran, or runs, elsewhere).
+func (l *Ledger) MarkQueued(job jobs.Job) error {
+	if _, found, err := l.Get(job); err != nil || found {
+		return err
+	}
+	return l.Put(job, Record{JobID: job.JobID, State: StateQueued})
+}
+
+// CancelMark is what a cancel leaves for the job it stops.
+type CancelMark struct {
+	// By is the cancel's job id.
+	By string    `json:"by"`
+	At time.Time `json:"at"`
+}
+
+// cancelPath returns the file of the cancel mark of job targetJobID of
+// user's client and user.
+func (l *Ledger) cancelPath(user jobs.Job, targetJobID string) (string, error) {
+	if !jobs.ValidID(user.ClientID) || !jobs.ValidID(user.UserID) || !jobs.ValidJobID(targetJobID) {
+		return "", fmt.Errorf("ledger: cancel of %q: invalid ids", targetJobID)
+	}
+	return filepath.Join(l.root, user.ClientID, user.UserID, ".jobs", "cancel-"+targetJobID+".json"), nil
+}
+
+// RequestCancel leaves the mark that stops job targetJobID of user's
+// client and user: the worker that runs it, or later receives it, finds it
+// on the shared root. by is the cancel's job id.
+func (l *Ledger) RequestCancel(user jobs.Job, targetJobID, by string) error {
+	p, err := l.cancelPath(user, targetJobID)
+	if err != nil {
+		return err
+	}
+	b, err := json.Marshal(CancelMark{By: by, At: time.Now().UTC()})
+	if err != nil {
+		return fmt.Errorf("encode cancel mark: %w", err)
+	}
+	return WriteFileAtomic(p, b, 0o600)
+}
+
+// CancelRequested returns the cancel mark of job, if there is one. A mark
+// older than CancelMarkTTL is removed and not returned. It costs one stat
+// when there is none: a running job asks every few hundred milliseconds.
+func (l *Ledger) CancelRequested(job jobs.Job) (CancelMark, bool, error) {
+	p, err := l.cancelPath(job, job.JobID)
+	if err != nil {
+		return CancelMark{}, false, err
+	}
+	if _, err := os.Stat(p); errors.Is(err, fs.ErrNotExist) {
+		return CancelMark{}, false, nil
+	}
+	b, err := os.ReadFile(p)
+	if errors.Is(err, fs.ErrNotExist) {
+		return CancelMark{}, false, nil
+	}
+	if err != nil {
+		return CancelMark{}, false, fmt.Errorf("read cancel mark: %w", err)
+	}
+	var m CancelMark
+	if err := json.Unmarshal(b, &m); err != nil {
+		m = CancelMark{} // torn: still a cancel
+	}
+	if !m.At.IsZero() && time.Since(m.At) > CancelMarkTTL {
+		_ = os.Remove(p) // stale; a failed remove only repeats this
+		return CancelMark{}, false, nil
+	}
+	return m, true, nil
+}
+
+// ClearCancel removes job's cancel mark, if any.
+func (l *Ledger) ClearCancel(job jobs.Job) error {
+	p, err := l.cancelPath(job, job.JobID)
+	if err != nil {
+		return err
+	}
+	if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("remove cancel mark: %w", err)
+	}
+	return nil
 }
 
 // WriteFileAtomic writes data to path through a temporary file in the same

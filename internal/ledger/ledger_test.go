@@ -65,3 +65,61 @@ func TestLedgerCorruptRecordMeansRunAgain(t *testing.T) {
 		t.Errorf("corrupt record: found=%v err=%v, want not found", found, err)
 	}
 }
+
+func TestLedgerQueuedAndCancelMarks(t *testing.T) {
+	root := t.TempDir()
+	l := New(root)
+	job := jobs.Job{JobID: "j1", ClientID: "acme", UserID: "u1"}
+	if err := l.MarkQueued(job); err != nil {
+		t.Fatal(err)
+	}
+	if rec, found, err := l.Get(job); err != nil || !found || rec.State != StateQueued {
+		t.Fatalf("after MarkQueued: %+v %v %v", rec, found, err)
+	}
+	// A record that says more is never turned back into queued.
+	if err := l.Put(job, Record{JobID: "j1", State: StateRunning, Attempts: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.MarkQueued(job); err != nil {
+		t.Fatal(err)
+	}
+	if rec, _, _ := l.Get(job); rec.State != StateRunning {
+		t.Errorf("MarkQueued overwrote a running record: %+v", rec)
+	}
+
+	if _, ok, err := l.CancelRequested(job); ok || err != nil {
+		t.Fatalf("cancel mark before any cancel: %v %v", ok, err)
+	}
+	if err := New(root).RequestCancel(jobs.Job{ClientID: "acme", UserID: "u1"}, "j1", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	mark, ok, err := l.CancelRequested(job)
+	if err != nil || !ok || mark.By != "c1" {
+		t.Fatalf("cancel mark: %+v %v %v", mark, ok, err)
+	}
+	// Another user's job of the same id is not cancelled.
+	if _, ok, _ := l.CancelRequested(jobs.Job{JobID: "j1", ClientID: "acme", UserID: "u2"}); ok {
+		t.Error("a cancel of acme/u1's job reached acme/u2's job of the same id")
+	}
+	if err := l.ClearCancel(job); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.CancelRequested(job); ok {
+		t.Error("mark still there after ClearCancel")
+	}
+	// A mark older than the queue's retention is stale and goes.
+	p := filepath.Join(root, "acme", "u1", ".jobs", "cancel-j1.json")
+	old := `{"by":"c0","at":"` + time.Now().Add(-CancelMarkTTL-time.Hour).UTC().Format(time.RFC3339) + `"}`
+	if err := os.WriteFile(p, []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok, _ := l.CancelRequested(job); ok {
+		t.Error("a stale mark still cancels")
+	}
+	if _, err := os.Stat(p); err == nil {
+		t.Error("the stale mark was not removed")
+	}
+	if err := l.RequestCancel(jobs.Job{ClientID: "acme", UserID: "u1"}, "../x", "c1"); err == nil {
+		t.Error("RequestCancel accepted a target id that is a path")
+	}
+}

@@ -107,14 +107,19 @@ func (q Queue) ARN(tb testing.TB) string {
 }
 
 // SendJob puts a job on the queue, as upstream does: on a FIFO queue the
-// group is clientId/userId and the dedup id the job id.
+// group is clientId/userId (clientId/userId/control for a cancel) and the
+// dedup id the job id.
 func (q Queue) SendJob(tb testing.TB, job jobs.Job) string {
 	tb.Helper()
 	body, err := json.Marshal(job)
 	if err != nil {
 		tb.Fatal(err)
 	}
-	return q.SendRaw(tb, string(body), job.ClientID+"/"+job.UserID, job.JobID)
+	group := job.ClientID + "/" + job.UserID
+	if job.Type == jobs.TypeCancel {
+		group += jobs.ControlGroupSuffix // as upstream sends it: never behind the job it stops
+	}
+	return q.SendRaw(tb, string(body), group, job.JobID)
 }
 
 // SendRaw puts a raw body on the queue; group and dedup are used on FIFO queues.
