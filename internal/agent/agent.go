@@ -193,6 +193,11 @@ type Request struct {
 	// SessionID is the thread's session to resume; "" starts a new session
 	// with a fresh id.
 	SessionID string
+	// ForkSession resumes SessionID as a new session (the CLI's
+	// --fork-session): the run sees the conversation so far, and what it
+	// adds goes to the new session only (Result.SessionID), not to
+	// SessionID's. It forks a thread.
+	ForkSession bool
 	// APIKey, when set, is the CLI's ANTHROPIC_API_KEY for this run (a
 	// per-job credential of the worker's API gateway) instead of
 	// Config.APIKey.
@@ -423,6 +428,9 @@ func (r *Runner) args(req Request, resume bool) []string {
 	}
 	if resume {
 		args = append(args, "--resume", req.SessionID)
+		if req.ForkSession {
+			args = append(args, "--fork-session")
+		}
 	} else {
 		args = append(args, "--session-id", req.SessionID)
 	}

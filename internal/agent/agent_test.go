@@ -100,6 +100,59 @@ func TestRunResumesSession(t *testing.T) {
 	}
 }
 
+// TestRunForksSession: a run with ForkSession sees the conversation it
+// forks and gets a session of its own; the original session goes on
+// without what the fork added.
+func TestRunForksSession(t *testing.T) {
+	e := newTestEnv(t)
+	e.srv.SetScript(fakeanthropic.Text("Parent answer."))
+	r := e.runner(nil)
+	parent, err := r.Run(context.Background(), e.request("Parent instruction"), nil)
+	if err != nil {
+		t.Fatalf("parent Run: %v\nlogs:\n%s", err, e.logs)
+	}
+
+	e.srv.SetScript(fakeanthropic.Text("Fork answer."))
+	req := e.request("Fork instruction")
+	req.SessionID, req.ForkSession = parent.SessionID, true
+	fork, err := r.Run(context.Background(), req, nil)
+	if err != nil {
+		t.Fatalf("fork Run: %v\nlogs:\n%s", err, e.logs)
+	}
+	if fork.SessionID == "" || fork.SessionID == parent.SessionID || fork.FreshSession {
+		t.Fatalf("fork Result = %+v: want a new session forked from %s", fork, parent.SessionID)
+	}
+	last, _ := e.srv.LastMessageRequest()
+	for _, want := range []string{"Parent instruction", "Parent answer.", "Fork instruction"} {
+		if !last.Contains(want) {
+			t.Errorf("the fork's request does not hold %q", want)
+		}
+	}
+
+	e.srv.SetScript(fakeanthropic.Text("Parent again."))
+	req = e.request("Parent second instruction")
+	req.SessionID = parent.SessionID
+	again, err := r.Run(context.Background(), req, nil)
+	if err != nil || again.SessionID != parent.SessionID {
+		t.Fatalf("parent resumed: %+v %v", again, err)
+	}
+	last, _ = e.srv.LastMessageRequest()
+	if !last.Contains("Parent instruction") || last.Contains("Fork instruction") || last.Contains("Fork answer.") {
+		t.Errorf("the parent's next request holds the fork's turns or lost its own")
+	}
+
+	e.srv.SetScript(fakeanthropic.Text("Fork again."))
+	req = e.request("Fork second instruction")
+	req.SessionID = fork.SessionID
+	if _, err := r.Run(context.Background(), req, nil); err != nil {
+		t.Fatal(err)
+	}
+	last, _ = e.srv.LastMessageRequest()
+	if !last.Contains("Fork instruction") || last.Contains("Parent second instruction") {
+		t.Errorf("the fork's session does not go on by itself")
+	}
+}
+
 func TestRunPlanModeChangesNothing(t *testing.T) {
 	e := newTestEnv(t)
 	e.srv.SetScript(

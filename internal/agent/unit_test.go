@@ -141,7 +141,20 @@ func TestArgs(t *testing.T) {
 			req:     Request{Mode: ModePlan, SessionID: "id-2"},
 			resume:  true,
 			want:    []string{"--resume id-2", "--permission-mode plan", "--tools Read,Glob,Grep"},
-			notWant: []string{"--session-id", "dontAsk", "Edit,", "Write"},
+			notWant: []string{"--session-id", "dontAsk", "Edit,", "Write", "--fork-session"},
+		},
+		{
+			name:    "forked session",
+			req:     Request{Mode: ModeExecute, SessionID: "id-3", ForkSession: true},
+			resume:  true,
+			want:    []string{"--resume id-3 --fork-session"},
+			notWant: []string{"--session-id"},
+		},
+		{
+			name:    "fork of nothing starts a new session",
+			req:     Request{Mode: ModeExecute, SessionID: "id-4", ForkSession: true},
+			want:    []string{"--session-id id-4"},
+			notWant: []string{"--resume", "--fork-session"},
 		},
 	}
 	for _, tt := range tests {
