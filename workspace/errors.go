@@ -41,6 +41,22 @@ var (
 	// ErrWrongBranch reports a commit asked for a thread whose branch is
 	// not the one checked out.
 	ErrWrongBranch = errors.New("thread branch not checked out")
+
+	// ErrThreadNotFound reports a fork of a thread that has no branch in
+	// the workspace, locally or on the remote.
+	ErrThreadNotFound = errors.New("thread not found")
+
+	// ErrThreadExists reports a fork into a thread that exists already and
+	// was not forked from the same parent.
+	ErrThreadExists = errors.New("thread exists already")
+
+	// ErrBadRevert reports a revert the thread cannot do: a commit that is
+	// not on its branch, or more steps than it has job commits.
+	ErrBadRevert = errors.New("nothing to revert there")
+
+	// ErrRevertConflict reports job commits whose undoing conflicts with
+	// later changes of the thread; nothing was changed.
+	ErrRevertConflict = errors.New("revert conflicts with later changes")
 )
 
 // GitError is a failed git command. Stderr is the redacted tail of its

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"time"
 )
 
@@ -18,6 +19,11 @@ type InitOptions struct {
 	BaseBranch string
 	// ThreadID is the thread to create or resume.
 	ThreadID string
+	// FromThreadID forks: a new thread starts at the head of
+	// thread-{FromThreadID} (local, else the remote's), which must exist,
+	// and its record notes the parent and the parent's session. A thread
+	// that exists already must have been forked from the same parent.
+	FromThreadID string
 }
 
 // InitResult says what Init did.
@@ -31,6 +37,8 @@ type InitResult struct {
 	Cloned bool
 	// Installed reports that dependencies were installed.
 	Installed bool
+	// ForkedFrom is the parent thread of a fork, new or resumed.
+	ForkedFrom string
 }
 
 // Init prepares the user's workspace for a thread: creates the folders,
@@ -53,6 +61,14 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 	if opt.BaseBranch != "" {
 		if err := validateBranchName(opt.BaseBranch); err != nil {
 			return res, fmt.Errorf("init workspace: %w", err)
+		}
+	}
+	if opt.FromThreadID != "" {
+		if err := ValidateID(opt.FromThreadID); err != nil {
+			return res, fmt.Errorf("init workspace: parent thread id: %w", err)
+		}
+		if opt.FromThreadID == opt.ThreadID || opt.BaseBranch != "" {
+			return res, fmt.Errorf("init workspace: a fork needs another thread and no base branch: %w", ErrInvalidID)
 		}
 	}
 	if err := u.Prepare(); err != nil {
@@ -107,11 +123,28 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 	}
 
 	res.Branch = Branch(opt.ThreadID)
-	if res.Resumed, err = u.checkoutThread(ctx, opt.ThreadID, true, opt.BaseBranch); err != nil {
+	var fork *Fork
+	if opt.FromThreadID != "" {
+		if fork, err = u.prepareFork(ctx, opt.ThreadID, opt.FromThreadID); err != nil {
+			return res, fmt.Errorf("init workspace: fork thread %s: %w", opt.FromThreadID, err)
+		}
+		res.ForkedFrom = opt.FromThreadID
+	}
+	startAt := ""
+	if fork != nil {
+		startAt = fork.Commit
+	}
+	if res.Resumed, err = u.checkoutThread(ctx, opt.ThreadID, true, opt.BaseBranch, startAt); err != nil {
 		return res, fmt.Errorf("init workspace: check out %s: %w", res.Branch, err)
 	}
 	if res.Resumed && !res.Cloned {
 		u.fastForward(ctx, opt.ThreadID)
+	}
+	if fork != nil && fork.Commit != "" {
+		// A new fork: its record names the parent and the session to fork.
+		if err := u.SaveThread(Thread{ThreadID: opt.ThreadID, ForkedFrom: fork}); err != nil {
+			return res, fmt.Errorf("init workspace: %w", err)
+		}
 	}
 	if err := u.ensureThreadRecord(opt.ThreadID); err != nil {
 		return res, fmt.Errorf("init workspace: %w", err)
@@ -143,6 +176,43 @@ func (u *User) fetch(ctx context.Context, repoURL string) {
 	}
 }
 
+// prepareFork checks a fork of thread from into thread threadID. For a new
+// thread it returns the fork to record: the parent's head commit and
+// session. A thread that exists already must have been forked from the
+// same parent (a redelivered init): nil, nothing to do; else ErrThreadExists.
+func (u *User) prepareFork(ctx context.Context, threadID, from string) (*Fork, error) {
+	b := Branch(threadID)
+	if u.refExists(ctx, "refs/heads/"+b) || u.refExists(ctx, "refs/remotes/origin/"+b) {
+		t, err := u.LoadThread(threadID)
+		if err != nil {
+			return nil, err
+		}
+		if t.ForkedFrom == nil || t.ForkedFrom.ThreadID != from {
+			return nil, fmt.Errorf("thread %s: %w; a fork needs a new thread id", threadID, ErrThreadExists)
+		}
+		return &Fork{ThreadID: from}, nil // resumed: checkoutThread finds it
+	}
+	var head string
+	for _, ref := range []string{"refs/heads/" + Branch(from), "refs/remotes/origin/" + Branch(from)} {
+		if u.refExists(ctx, ref) {
+			out, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--verify", "--quiet", ref + "^{commit}"}})
+			if err != nil {
+				return nil, err
+			}
+			head = strings.TrimSpace(out)
+			break
+		}
+	}
+	if head == "" {
+		return nil, fmt.Errorf("thread %s has no branch in the workspace: %w", from, ErrThreadNotFound)
+	}
+	parent, err := u.LoadThread(from)
+	if err != nil {
+		return nil, err
+	}
+	return &Fork{ThreadID: from, SessionID: parent.SessionID, Commit: head}, nil
+}
+
 func (u *User) ensureThreadRecord(threadID string) error {
 	p, err := u.threadPath(threadID)
 	if err != nil {
@@ -169,7 +239,7 @@ func (u *User) SwitchThread(ctx context.Context, threadID string) (string, error
 	if err := u.removeStaleLock(ctx); err != nil {
 		return "", fmt.Errorf("switch thread: %w", err)
 	}
-	if _, err := u.checkoutThread(ctx, threadID, false, ""); err != nil {
+	if _, err := u.checkoutThread(ctx, threadID, false, "", ""); err != nil {
 		return "", fmt.Errorf("switch thread: %w", err)
 	}
 	return Branch(threadID), nil

@@ -47,6 +47,20 @@ type Thread struct {
 	// those dropped from Jobs.
 	JobCount     int     `json:"jobCount"`
 	TotalCostUSD float64 `json:"totalCostUsd"`
+	// ForkedFrom is set on a thread forked from another: its first job
+	// resumes the parent's session as a fork of it.
+	ForkedFrom *Fork `json:"forkedFrom,omitempty"`
+}
+
+// Fork is where a forked thread started.
+type Fork struct {
+	// ThreadID is the parent thread.
+	ThreadID string `json:"threadId"`
+	// SessionID is the parent's agent session at the fork, "" when it had
+	// none yet.
+	SessionID string `json:"sessionId,omitempty"`
+	// Commit is the parent branch's head at the fork.
+	Commit string `json:"commit,omitempty"`
 }
 
 // JobRecord is one job of a thread.
@@ -54,15 +68,17 @@ type JobRecord struct {
 	JobID string `json:"jobId"`
 	Type  string `json:"type,omitempty"`
 	// Instruction is the first MaxRecordedInstruction runes, secrets masked.
-	Instruction string    `json:"instruction,omitempty"`
-	Commit      string    `json:"commit,omitempty"`
-	Pushed      bool      `json:"pushed,omitempty"`
-	Status      string    `json:"status"`
-	ErrorCode   string    `json:"errorCode,omitempty"`
-	SessionID   string    `json:"sessionId,omitempty"`
-	CostUSD     float64   `json:"costUsd"`
-	StartedAt   time.Time `json:"startedAt"`
-	FinishedAt  time.Time `json:"finishedAt,omitzero"`
+	Instruction string `json:"instruction,omitempty"`
+	Commit      string `json:"commit,omitempty"`
+	Pushed      bool   `json:"pushed,omitempty"`
+	Status      string `json:"status"`
+	ErrorCode   string `json:"errorCode,omitempty"`
+	SessionID   string `json:"sessionId,omitempty"`
+	// Reverted are the job commits a revert job undid.
+	Reverted   []string  `json:"reverted,omitempty"`
+	CostUSD    float64   `json:"costUsd"`
+	StartedAt  time.Time `json:"startedAt"`
+	FinishedAt time.Time `json:"finishedAt,omitzero"`
 }
 
 // Job returns the record of jobID, if the thread holds one.

@@ -233,9 +233,10 @@ func (u *User) saveWIP(ctx context.Context, toThread string) error {
 // checkoutThread makes thread-{threadID} the checked-out branch, saving
 // the current branch's uncommitted work first. The branch is taken from
 // the local repository, else from the remote; only when create is set is
-// a missing branch started from base (or the remote's default branch).
+// a missing branch started: at startAt (a commit) when set, else from base
+// (or the remote's default branch).
 // resumed reports that the branch already existed.
-func (u *User) checkoutThread(ctx context.Context, threadID string, create bool, base string) (resumed bool, err error) {
+func (u *User) checkoutThread(ctx context.Context, threadID string, create bool, base, startAt string) (resumed bool, err error) {
 	b := Branch(threadID)
 	local := "refs/heads/" + b
 	remote := "refs/remotes/origin/" + b
@@ -259,9 +260,11 @@ func (u *User) checkoutThread(ctx context.Context, threadID string, create bool,
 	case !create:
 		return false, fmt.Errorf("thread %s has no branch: %w", threadID, ErrNotInitialized)
 	}
-	start, err := u.resolveBase(ctx, base)
-	if err != nil {
-		return false, err
+	start := startAt
+	if start == "" {
+		if start, err = u.resolveBase(ctx, base); err != nil {
+			return false, err
+		}
 	}
 	args := []string{"checkout", "--quiet", "--no-track", "-b", b}
 	if start != "" {
