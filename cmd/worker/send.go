@@ -30,13 +30,17 @@ func (c *SendCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker send", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
 	var job jobs.Job
-	typ := fs.String("type", "execute", `job type: "init" or "execute"`)
+	typ := fs.String("type", "execute", `job type: "init", "execute", "cancel" or "revert"`)
 	fs.StringVar(&job.JobID, "job-id", "", "job id (default: a new UUID)")
 	fs.StringVar(&job.ClientID, "client", "", "client id (required)")
 	fs.StringVar(&job.UserID, "user", "", "user id (required)")
-	fs.StringVar(&job.ThreadID, "thread", "", "thread id (required)")
+	fs.StringVar(&job.ThreadID, "thread", "", "thread id (required but for cancel)")
 	fs.StringVar(&job.RepoURL, "repo", "", "init: repository URL (default: the worker's REPO_URL)")
 	fs.StringVar(&job.BaseBranch, "base", "", "init: branch a new thread starts from")
+	fs.StringVar(&job.FromThreadID, "from-thread", "", "init: fork this thread (its branch head and its agent session)")
+	fs.StringVar(&job.TargetJobID, "target", "", "cancel: the job id to stop")
+	fs.StringVar(&job.ToCommit, "to-commit", "", "revert: undo the thread's job commits after this commit")
+	fs.IntVar(&job.Steps, "steps", 0, "revert: undo the thread's last N job commits")
 	fs.StringVar(&job.Instruction, "instruction", "", "execute: what the agent should do")
 	mode := fs.String("mode", "", `execute: "execute" (default) or "plan" (read-only)`)
 	queue := fs.String("queue", "", "job queue URL (default: JOB_QUEUE_URL, or the running `worker local`)")
@@ -45,7 +49,7 @@ func (c *SendCommand) Run(ctx context.Context, args []string) error {
 	state := fs.String("local-state", localStateFile, "the file `worker local` writes its queues to")
 	wait := fs.Duration("wait", 0, "wait this long for the final response and print it (0: do not wait)")
 	fs.Usage = func() {
-		fmt.Fprintln(c.Stderr, "Usage: worker send -type init|execute -client C -user U -thread T [-instruction TEXT] [-wait 5m]")
+		fmt.Fprintln(c.Stderr, "Usage: worker send -type init|execute|cancel|revert -client C -user U [-thread T] [-instruction TEXT] [-target JOB] [-steps N] [-wait 5m]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
@@ -87,7 +91,11 @@ func (c *SendCommand) Run(ctx context.Context, args []string) error {
 
 	in := &sqs.SendMessageInput{QueueUrl: aws.String(target.JobQueueURL), MessageBody: aws.String(string(body))}
 	if strings.HasSuffix(target.JobQueueURL, ".fifo") {
-		in.MessageGroupId = aws.String(job.UserKey())
+		group := job.UserKey()
+		if job.Type == jobs.TypeCancel {
+			group += jobs.ControlGroupSuffix // never behind the job it stops
+		}
+		in.MessageGroupId = aws.String(group)
 		in.MessageDeduplicationId = aws.String(job.JobID)
 	}
 	if _, err := client.SendMessage(ctx, in); err != nil {

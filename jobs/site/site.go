@@ -121,6 +121,8 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 		return s.init(ctx, u, job)
 	case jobs.TypeExecute:
 		return s.execute(ctx, u, job, lease, progress)
+	case jobs.TypeRevert:
+		return s.revert(ctx, u, job)
 	}
 	return jobs.Response{}, jobs.Errorf(jobs.CodeInvalidJob, "unknown job type %q", job.Type)
 }
@@ -170,7 +172,7 @@ func (s *Handler) init(ctx context.Context, u *workspace.User, job jobs.Job) (jo
 			repo = s.cfg.DefaultRepoURL
 		}
 	}
-	res, err := u.Init(ctx, workspace.InitOptions{RepoURL: repo, BaseBranch: job.BaseBranch, ThreadID: job.ThreadID})
+	res, err := u.Init(ctx, workspace.InitOptions{RepoURL: repo, BaseBranch: job.BaseBranch, ThreadID: job.ThreadID, FromThreadID: job.FromThreadID})
 	if err != nil {
 		if repo == "" && errors.Is(err, workspace.ErrInvalidRepoURL) {
 			return jobs.Response{}, jobs.Errorf(jobs.CodeInvalidJob, "the job has no repoUrl and REPO_URL is not set")
@@ -184,7 +186,31 @@ func (s *Handler) init(ctx context.Context, u *workspace.User, job jobs.Job) (jo
 		s.log.WarnContext(ctx, "cannot read the thread record", "error", err)
 	}
 	s.preview(ctx, u, job)
-	return jobs.Response{Branch: res.Branch, Resumed: jobs.Bool(res.Resumed), PreviewURL: s.previewURL(job)}, nil
+	return jobs.Response{Branch: res.Branch, Resumed: jobs.Bool(res.Resumed), ForkedFrom: res.ForkedFrom, PreviewURL: s.previewURL(job)}, nil
+}
+
+// revert undoes job commits of the thread with a revert commit, and pushes.
+func (s *Handler) revert(ctx context.Context, u *workspace.User, job jobs.Job) (jobs.Response, error) {
+	resp := jobs.Response{Branch: job.Branch(), PreviewURL: s.previewURL(job)}
+	started := time.Now().UTC()
+	res, err := u.Revert(ctx, workspace.RevertOptions{ThreadID: job.ThreadID, JobID: job.JobID, ToCommit: job.ToCommit, Steps: job.Steps})
+	if err != nil {
+		return resp, classify(err)
+	}
+	if err := u.Touch(); err != nil {
+		s.log.WarnContext(ctx, "cannot update metadata.json", "error", err)
+	}
+	s.preview(ctx, u, job) // the dev server shows the reverted files
+	resp.Commit, resp.FilesChanged, resp.RevertedCommits = res.SHA, res.Files, res.Reverted
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	s.push(ctx, u, job, &resp)
+	record := workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Commit: res.SHA, Reverted: res.Reverted,
+		Pushed: resp.Pushed != nil && *resp.Pushed, Status: "succeeded", StartedAt: started, FinishedAt: time.Now().UTC()}
+	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+		s.log.WarnContext(ctx, "cannot record the job", "error", err)
+	}
+	return resp, nil
 }
 
 // execute runs the agent on the thread and commits what it changed.
@@ -244,6 +270,10 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 		ProjectDir: u.ProjectDir, ConfigDir: u.AgentDir, HomeDir: u.HomeDir, TmpDir: u.TmpDir,
 		SessionID: thread.SessionID, Credential: u.Tenant.Credential(),
 	}
+	if req.SessionID == "" && thread.ForkedFrom != nil && thread.ForkedFrom.SessionID != "" {
+		// A fork's first job: the parent's conversation, as a new session.
+		req.SessionID, req.ForkSession = thread.ForkedFrom.SessionID, true
+	}
 	if lease != nil {
 		req.APIKey = lease.APIKey()
 	}
@@ -266,6 +296,12 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 		_, spent := lease.Usage()
 		return s.keepPartial(ctx, u, job, resp, record, "budget exceeded",
 			jobs.Errorf(jobs.CodeBudgetExceeded, "the job reached its budget of $%.2f (spent $%.4f at list prices): its edits so far are committed; send another execute to go on", s.budget(job), spent))
+	}
+	if runErr != nil && errors.Is(context.Cause(ctx), jobs.ErrCancelled) {
+		// A cancel stopped the agent: keep what it did, as a commit that a
+		// revert can undo; the session resumes with the next execute.
+		return s.keepPartial(ctx, u, job, resp, record, "cancelled", jobs.Errorf(jobs.CodeCancelled,
+			"%s: the agent was stopped; its edits so far are committed, and the thread's next execute resumes the conversation", context.Cause(ctx)))
 	}
 	if runErr != nil {
 		// Changes the agent made stay in the working tree, uncommitted: a
@@ -409,8 +445,11 @@ func classify(err error) error {
 		msg = "the thread's workspace is not initialized: send an init job for it first"
 	case errors.Is(err, workspace.ErrInvalidID), errors.Is(err, workspace.ErrOutsideRoot),
 		errors.Is(err, workspace.ErrInvalidRepoURL), errors.Is(err, workspace.ErrRepoMismatch),
-		errors.Is(err, workspace.ErrBaseBranchNotFound):
+		errors.Is(err, workspace.ErrBaseBranchNotFound), errors.Is(err, workspace.ErrThreadNotFound),
+		errors.Is(err, workspace.ErrThreadExists), errors.Is(err, workspace.ErrBadRevert):
 		code = jobs.CodeInvalidJob
+	case errors.Is(err, workspace.ErrRevertConflict):
+		code = jobs.CodeGitFailed
 	case errors.As(err, &ie):
 		code = jobs.CodeInstallFailed
 	case errors.As(err, &ge):
