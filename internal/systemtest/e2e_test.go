@@ -22,31 +22,36 @@ func headingJob(id, user, thread, page, from, to string) jobs.Job {
 }
 
 // headingDecider answers Read, Edit, then a final text for the edit the
-// request's latest prompt asks for.
-func headingDecider(req *fakeanthropic.Request) fakeanthropic.Step {
-	var prompt string
-	for _, m := range req.Messages {
-		if m.IsPrompt() {
-			prompt = m.Text()
+// request's latest prompt asks for, on the example site's <h1 id="title">.
+var headingDecider = headingDeciderOf(func(text string) string { return `<h1 id="title">` + text + `</h1>` })
+
+// headingDeciderOf is headingDecider for headings that h1 writes out.
+func headingDeciderOf(h1 func(text string) string) fakeanthropic.Decider {
+	return func(req *fakeanthropic.Request) fakeanthropic.Step {
+		var prompt string
+		for _, m := range req.Messages {
+			if m.IsPrompt() {
+				prompt = m.Text()
+			}
 		}
-	}
-	var match []string
-	for _, line := range strings.Split(prompt, "\n") {
-		if m := headingInstruction.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
-			match = m
+		var match []string
+		for _, line := range strings.Split(prompt, "\n") {
+			if m := headingInstruction.FindStringSubmatch(strings.TrimSpace(line)); m != nil {
+				match = m
+			}
 		}
-	}
-	if match == nil {
-		return fakeanthropic.Text("I do not understand: " + prompt)
-	}
-	from, to, page := match[1], match[2], match[3]
-	switch req.Turn {
-	case 0:
-		return fakeanthropic.Read(page)
-	case 1:
-		return fakeanthropic.Edit(page, `<h1 id="title">`+from+`</h1>`, `<h1 id="title">`+to+`</h1>`)
-	default:
-		return fakeanthropic.Text("The heading now says " + to + ".")
+		if match == nil {
+			return fakeanthropic.Text("I do not understand: " + prompt)
+		}
+		from, to, page := match[1], match[2], match[3]
+		switch req.Turn {
+		case 0:
+			return fakeanthropic.Read(page)
+		case 1:
+			return fakeanthropic.Edit(page, h1(from), h1(to))
+		default:
+			return fakeanthropic.Text("The heading now says " + to + ".")
+		}
 	}
 }
 
