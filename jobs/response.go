@@ -78,9 +78,9 @@ type Response struct {
 	// Cancelled says where a cancel found its target.
 	Cancelled CancelState `json:"cancelled,omitempty"`
 	// RevertedCommits are the job commits a revert undid, newest first.
-	RevertedCommits []string `json:"revertedCommits,omitempty"`
-	Progress     *Progress     `json:"progress,omitempty"`
-	Error        *ErrorBody    `json:"error,omitempty"`
+	RevertedCommits []string   `json:"revertedCommits,omitempty"`
+	Progress        *Progress  `json:"progress,omitempty"`
+	Error           *ErrorBody `json:"error,omitempty"`
 
 	// ReceivedAt is when the worker received the message; StartedAt when
 	// it began the job, after any wait behind the same user's earlier jobs;

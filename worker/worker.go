@@ -95,8 +95,8 @@ type Worker struct {
 	// heartbeat that could make the released message invisible again.
 	hbMu     sync.Mutex
 	mu       sync.Mutex
-	inflight map[string]*delivery // by receipt handle: received, not yet deleted or released
-	lanes    map[string]*lane     // by user key
+	inflight map[string]*delivery               // by receipt handle: received, not yet deleted or released
+	lanes    map[string]*lane                   // by user key
 	active   map[string]context.CancelCauseFunc // running jobs by user key and job id: what stops each
 
 	// maxReceives is the job queue's redrive maxReceiveCount, 0 without a
