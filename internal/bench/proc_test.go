@@ -382,7 +382,11 @@ func sendJob(ctx context.Context, q sqstest.Queue, job jobs.Job) error {
 	}
 	in := &sqs.SendMessageInput{QueueUrl: aws.String(q.URL), MessageBody: aws.String(string(body))}
 	if strings.HasSuffix(q.URL, ".fifo") {
-		in.MessageGroupId = aws.String(job.ClientID + "/" + job.UserID)
+		group := job.ClientID + "/" + job.UserID
+		if job.Type == jobs.TypeCancel {
+			group += jobs.ControlGroupSuffix
+		}
+		in.MessageGroupId = aws.String(group)
 		in.MessageDeduplicationId = aws.String(job.JobID)
 	}
 	if _, err := q.Client.SendMessage(ctx, in); err != nil {

@@ -56,6 +56,8 @@ func specs() []Spec {
 		{ID: "14b", Name: "memory of the second user's dev server: summed RSS of its process tree"},
 		{ID: "14c", Name: "HMR through the gate with two dev servers running, edits taking turns between the two sites: file write to the first HMR message, median (p95) of 50", Goal: "median < 20 ms"},
 		{ID: "14d", Name: "what the preview token check adds per request (gate in process, against the handler alone, medians of 300 batches of 100)", Goal: "median < 0.1 ms"},
+		{ID: "15a", Name: "cancel: its receipt to the stopped job's agent gone (the CLI's process tree), the running worker received it, median of 5 (max)"},
+		{ID: "15b", Name: "cancel: the same, another worker on the queue and root received it (mark on the root, polled every 250 ms), median of 5 (max)", Goal: "max < 2 s"},
 	}
 }
 
@@ -82,6 +84,7 @@ func sections() []section {
 		{"Gateway", []string{"12a", "12b", "12c"}, benchGateway},
 		{"Sandbox", []string{"13a", "13b", "13c"}, benchSandbox},
 		{"Previews", []string{"14a", "14b", "14c", "14d"}, benchPreviews},
+		{"Cancel", []string{"15a", "15b"}, benchCancel},
 	}
 }
 

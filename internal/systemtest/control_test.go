@@ -1,86 +1,17 @@
 package systemtest
 
 import (
-	"context"
-	"io"
-	"net/http"
-	"net/http/httptest"
-	"net/http/httputil"
-	"net/url"
 	"slices"
 	"strings"
-	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
+	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
-// pausableFront is the SQS emulator as one worker sees it, through a
-// switch: while paused, that worker's receives find nothing (each is
-// answered empty after a second, as a long poll with no message), so a
-// message sent meanwhile goes to another worker. Everything else passes.
-type pausableFront struct {
-	URL    string
-	paused atomic.Bool
-	mu     sync.Mutex
-	polls  map[*http.Request]context.CancelFunc // receives passed on, not yet answered
-}
-
-func newPausableFront(t *testing.T, target string) *pausableFront {
-	t.Helper()
-	u, err := url.Parse(target)
-	if err != nil {
-		t.Fatal(err)
-	}
-	rp := httputil.NewSingleHostReverseProxy(u)
-	f := &pausableFront{polls: map[*http.Request]context.CancelFunc{}}
-	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.Header.Get("X-Amz-Target") != "AmazonSQS.ReceiveMessage" {
-			rp.ServeHTTP(w, r)
-			return
-		}
-		if f.paused.Load() {
-			select {
-			case <-time.After(time.Second):
-			case <-r.Context().Done():
-			}
-			w.Header().Set("Content-Type", "application/x-amz-json-1.0")
-			_, _ = io.WriteString(w, "{}")
-			return
-		}
-		ctx, cancel := context.WithCancel(r.Context())
-		f.mu.Lock()
-		f.polls[r] = cancel
-		f.mu.Unlock()
-		defer func() {
-			f.mu.Lock()
-			delete(f.polls, r)
-			f.mu.Unlock()
-			cancel()
-		}()
-		rp.ServeHTTP(w, r.WithContext(ctx))
-	}))
-	t.Cleanup(srv.Close)
-	f.URL = srv.URL
-	return f
-}
-
-// pause stops the worker behind the front from receiving: it cuts the long
-// poll it has under way (before anything is sent that it could take).
-func (f *pausableFront) pause() {
-	f.paused.Store(true)
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for _, cancel := range f.polls {
-		cancel()
-	}
-}
-
-func (f *pausableFront) resume() { f.paused.Store(false) }
 
 // plainHeadings edits the small test site's <h1>.
 var plainHeadings = headingDeciderOf(func(text string) string { return "<h1>" + text + "</h1>" })
@@ -124,7 +55,7 @@ func logTime(t *testing.T, p *proc, msg string, want map[string]any) (time.Time,
 // tenant is left.
 func TestCancelRunningAcrossWorkers(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	front := newPausableFront(t, h.emu.URL)
+	front := sqstest.NewPausableFront(t, h.emu.URL)
 	a := h.start(map[string]string{"AWS_ENDPOINT_URL": front.URL})
 	h.send(initJob("i1", "cy", "t1"))
 	if r := h.final("i1", 3*time.Minute); r.Status != jobs.StatusSucceeded {
@@ -151,7 +82,7 @@ func TestCancelRunningAcrossWorkers(t *testing.T) {
 		}
 		return false
 	})
-	front.pause()
+	front.Pause()
 	b := h.start(nil)
 
 	h.send(cancelJob("c1", "cy", "e1"))
@@ -198,7 +129,7 @@ func TestCancelRunningAcrossWorkers(t *testing.T) {
 	waitFor(t, 10*time.Second, "no process of the tenant", func() bool { return len(processesOf(uid)) == 0 })
 
 	// The conversation goes on where it stopped.
-	front.resume()
+	front.Resume()
 	h.api.SetDecider(nil)
 	h.api.SetScript(fakeanthropic.Text("Picking up where I stopped."))
 	h.send(execJob("e2", "cy", "t1", "Go on"))
