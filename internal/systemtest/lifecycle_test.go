@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/preview"
 )
 
 func TestIdleStopsItsECSTask(t *testing.T) {
@@ -74,8 +75,10 @@ func TestIdleOffECSExits(t *testing.T) {
 
 func TestActivityPushesIdleShutdownBack(t *testing.T) {
 	h := newHarness(t, harnessOptions{})
-	// The preview is on but serves nothing yet: its requests still count.
-	p := h.start(map[string]string{"AUTO_SHUTDOWN_MINUTES": "0.1", "ASTRO_DEV_MODE": "true", "ASTRO_PORT": "1"})
+	// The preview is on but serves nothing yet: its authenticated requests
+	// still count, the others do not.
+	p := h.start(map[string]string{"AUTO_SHUTDOWN_MINUTES": "0.1", "ASTRO_DEV_MODE": "true", "ASTRO_PORT": "1",
+		"PREVIEW_SECRET": testPreviewSecret, "PREVIEW_BASE_URL": "http://{preview}." + previewDomain + "/"})
 	deadline := func() time.Time {
 		_, body := p.health()
 		s, _ := body["idleShutdownAt"].(string)
@@ -87,16 +90,34 @@ func TestActivityPushesIdleShutdownBack(t *testing.T) {
 	}
 	first := deadline()
 	time.Sleep(1500 * time.Millisecond)
-	resp, err := http.Get("http://" + p.addr + "/")
-	if err != nil {
-		t.Fatal(err)
+	viewer := func(cookie string) int {
+		req, err := http.NewRequest(http.MethodGet, "http://"+p.addr+"/", nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		req.Host = preview.ID("acme", "gus") + "." + previewDomain
+		if cookie != "" {
+			req.AddCookie(&http.Cookie{Name: preview.CookieName, Value: cookie})
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
 	}
-	resp.Body.Close()
-	if resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("preview before any dev server: %d", resp.StatusCode)
+	if code := viewer(""); code != http.StatusUnauthorized {
+		t.Errorf("preview without a token: %d, want 401", code)
+	}
+	if second := deadline(); !second.Equal(first) {
+		t.Errorf("a refused preview request moved the deadline: %s then %s", first, second)
+	}
+	token := preview.NewTokens([]byte(testPreviewSecret), time.Hour).Issue(preview.ID("acme", "gus"))
+	if code := viewer(token); code != http.StatusNotFound {
+		t.Errorf("preview of a user with no workspace yet: %d, want 404", code)
 	}
 	if second := deadline(); second.Sub(first) < time.Second {
-		t.Errorf("a preview request did not push the deadline back: %s then %s", first, second)
+		t.Errorf("an authenticated preview request did not push the deadline back: %s then %s", first, second)
 	}
 
 	// A job during the countdown: the worker is still there for it and

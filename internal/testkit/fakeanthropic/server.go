@@ -21,6 +21,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+
+	"github.com/webordinary/claude-code-astro/internal/messagesapi"
 )
 
 // SideText is the answer to side requests.
@@ -142,7 +144,7 @@ func isSide(r *Request) bool {
 func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	body, err := io.ReadAll(hr.Body)
 	if err != nil {
-		writeError(w, http.StatusBadRequest, "invalid_request_error", "read body: "+err.Error())
+		messagesapi.WriteError(w, http.StatusBadRequest, "invalid_request_error", "read body: "+err.Error())
 		return
 	}
 	req := Request{
@@ -160,7 +162,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 	s.mu.Unlock()
 	if key != "" && hr.Header.Get("X-Api-Key") != key {
 		s.record(req)
-		writeError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
+		messagesapi.WriteError(w, http.StatusUnauthorized, "authentication_error", "invalid x-api-key")
 		return
 	}
 
@@ -180,7 +182,7 @@ func (s *Server) serveHTTP(w http.ResponseWriter, hr *http.Request) {
 			w.WriteHeader(http.StatusNotFound)
 			return
 		}
-		writeError(w, http.StatusNotFound, "not_found_error", "not found: "+req.Path)
+		messagesapi.WriteError(w, http.StatusNotFound, "not_found_error", "not found: "+req.Path)
 	}
 }
 
@@ -213,10 +215,10 @@ func (s *Server) record(req Request) {
 func (s *Server) answer(w http.ResponseWriter, hr *http.Request, req *Request, step Step) {
 	switch step.Fault {
 	case FaultBadRequest:
-		writeError(w, http.StatusBadRequest, "invalid_request_error", orDefault(step.Message, "bad request"))
+		messagesapi.WriteError(w, http.StatusBadRequest, "invalid_request_error", orDefault(step.Message, "bad request"))
 		return
 	case FaultOverloaded:
-		writeError(w, 529, "overloaded_error", orDefault(step.Message, "Overloaded"))
+		messagesapi.WriteError(w, 529, "overloaded_error", orDefault(step.Message, "Overloaded"))
 		return
 	case FaultHang:
 		select {
@@ -226,106 +228,31 @@ func (s *Server) answer(w http.ResponseWriter, hr *http.Request, req *Request, s
 		return
 	}
 	n := s.ids.Add(1)
-	st := &stream{w: w}
-	w.Header().Set("Content-Type", "text/event-stream")
-	w.Header().Set("Cache-Control", "no-cache")
-	w.Header().Set("request-id", fmt.Sprintf("req_fake_%d", n))
-	w.WriteHeader(http.StatusOK)
 	model := orDefault(req.Model, "claude-fake")
 	used := Usage{InputTokens: int64(len(req.Body)/4 + 1), CacheReadTokens: 7, CacheWriteTokens: 3, OutputTokens: int64(10 + len(step.Text)/4)}
-	st.event("message_start", map[string]any{
-		"type": "message_start",
-		"message": map[string]any{
-			"id": fmt.Sprintf("msg_fake_%d", n), "type": "message", "role": "assistant",
-			"model": model, "content": []any{}, "stop_reason": nil, "stop_sequence": nil,
-			"usage": map[string]any{"input_tokens": used.InputTokens, "output_tokens": 1,
-				"cache_read_input_tokens": used.CacheReadTokens, "cache_creation_input_tokens": used.CacheWriteTokens},
-		},
-	})
-	index := 0
+	st := messagesapi.Start(w, fmt.Sprintf("msg_fake_%d", n), model, messagesapi.Usage{
+		InputTokens: used.InputTokens, CacheReadTokens: used.CacheReadTokens, CacheWriteTokens: used.CacheWriteTokens})
 	if step.Text != "" {
-		st.event("content_block_start", map[string]any{
-			"type": "content_block_start", "index": index,
-			"content_block": map[string]any{"type": "text", "text": ""},
-		})
-		text := step.Text
 		if step.Fault == FaultDrop {
 			// Send half, then cut the connection mid-stream.
-			st.event("content_block_delta", map[string]any{
-				"type": "content_block_delta", "index": index,
-				"delta": map[string]any{"type": "text_delta", "text": text[:len(text)/2]},
-			})
+			st.TextStart(step.Text[:len(step.Text)/2])
 			panic(http.ErrAbortHandler)
 		}
-		st.event("content_block_delta", map[string]any{
-			"type": "content_block_delta", "index": index,
-			"delta": map[string]any{"type": "text_delta", "text": text},
-		})
-		st.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": index})
-		index++
+		st.Text(step.Text)
 	}
 	if step.Fault == FaultDrop {
 		panic(http.ErrAbortHandler)
 	}
 	for i, tool := range step.Tools {
-		input, err := json.Marshal(tool.Input)
-		if err != nil || tool.Input == nil {
-			input = []byte("{}")
-		}
-		st.event("content_block_start", map[string]any{
-			"type": "content_block_start", "index": index,
-			"content_block": map[string]any{
-				"type": "tool_use", "id": fmt.Sprintf("toolu_fake_%d_%d", n, i),
-				"name": tool.Name, "input": map[string]any{},
-			},
-		})
-		st.event("content_block_delta", map[string]any{
-			"type": "content_block_delta", "index": index,
-			"delta": map[string]any{"type": "input_json_delta", "partial_json": string(input)},
-		})
-		st.event("content_block_stop", map[string]any{"type": "content_block_stop", "index": index})
-		index++
+		st.Tool(messagesapi.ToolUse{ID: fmt.Sprintf("toolu_fake_%d_%d", n, i), Name: tool.Name, Input: tool.Input})
 	}
-	st.event("message_delta", map[string]any{
-		"type":  "message_delta",
-		"delta": map[string]any{"stop_reason": step.stopReason(), "stop_sequence": nil},
-		"usage": map[string]any{"output_tokens": used.OutputTokens},
-	})
-	st.event("message_stop", map[string]any{"type": "message_stop"})
+	st.End(step.stopReason(), used.OutputTokens)
 	s.mu.Lock()
 	s.reported.InputTokens += used.InputTokens
 	s.reported.OutputTokens += used.OutputTokens
 	s.reported.CacheReadTokens += used.CacheReadTokens
 	s.reported.CacheWriteTokens += used.CacheWriteTokens
 	s.mu.Unlock()
-}
-
-// stream writes server-sent events, flushing each.
-type stream struct {
-	w http.ResponseWriter
-}
-
-func (s *stream) event(name string, data any) {
-	b, err := json.Marshal(data)
-	if err != nil {
-		panic(fmt.Sprintf("fakeanthropic: marshal %s: %v", name, err))
-	}
-	fmt.Fprintf(s.w, "event: %s\ndata: %s\n\n", name, b)
-	if f, ok := s.w.(http.Flusher); ok {
-		f.Flush()
-	}
-}
-
-// writeError writes an Anthropic API error object.
-func writeError(w http.ResponseWriter, status int, typ, message string) {
-	b, _ := json.Marshal(map[string]any{
-		"type":  "error",
-		"error": map[string]any{"type": typ, "message": message},
-	})
-	w.Header().Set("Content-Type", "application/json")
-	w.Header().Set("x-should-retry", fmt.Sprint(status >= 500 || status == 429))
-	w.WriteHeader(status)
-	w.Write(b)
 }
 
 func orDefault(s, def string) string {
