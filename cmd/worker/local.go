@@ -21,6 +21,7 @@ import (
 
 	claudecode "github.com/webordinary/claude-code-astro/internal/agent/claude-code"
 	"github.com/webordinary/claude-code-astro/internal/config"
+	"github.com/webordinary/claude-code-astro/internal/demoagent"
 	"github.com/webordinary/claude-code-astro/internal/ledger"
 	"github.com/webordinary/claude-code-astro/internal/localsqs"
 )
@@ -43,6 +44,10 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	awsAddr := flags.String("aws-addr", "127.0.0.1:4566", "address of the embedded SQS emulator")
 	httpAddr := flags.String("http", "127.0.0.1:8080", "address of /health and the preview (HTTP_ADDR)")
 	site := flags.String("site", "examples/site", "the example site cloned by an init without repoUrl, when REPO_URL is not set")
+	noKey := c.Getenv("ANTHROPIC_API_KEY") == "" && c.Getenv("ANTHROPIC_API_KEY_SECRET_ID") == ""
+	demo := flags.Bool("demo-agent", noKey, "answer execute jobs with the scripted demo agent instead of the Messages API: "+
+		"no model and no key; the real CLI sets "+demoagent.Page+"'s first heading to the instruction. "+
+		"On by default when ANTHROPIC_API_KEY is not set")
 	if err := flags.Parse(args); err != nil {
 		return err
 	}
@@ -69,6 +74,18 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 
 	overlay := map[string]string{
 		"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ, "HTTP_ADDR": *httpAddr,
+	}
+	if *demo {
+		agentAPI, err := demoagent.Start("127.0.0.1:0", nil)
+		if err != nil {
+			return err
+		}
+		defer func() { _ = agentAPI.Close(context.WithoutCancel(ctx)) }() // nothing is left to tell
+		// The worker's API gateway talks to the demo agent, with a key that
+		// is no secret.
+		overlay["ANTHROPIC_BASE_URL"] = agentAPI.URL
+		overlay["ANTHROPIC_API_KEY"] = demoKey
+		overlay["ANTHROPIC_API_KEY_SECRET_ID"] = ""
 	}
 	defaults := map[string]string{
 		"WORKSPACE_PATH":        filepath.Join(root, "workspace"),
@@ -109,13 +126,21 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	defer os.Remove(statePath)
 
 	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Ready: func(addr string) {
-		c.printWelcome(cfg, state, statePath, addr)
+		c.printWelcome(cfg, state, statePath, addr, *demo)
 	}})
 }
 
-func (c *LocalCommand) printWelcome(cfg config.Config, st sendTarget, statePath, httpAddr string) {
+// demoKey is the API key the worker's gateway sends the demo agent: no
+// secret.
+const demoKey = "local-demo-agent-key"
+
+func (c *LocalCommand) printWelcome(cfg config.Config, st sendTarget, statePath, httpAddr string, demo bool) {
 	key := "set"
-	if c.Getenv("ANTHROPIC_API_KEY") == "" && c.Getenv("ANTHROPIC_API_KEY_SECRET_ID") == "" {
+	switch {
+	case demo:
+		key = "none: the DEMO AGENT answers execute jobs (no model: it sets " + demoagent.Page +
+			"'s first heading to the instruction). For the real agent: export ANTHROPIC_API_KEY, or -demo-agent=false"
+	case c.Getenv("ANTHROPIC_API_KEY") == "" && c.Getenv("ANTHROPIC_API_KEY_SECRET_ID") == "":
 		key = "NOT SET: execute jobs will fail until you export ANTHROPIC_API_KEY"
 	}
 	send := "go run ./cmd/worker send"
@@ -129,7 +154,7 @@ worker local is running (Ctrl-C stops it)
   response queue  %s
   workspaces      %s
   example repo    %s
-  API key         %s
+  agent           %s
   health          http://%s/health
   previews        %s (each user's own; open the previewUrl of a job's answer: it signs the browser in)
 

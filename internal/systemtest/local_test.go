@@ -89,6 +89,29 @@ func TestLocalModeRunsJobsFromSend(t *testing.T) {
 	if !strings.Contains(page, "Welcome to Example Site") {
 		t.Errorf("alice's preview shows:\n%.500s", page)
 	}
+	for _, want := range []string{"DEMO AGENT", "-demo-agent=false"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("without ANTHROPIC_API_KEY the welcome does not say %q:\n%s", want, out.String())
+		}
+	}
+
+	// Without a key the demo agent answers: the whole loop, an edit on the
+	// page included, works on a fresh machine.
+	send = exec.Command(workerBin, "send", "-local-state", filepath.Join(dir, "local.json"),
+		"-type", "execute", "-client", "acme", "-user", "alice", "-thread", "t1", "-job-id", "local-2",
+		"-instruction", "Hello from the demo agent", "-wait", "3m")
+	send.Dir = repoRoot
+	send.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	if stdout, err = send.Output(); err != nil {
+		t.Fatalf("worker send execute: %v\n%s", err, stdout)
+	}
+	if err := json.Unmarshal(stdout, &r); err != nil || r.Status != jobs.StatusSucceeded || r.Commit == "" ||
+		r.Claude == nil || !strings.Contains(r.Claude.Result, "demo agent") {
+		t.Fatalf("execute with the demo agent: %s", stdout)
+	}
+	if page := openLocalPreview(t, httpAddr, r.PreviewURL); !strings.Contains(page, "Hello from the demo agent") {
+		t.Errorf("the preview does not show the demo agent's edit:\n%.500s", page)
+	}
 	// The example site was cloned into the local workspace.
 	if _, err := os.Stat(filepath.Join(dir, "workspace", "acme", "alice", "project", "src", "pages", "index.astro")); err != nil {
 		t.Errorf("the example site is not in the workspace: %v", err)
