@@ -172,6 +172,9 @@ func (u *User) runInstaller(ctx context.Context, args []string) error {
 		"npm_config_fund=false",
 		"npm_config_audit=false",
 		"npm_config_progress=false",
+		// A package the cache holds (the lockfile pins it by integrity) is
+		// taken from the cache without asking the registry.
+		"npm_config_prefer_offline=true",
 		"NO_UPDATE_NOTIFIER=1",
 		"COREPACK_ENABLE_DOWNLOAD_PROMPT=0",
 		"ASTRO_TELEMETRY_DISABLED=1",
