@@ -12,7 +12,6 @@ import (
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
-
 // plainHeadings edits the small test site's <h1>.
 var plainHeadings = headingDeciderOf(func(text string) string { return "<h1>" + text + "</h1>" })
 
