@@ -58,6 +58,9 @@ func specs() []Spec {
 		{ID: "14d", Name: "what the preview token check adds per request (gate in process, against the handler alone, medians of 300 batches of 100)", Goal: "median < 0.1 ms"},
 		{ID: "15a", Name: "cancel: its receipt to the stopped job's agent gone (the CLI's process tree), the running worker received it, median of 5 (max)"},
 		{ID: "15b", Name: "cancel: the same, another worker on the queue and root received it (mark on the root, polled every 250 ms), median of 5 (max)", Goal: "max < 2 s"},
+		{ID: "16a", Name: "container image: size podman reports (uncompressed), and its largest layers", Goal: "< 1 GiB"},
+		{ID: "16b", Name: "container image: podman run to the first 200 from /health, Docker's default capabilities, median of 3 (max)", Goal: "< 5 s"},
+		{ID: "16c", Name: "container image: podman build of the Dockerfile, stand-in bases cached"},
 	}
 }
 
@@ -85,6 +88,7 @@ func sections() []section {
 		{"Sandbox", []string{"13a", "13b", "13c"}, benchSandbox},
 		{"Previews", []string{"14a", "14b", "14c", "14d"}, benchPreviews},
 		{"Cancel", []string{"15a", "15b"}, benchCancel},
+		{"Image", []string{"16a", "16b", "16c"}, benchImage},
 	}
 }
 
