@@ -124,19 +124,24 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		return &config.FieldError{Var: "CLAUDE_PRICING", Reason: err.Error()}
 	}
 
+	// runCtx ends at a stop (a signal, idle): the worker stops receiving.
+	// What running jobs use (the secrets, the gateway, the dev servers'
+	// janitor) lives on in svcCtx until the worker has drained them.
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
+	defer stopServices()
 	var wg sync.WaitGroup
-	wg.Go(func() { apiKey.Keep(runCtx, cfg.SecretRefresh) })
-	wg.Go(func() { token.Keep(runCtx, cfg.SecretRefresh) })
+	wg.Go(func() { apiKey.Keep(svcCtx, cfg.SecretRefresh) })
+	wg.Go(func() { token.Keep(svcCtx, cfg.SecretRefresh) })
 	gw := gateway.New(gateway.Config{APIUpstream: cfg.AnthropicBaseURL, APIKey: apiKey, GitToken: token,
 		TokenHosts: cfg.GitTokenHosts, Pricing: pricing, Logger: log.With("component", "gateway")})
-	gwDone, err := gw.Listen(runCtx)
+	gwDone, err := gw.Listen(svcCtx)
 	if err != nil {
 		return err
 	}
 	defer func() {
-		stop()
+		stopServices()
 		<-gwDone
 	}()
 
@@ -163,7 +168,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 			return err
 		}
 		siteCfg.Preview, siteCfg.PreviewURL = pv.servers, pv.url
-		wg.Go(func() { pv.servers.Run(runCtx) })
+		wg.Go(func() { pv.servers.Run(svcCtx) })
 	}
 	handler = site.New(siteCfg)
 
@@ -221,6 +226,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		}
 	}
 	stop()
+	stopServices() // the jobs are done (or abandoned): nothing uses them now
 
 	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*time.Second)
 	defer cancel()

@@ -11,6 +11,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/worker"
 )
 
 func TestInvalidConfigurationStopsWithOneLine(t *testing.T) {
@@ -159,7 +160,7 @@ func TestSIGTERMMidRunCancelsAndReleases(t *testing.T) {
 	if code != 0 {
 		t.Errorf("exit code %d after SIGTERM", code)
 	}
-	t.Logf("stopped %s after SIGTERM", took)
+	t.Logf("stopped %s after SIGTERM (the drain lets the job run %s first)", took, worker.DefaultDrainTimeout)
 	waitNoProcesses(t, h.root)
 	if v, f := h.jobsQ.Count(t); v+f != 1 {
 		t.Errorf("the cancelled job's message: %d visible, %d in flight; want it kept", v, f)
@@ -169,7 +170,7 @@ func TestSIGTERMMidRunCancelsAndReleases(t *testing.T) {
 			t.Errorf("the cancelled job was answered: %+v", r)
 		}
 	}
-	if !strings.Contains(p.logs.String(), "job cancelled by shutdown") {
+	if !strings.Contains(p.logs.String(), "job stopped by the worker's stop") {
 		t.Error("the log does not say the job was cancelled")
 	}
 

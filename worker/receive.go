@@ -1,0 +1,238 @@
+package worker
+
+// Receiving and scheduling: the long-poll loop, and the lanes that run each
+// user's messages in order, one at a time, users in parallel up to
+// MaxConcurrentUsers.
+
+import (
+	"context"
+	"errors"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
+
+	"github.com/webordinary/claude-code-astro/jobs"
+)
+
+// lane holds one user's messages, run in order.
+type lane struct {
+	queue []*delivery
+}
+
+// receive long-polls the job queue until ctx is done; jobs run under run.
+func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
+	bo := backoff{min: w.cfg.BackoffMin, max: w.cfg.BackoffMax}
+	for ctx.Err() == nil {
+		free := w.cfg.MaxHeld - w.held()
+		if free <= 0 {
+			w.lastLoop.Store(time.Now().UnixNano()) // busy, not stuck
+			select {                                // every slot holds a message: wait for one to finish
+			case <-w.slotFree:
+			case <-time.After(5 * time.Second):
+			case <-ctx.Done():
+			}
+			continue
+		}
+		w.pollEnds.Store(time.Now().Add(w.cfg.WaitTime + time.Second).UnixNano())
+		out, err := w.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
+			QueueUrl:                    aws.String(w.cfg.JobQueueURL),
+			MaxNumberOfMessages:         int32(min(free, 10)),
+			WaitTimeSeconds:             int32(w.cfg.WaitTime / time.Second),
+			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
+		})
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			d := bo.next()
+			w.log.Warn("receive from the job queue failed; backing off", "error", err, "retry_in", d.String(), "attempt", bo.attempt)
+			sleep(ctx, d)
+			continue
+		}
+		w.lastLoop.Store(time.Now().UnixNano())
+		if bo.attempt > 0 {
+			w.log.Info("job queue reachable again", "after_attempts", bo.attempt)
+			bo.reset()
+		}
+		for _, m := range out.Messages {
+			w.accept(ctx, run, m, lanes)
+		}
+	}
+}
+
+// held returns how many received messages are not yet deleted or released.
+func (w *Worker) held() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return len(w.inflight)
+}
+
+// accept decodes a message and queues it in its user's lane; a cancel runs
+// at once.
+func (w *Worker) accept(ctx, run context.Context, m types.Message, lanes *sync.WaitGroup) {
+	body, msgID := aws.ToString(m.Body), aws.ToString(m.MessageId)
+	d := &delivery{msg: m, receivedAt: time.Now()}
+	job, err := jobs.Decode([]byte(body), msgID)
+	if err != nil {
+		// Every message gets one answer: an invalid one is answered
+		// invalid_job, echoing only its valid ids, in its user's lane when it
+		// names one, else in its own group's.
+		var ie *jobs.InvalidError
+		if !errors.As(err, &ie) {
+			ie = &jobs.InvalidError{Reason: err.Error()}
+		}
+		d.invalid = ie
+		job = ie.Echo(msgID)
+	}
+	d.job = job
+	d.group = responseGroup(job, m)
+	d.log = w.log.With("job_id", job.JobID, "client_id", job.ClientID, "user_id", job.UserID,
+		"thread_id", job.ThreadID, "message_id", msgID, "type", string(job.Type))
+
+	if d.invalid == nil && job.Type == jobs.TypeCancel {
+		// A cancel waits for nothing: not for its user's lane, which may be
+		// running the very job it stops, nor for a free slot.
+		w.mu.Lock()
+		w.inflight[aws.ToString(m.ReceiptHandle)] = d
+		w.mu.Unlock()
+		lanes.Go(func() { w.process(run, d) })
+		return
+	}
+
+	key := d.group
+	w.mu.Lock()
+	w.inflight[aws.ToString(m.ReceiptHandle)] = d
+	l, running := w.lanes[key]
+	if !running {
+		l = &lane{}
+		w.lanes[key] = l
+	}
+	l.queue = insertInOrder(l.queue, d)
+	w.mu.Unlock()
+	if !running {
+		lanes.Go(func() { w.runLane(ctx, run, key, l) })
+	} else {
+		w.markQueued(d) // it waits behind its user's running job
+	}
+}
+
+// insertInOrder queues d behind every message of its lane that came before
+// it. On a FIFO queue that is SequenceNumber order: SQS delivers a group in
+// order, but a message released (or dropped by a dead worker) can come back
+// after its successors were received in a later batch.
+func insertInOrder(queue []*delivery, d *delivery) []*delivery {
+	seq := d.msg.Attributes[string(types.MessageSystemAttributeNameSequenceNumber)]
+	i := len(queue)
+	if seq != "" {
+		for i > 0 && seqLess(seq, queue[i-1].msg.Attributes[string(types.MessageSystemAttributeNameSequenceNumber)]) {
+			i--
+		}
+	}
+	return slices.Insert(queue, i, d)
+}
+
+// seqLess compares two SQS sequence numbers: decimal strings of up to 128
+// digits. An empty one (a standard queue) never sorts first.
+func seqLess(a, b string) bool {
+	if a == "" || b == "" {
+		return false
+	}
+	if len(a) != len(b) {
+		return len(a) < len(b)
+	}
+	return a < b
+}
+
+// runLane runs one user's messages in order, one at a time, until the lane
+// is empty or ctx ends (a stop: what was not started is released); jobs
+// run under run.
+func (w *Worker) runLane(ctx, run context.Context, key string, l *lane) {
+	for {
+		w.mu.Lock()
+		if len(l.queue) == 0 || ctx.Err() != nil {
+			delete(w.lanes, key)
+			w.mu.Unlock()
+			return
+		}
+		d := l.queue[0]
+		l.queue = l.queue[1:]
+		w.mu.Unlock()
+
+		if !w.acquire(ctx, d) {
+			w.releaseAfter(d, w.stopRelease()) // stopping: not started, another worker takes it
+			continue
+		}
+		completed := w.process(run, d)
+		<-w.sem
+		if !completed && w.fifoJobs() && ctx.Err() == nil {
+			// The group's order must hold: what came after an unfinished
+			// message goes back to the queue behind it.
+			w.releaseLane(l)
+		}
+	}
+}
+
+// acquire takes a slot for d, waiting while every slot is busy (d then
+// counts as queued for a cancel); false when ctx ended first.
+func (w *Worker) acquire(ctx context.Context, d *delivery) bool {
+	select {
+	case w.sem <- struct{}{}:
+		return ctx.Err() == nil || w.releaseSlot()
+	default:
+	}
+	w.markQueued(d)
+	select {
+	case w.sem <- struct{}{}:
+		return ctx.Err() == nil || w.releaseSlot()
+	case <-ctx.Done():
+		return false
+	}
+}
+
+// releaseSlot gives back a slot just taken and returns false.
+func (w *Worker) releaseSlot() bool {
+	<-w.sem
+	return false
+}
+
+func (w *Worker) fifoJobs() bool { return isFIFO(w.cfg.JobQueueURL) }
+
+// releaseLane releases every message still queued in the lane.
+func (w *Worker) releaseLane(l *lane) {
+	w.mu.Lock()
+	rest := l.queue
+	l.queue = nil
+	w.mu.Unlock()
+	for _, d := range rest {
+		w.release(d)
+	}
+}
+
+// stopRelease returns the delay of a release during a stop: until the
+// last long poll has surely ended. A poll the worker gave up may still be
+// served by the queue (SQS says so of a cancelled long poll, and the
+// emulator does it): a message visible before it ends would be handed to
+// it, and nobody would read it until its visibility timeout.
+func (w *Worker) stopRelease() time.Duration {
+	return max(0, time.Until(time.Unix(0, w.pollEnds.Load())))
+}
+
+// releaseWaiting releases, at a stop, every message of every lane that
+// has not started: another worker takes it at once.
+func (w *Worker) releaseWaiting() {
+	w.mu.Lock()
+	var rest []*delivery
+	for _, l := range w.lanes {
+		rest = append(rest, l.queue...)
+		l.queue = nil
+	}
+	w.mu.Unlock()
+	delay := w.stopRelease()
+	for _, d := range rest {
+		w.releaseAfter(d, delay)
+	}
+}
