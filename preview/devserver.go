@@ -1,7 +1,6 @@
 package preview
 
 import (
-	"bufio"
 	"bytes"
 	"cmp"
 	"context"
@@ -9,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/url"
@@ -22,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/backoff"
 	"github.com/webordinary/claude-code-astro/internal/procfs"
 )
 
@@ -117,8 +116,6 @@ type DevServer struct {
 	log      *slog.Logger
 	upstream *url.URL
 	probe    *http.Client
-
-	switchMu sync.Mutex // serialises Target and Close while they stop and start runs
 
 	mu      sync.Mutex
 	state   string
@@ -229,11 +226,9 @@ func (d *DevServer) TargetAs(ctx context.Context, projectDir string, as RunAs) e
 		return fmt.Errorf("target dev server: %s is not a directory", dir)
 	}
 
-	d.switchMu.Lock()
 	d.mu.Lock()
 	if d.closed {
 		d.mu.Unlock()
-		d.switchMu.Unlock()
 		return ErrClosed
 	}
 	if d.run != nil && d.dir == dir && d.run.as.same(as) && d.state != StateFailed {
@@ -243,7 +238,6 @@ func (d *DevServer) TargetAs(ctx context.Context, projectDir string, as RunAs) e
 		default:
 		}
 		d.mu.Unlock()
-		d.switchMu.Unlock()
 		return d.waitReady(ctx, gen, dir)
 	}
 	// The new run is current before the old one is told to stop: the proxy
@@ -263,10 +257,15 @@ func (d *DevServer) TargetAs(ctx context.Context, projectDir string, as RunAs) e
 	if old != nil {
 		d.log.InfoContext(ctx, "re-targeting dev server", "from", old.dir, "to", dir)
 		old.cancel()
-		<-old.done
 	}
-	go d.supervise(r)
-	d.switchMu.Unlock()
+	// The new run starts once the old one is gone (it holds the port);
+	// nobody waits for that under a lock, and Target's wait honours ctx.
+	go func() {
+		if old != nil {
+			<-old.done
+		}
+		d.supervise(r)
+	}()
 	return d.waitReady(ctx, r.gen, dir)
 }
 
@@ -321,8 +320,6 @@ func (d *DevServer) PID() int {
 // supervising it. Later Targets fail with ErrClosed. It returns ctx's error
 // if ctx ends first; the process group is still killed in the background.
 func (d *DevServer) Close(ctx context.Context) error {
-	d.switchMu.Lock()
-	defer d.switchMu.Unlock()
 	d.mu.Lock()
 	d.closed = true
 	r := d.run
@@ -338,8 +335,10 @@ func (d *DevServer) Close(ctx context.Context) error {
 	}
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.run = nil
-	d.dir = ""
+	if d.run == r {
+		d.run = nil
+		d.dir = ""
+	}
 	d.setStateLocked(StateStopped)
 	return nil
 }
@@ -410,10 +409,10 @@ func (d *DevServer) update(r *run, state string, pid int, err error) {
 // with backoff when it dies.
 func (d *DevServer) supervise(r *run) {
 	defer close(r.done)
-	backoff := d.cfg.MinBackoff
+	bo := backoff.Backoff{Min: d.cfg.MinBackoff, Max: d.cfg.MaxBackoff}
 	for attempt := 0; ; attempt++ {
 		if attempt > 0 {
-			wait := jitter(backoff)
+			wait := bo.Next()
 			d.log.Warn("restarting dev server", "dir", r.dir, "in", wait.Round(time.Millisecond), "attempt", attempt)
 			t := time.NewTimer(wait)
 			select {
@@ -425,7 +424,10 @@ func (d *DevServer) supervise(r *run) {
 				t.Stop()
 			case <-t.C:
 			}
-			backoff = min(backoff*2, d.cfg.MaxBackoff)
+		}
+		if r.ctx.Err() != nil { // cancelled before it started (a re-target while the old one stopped)
+			d.update(r, StateStopped, 0, nil)
+			return
 		}
 		readyFor, err := d.runOnce(r)
 		if r.ctx.Err() != nil {
@@ -439,7 +441,7 @@ func (d *DevServer) supervise(r *run) {
 			return
 		}
 		if readyFor >= stableAfter {
-			backoff = d.cfg.MinBackoff
+			bo.Reset()
 		}
 		d.log.Warn("dev server exited", "dir", r.dir, "err", err, "readyFor", readyFor.Round(time.Millisecond))
 		d.update(r, StateRestarting, 0, err)
@@ -455,7 +457,11 @@ func (e *startError) Unwrap() error { return e.err }
 
 // runOnce starts the dev server, waits for it to answer, and waits for it to
 // exit or r to be cancelled; then it kills the process group. It returns how
-// long the dev server was ready and why it ended.
+// long the dev server was ready and why it ended. The process is an
+// exec.Cmd of the run's context: cancelling it signals the whole process
+// group (Cancel), WaitDelay kills the leader when it does not stop in time
+// and stops waiting for output a straggler holds open; the group's
+// stragglers are killed after.
 func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 	addr := d.upstream.Host
 	probe, err := net.Listen("tcp", addr)
@@ -466,44 +472,41 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 		return 0, fmt.Errorf("close port probe: %w", err)
 	}
 
+	ctx, stop := context.WithCancel(r.ctx)
+	defer stop()
+	portConflict := make(chan struct{}, 1)
 	astro := filepath.Join(r.dir, "node_modules", ".bin", "astro")
-	cmd := exec.Command(astro, "dev", "--host", "127.0.0.1", "--port", strconv.Itoa(d.cfg.Port))
+	cmd := exec.CommandContext(ctx, astro, "dev", "--host", "127.0.0.1", "--port", strconv.Itoa(d.cfg.Port))
 	cmd.Dir = r.dir
 	cmd.Env = d.env(r.as)
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: r.as.Credential}
-	outR, outW, err := os.Pipe()
-	if err != nil {
-		return 0, fmt.Errorf("create stdout pipe: %w", err)
-	}
-	errR, errW, err := os.Pipe()
-	if err != nil {
-		return 0, errors.Join(fmt.Errorf("create stderr pipe: %w", err), outR.Close(), outW.Close())
-	}
-	cmd.Stdout, cmd.Stderr = outW, errW
-	startErr := cmd.Start()
-	// The child holds its own copies of the write ends.
-	closeErr := errors.Join(outW.Close(), errW.Close())
-	if startErr != nil {
-		return 0, &startError{errors.Join(fmt.Errorf("start %s: %w", astro, startErr), closeErr, outR.Close(), errR.Close())}
+	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
+	cmd.WaitDelay = d.cfg.StopTimeout
+	stdout := &lineLogger{log: d.log, level: slog.LevelInfo, stream: "stdout", portConflict: portConflict}
+	stderr := &lineLogger{log: d.log, level: slog.LevelWarn, stream: "stderr", portConflict: portConflict}
+	cmd.Stdout, cmd.Stderr = stdout, stderr
+	if err := cmd.Start(); err != nil {
+		return 0, &startError{fmt.Errorf("start %s: %w", astro, err)}
 	}
 	pid := cmd.Process.Pid
 	log := d.log.With("dir", r.dir, "pid", pid)
+	stdout.setLog(log)
+	stderr.setLog(log)
 	log.Info("dev server started", "port", d.cfg.Port)
 	d.update(r, d.stateForStart(r), pid, nil)
-
-	portConflict := make(chan struct{}, 1)
-	var readers sync.WaitGroup
-	readers.Go(func() { d.pump(log, outR, "stdout", portConflict) })
-	readers.Go(func() { d.pump(log, errR, "stderr", portConflict) })
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
-	// finish stops the process group (if it still runs), reaps it and drains
-	// its output.
+	// finish waits for the process to end (stopping it first when it still
+	// runs), kills what is left of its group, and reports why it ended.
 	finish := func(waitErr error, running bool) error {
 		if running {
-			waitErr = d.stopGroup(log, pid, exited)
+			stop()
+			waitErr = stoppedError(<-exited)
+			log.Info("dev server stopped")
 		}
+		stdout.flush()
+		stderr.flush()
 		// Stragglers (esbuild and other children) die with the group.
 		if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
 			log.Warn("kill dev server process group", "err", err)
@@ -511,18 +514,8 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 		if !waitGroupGone(pid, d.cfg.StopTimeout) {
 			log.Warn("dev server process group still alive after SIGKILL", "pgid", pid)
 		}
-		drained := make(chan struct{})
-		go func() { readers.Wait(); close(drained) }()
-		select {
-		case <-drained:
-		case <-time.After(2 * time.Second):
-			// A process outside the group still holds the pipes: stop reading.
-			log.Warn("dev server output still open after exit; closing it")
-		}
-		closeErr := errors.Join(outR.Close(), errR.Close())
-		readers.Wait()
 		d.update(r, d.stateAfterExit(r), 0, nil)
-		return errors.Join(waitErr, closeErr)
+		return waitErr
 	}
 
 	// Wait for it to answer.
@@ -574,27 +567,6 @@ func (d *DevServer) stateAfterExit(r *run) string {
 	return StateRestarting
 }
 
-// stopGroup asks the process group to stop with SIGTERM, kills it after
-// StopTimeout, and returns the leader's exit error.
-func (d *DevServer) stopGroup(log *slog.Logger, pid int, exited <-chan error) error {
-	if err := syscall.Kill(-pid, syscall.SIGTERM); err != nil && !errors.Is(err, syscall.ESRCH) {
-		log.Warn("signal dev server process group", "err", err)
-	}
-	t := time.NewTimer(d.cfg.StopTimeout)
-	defer t.Stop()
-	select {
-	case err := <-exited:
-		log.Info("dev server stopped")
-		return stoppedError(err)
-	case <-t.C:
-	}
-	log.Warn("dev server did not stop in time; killing it", "timeout", d.cfg.StopTimeout)
-	if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-		log.Warn("kill dev server process group", "err", err)
-	}
-	return stoppedError(<-exited)
-}
-
 // waitGroupGone waits until process group pgid has no process left (killed
 // processes linger until reaped), for at most timeout.
 func waitGroupGone(pgid int, timeout time.Duration) bool {
@@ -610,10 +582,12 @@ func waitGroupGone(pgid int, timeout time.Duration) bool {
 	}
 }
 
-// stoppedError drops the exit error of a process that was asked to stop.
+// stoppedError drops the exit error of a process that was asked to stop:
+// its exit status (it was signalled), a context error, or the end of
+// WaitDelay (it was killed).
 func stoppedError(err error) error {
 	var exit *exec.ExitError
-	if errors.As(err, &exit) {
+	if errors.As(err, &exit) || errors.Is(err, exec.ErrWaitDelay) || errors.Is(err, context.Canceled) {
 		return nil
 	}
 	return err
@@ -644,47 +618,73 @@ func (d *DevServer) answers(ctx context.Context) bool {
 	return true
 }
 
-// pump logs the lines of one output stream of the dev server until EOF, and
-// signals portConflict when Vite says it moved to another port.
-func (d *DevServer) pump(log *slog.Logger, rd io.Reader, stream string, portConflict chan<- struct{}) {
-	level := slog.LevelInfo
-	if stream == "stderr" {
-		level = slog.LevelWarn
+// lineLogger logs what the dev server writes to one stream, a record per
+// line (ANSI colours removed, at most maxLogLine bytes), and signals
+// portConflict when Vite says it moved to another port. exec.Cmd writes to
+// it from one goroutine per stream; flush logs a last unterminated line
+// once the process is gone.
+type lineLogger struct {
+	mu           sync.Mutex
+	log          *slog.Logger
+	level        slog.Level
+	stream       string
+	portConflict chan<- struct{}
+	line         []byte
+}
+
+// setLog names the process in the lines logged from now on.
+func (l *lineLogger) setLog(log *slog.Logger) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.log = log
+}
+
+// Write logs every complete line of p and keeps the rest for later.
+func (l *lineLogger) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	n := len(p)
+	for len(p) > 0 {
+		i := bytes.IndexByte(p, '\n')
+		chunk := p
+		if i >= 0 {
+			chunk = p[:i]
+		}
+		if room := maxLogLine - len(l.line); room > 0 {
+			l.line = append(l.line, chunk[:min(len(chunk), room)]...)
+		}
+		if i < 0 {
+			break
+		}
+		l.emitLocked()
+		p = p[i+1:]
 	}
-	br := bufio.NewReaderSize(rd, 64<<10)
-	var line []byte
-	for {
-		chunk, isPrefix, err := br.ReadLine()
-		if len(line) < maxLogLine {
-			line = append(line, chunk[:min(len(chunk), maxLogLine-len(line))]...)
-		}
-		if err != nil {
-			if len(line) > 0 {
-				d.logLine(log, level, stream, line, portConflict)
-			}
-			return
-		}
-		if isPrefix {
-			continue
-		}
-		d.logLine(log, level, stream, line, portConflict)
-		line = line[:0]
+	return n, nil
+}
+
+// flush logs the last line if it had no newline.
+func (l *lineLogger) flush() {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.line) > 0 {
+		l.emitLocked()
 	}
 }
 
-// logLine logs one line of dev server output.
-func (d *DevServer) logLine(log *slog.Logger, level slog.Level, stream string, line []byte, portConflict chan<- struct{}) {
-	line = bytes.TrimSpace(ansi.ReplaceAll(line, nil))
+// emitLocked logs the current line and starts the next. l.mu must be held.
+func (l *lineLogger) emitLocked() {
+	line := bytes.TrimSpace(ansi.ReplaceAll(l.line, nil))
+	l.line = l.line[:0]
 	if len(line) == 0 {
 		return
 	}
 	if bytes.Contains(line, portTaken) {
 		select {
-		case portConflict <- struct{}{}:
+		case l.portConflict <- struct{}{}:
 		default:
 		}
 	}
-	log.LogAttrs(context.Background(), level, string(line), slog.String("source", "astro"), slog.String("stream", stream))
+	l.log.LogAttrs(context.Background(), l.level, string(line), slog.String("source", "astro"), slog.String("stream", l.stream))
 }
 
 // env is the dev server's whole environment: an allowlist, never the
@@ -702,9 +702,4 @@ func (d *DevServer) env(as RunAs) []string {
 		env = append(env, "HOME="+home)
 	}
 	return env
-}
-
-// jitter spreads d by ±20% so that restarts of many workers do not align.
-func jitter(d time.Duration) time.Duration {
-	return time.Duration(float64(d) * (0.8 + 0.4*rand.Float64()))
 }

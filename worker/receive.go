@@ -15,6 +15,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/webordinary/claude-code-astro/internal/backoff"
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
@@ -25,7 +26,7 @@ type lane struct {
 
 // receive long-polls the job queue until ctx is done; jobs run under run.
 func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
-	bo := backoff{min: w.cfg.BackoffMin, max: w.cfg.BackoffMax}
+	bo := backoff.Backoff{Min: w.cfg.BackoffMin, Max: w.cfg.BackoffMax}
 	for ctx.Err() == nil {
 		free := w.cfg.MaxHeld - w.held()
 		if free <= 0 {
@@ -48,15 +49,15 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 			if ctx.Err() != nil {
 				return
 			}
-			d := bo.next()
-			w.log.Warn("receive from the job queue failed; backing off", "error", err, "retry_in", d.String(), "attempt", bo.attempt)
-			sleep(ctx, d)
+			d := bo.Next()
+			w.log.Warn("receive from the job queue failed; backing off", "error", err, "retry_in", d.String(), "attempt", bo.Attempt())
+			backoff.Sleep(ctx, d)
 			continue
 		}
 		w.lastLoop.Store(time.Now().UnixNano())
-		if bo.attempt > 0 {
-			w.log.Info("job queue reachable again", "after_attempts", bo.attempt)
-			bo.reset()
+		if bo.Attempt() > 0 {
+			w.log.Info("job queue reachable again", "after_attempts", bo.Attempt())
+			bo.Reset()
 		}
 		for _, m := range out.Messages {
 			w.accept(ctx, run, m, lanes)

@@ -20,6 +20,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/webordinary/claude-code-astro/internal/backoff"
 	"github.com/webordinary/claude-code-astro/internal/ledger"
 	"github.com/webordinary/claude-code-astro/jobs"
 )
@@ -33,7 +34,7 @@ func (w *Worker) call() (context.Context, context.CancelFunc) {
 // notes the queue's maxReceiveCount. It tries until the queue answers or
 // ctx ends: the worker cannot start without it.
 func (w *Worker) visibilityTimeout(ctx context.Context) (time.Duration, error) {
-	bo := backoff{min: w.cfg.BackoffMin, max: w.cfg.BackoffMax}
+	bo := backoff.Backoff{Min: w.cfg.BackoffMin, Max: w.cfg.BackoffMax}
 	for {
 		out, err := w.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
 			QueueUrl: aws.String(w.cfg.JobQueueURL),
@@ -57,9 +58,9 @@ func (w *Worker) visibilityTimeout(ctx context.Context) (time.Duration, error) {
 		if isMissingQueue(err) {
 			return 0, fmt.Errorf("JOB_QUEUE_URL: the queue does not exist: %w", err)
 		}
-		d := bo.next()
-		w.log.Warn("cannot read the job queue's attributes; retrying", "error", err, "retry_in", d.String(), "attempt", bo.attempt)
-		if !sleep(ctx, d) {
+		d := bo.Next()
+		w.log.Warn("cannot read the job queue's attributes; retrying", "error", err, "retry_in", d.String(), "attempt", bo.Attempt())
+		if !backoff.Sleep(ctx, d) {
 			return 0, ctx.Err()
 		}
 	}

@@ -99,7 +99,6 @@ const DefaultStopBudget = 15 * time.Second
 // ECS's stop timeout.
 const DefaultDrainTimeout = 8 * time.Second
 
-
 // errShuttingDown is the cause of the jobs' context when a stop cancels
 // them: their messages are released, not answered.
 var errShuttingDown = errors.New("the worker is stopping")
@@ -130,11 +129,11 @@ type Worker struct {
 	// dead-letter queue. Set by Run before any receive.
 	maxReceives int
 
-	created   time.Time
-	lastLoop  atomic.Int64 // unix nanoseconds of the receive loop's last turn
+	created  time.Time
+	lastLoop atomic.Int64 // unix nanoseconds of the receive loop's last turn
 	// pollEnds is when the last long poll ends at the latest (unix
 	// nanoseconds): the queue may still serve one the worker gave up.
-	pollEnds atomic.Int64
+	pollEnds  atomic.Int64
 	running   atomic.Int64
 	succeeded atomic.Int64
 	failed    atomic.Int64
