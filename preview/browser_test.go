@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 )
@@ -37,7 +38,7 @@ func TestBrowserShowsEdit(t *testing.T) {
 			// Vite's client in the page opens its HMR socket through the proxy, and
 			// keeps it open.
 			b.WaitConsole(viteConnected, 1, 15*time.Second)
-			waitFor(t, "the page's HMR socket to count as activity", 15*time.Second, func() bool { return act.open.Load() >= 1 })
+			wait.For(t, 15*time.Second, "the page's HMR socket to count as activity", func() bool { return act.open.Load() >= 1 })
 
 			for i, text := range []string{"Edited by the agent", "Edited twice"} {
 				setHeading(t, site, text)
@@ -55,7 +56,7 @@ func TestBrowserShowsEdit(t *testing.T) {
 			if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
 				t.Fatalf("kill dev server group %d: %v", old, err)
 			}
-			waitFor(t, "the restarted dev server to be ready", 60*time.Second, func() bool {
+			wait.For(t, 60*time.Second, "the restarted dev server to be ready", func() bool {
 				pid := ds.PID()
 				return pid != 0 && pid != old && ds.State() == preview.StateReady
 			})

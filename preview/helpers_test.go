@@ -101,18 +101,6 @@ func serveProxy(tb testing.TB, p http.Handler) *url.URL {
 	return u
 }
 
-// waitFor polls cond until it holds or timeout passes.
-func waitFor(tb testing.TB, what string, timeout time.Duration, cond func() bool) {
-	tb.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			tb.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
-
 // setHeading rewrites the <h1 id="title"> of the site's home page in place,
 // as an editor (or the agent's Edit tool) does.
 func setHeading(tb testing.TB, siteDir, text string) {

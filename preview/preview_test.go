@@ -16,6 +16,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 )
@@ -76,7 +77,7 @@ func TestProxyStartingPage(t *testing.T) {
 			if got := act.begun.Load(); got != 2 {
 				t.Errorf("Activity.Begin called %d times, want 2", got)
 			}
-			waitFor(t, "every request to end its activity", 5*time.Second, func() bool { return act.open.Load() == 0 })
+			wait.For(t, 5*time.Second, "every request to end its activity", func() bool { return act.open.Load() == 0 })
 		})
 	}
 }
@@ -216,7 +217,7 @@ func TestDevServerProxy(t *testing.T) {
 				sock := previewtest.DialHMR(t, base, "preview.example.com")
 				sock.Next(t, 10*time.Second, "connected")
 
-				waitFor(t, "only the socket to be open", 5*time.Second, func() bool { return act.open.Load() == 1 })
+				wait.For(t, 5*time.Second, "only the socket to be open", func() bool { return act.open.Load() == 1 })
 
 				setHeading(t, site, "Edited over HMR")
 				m := sock.Next(t, 15*time.Second, "update", "full-reload")
@@ -230,7 +231,7 @@ func TestDevServerProxy(t *testing.T) {
 					t.Errorf("open activities with the socket open = %d, want 1", got)
 				}
 				sock.Close()
-				waitFor(t, "the closed socket to end its activity", 10*time.Second, func() bool { return act.open.Load() == 0 })
+				wait.For(t, 10*time.Second, "the closed socket to end its activity", func() bool { return act.open.Load() == 0 })
 			})
 
 			t.Run("hmr websocket without token is refused", func(t *testing.T) {
@@ -254,7 +255,7 @@ func TestDevServerProxy(t *testing.T) {
 				if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
 					t.Fatalf("kill process group %d: %v", old, err)
 				}
-				waitFor(t, "a new dev server to be ready", 60*time.Second, func() bool {
+				wait.For(t, 60*time.Second, "a new dev server to be ready", func() bool {
 					pid := ds.PID()
 					return pid != 0 && pid != old && ds.State() == preview.StateReady
 				})
@@ -419,7 +420,7 @@ func TestDevServerCrashLoop(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- ds.Target(ctx, site) }()
-	waitFor(t, "the broken dev server to die and wait for a restart", 60*time.Second, func() bool {
+	wait.For(t, 60*time.Second, "the broken dev server to die and wait for a restart", func() bool {
 		return ds.State() == preview.StateRestarting && ds.PID() == 0
 	})
 	cancel()

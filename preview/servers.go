@@ -230,18 +230,26 @@ func (s *Servers) Run(ctx context.Context) {
 		case <-ctx.Done():
 			return
 		case <-tick.C:
+			s.StopIdle(time.Now())
 		}
-		s.mu.Lock()
-		var idle []*server
-		for id, e := range s.byID {
-			if e.targeting == 0 && e.viewing == 0 && time.Since(e.lastViewed) >= s.cfg.IdleAfter {
-				idle = append(idle, e)
-				delete(s.byID, id)
-			}
-		}
-		s.mu.Unlock()
-		s.stopInBackground(idle, "idle for PREVIEW_IDLE_MINUTES")
 	}
+}
+
+// StopIdle stops, in the background, the dev servers that nobody has viewed
+// or targeted for IdleAfter by now and that have no view open, and returns
+// how many it stops. Run calls it on a timer.
+func (s *Servers) StopIdle(now time.Time) int {
+	s.mu.Lock()
+	var idle []*server
+	for id, e := range s.byID {
+		if e.targeting == 0 && e.viewing == 0 && now.Sub(e.lastViewed) >= s.cfg.IdleAfter {
+			idle = append(idle, e)
+			delete(s.byID, id)
+		}
+	}
+	s.mu.Unlock()
+	s.stopInBackground(idle, "idle for PREVIEW_IDLE_MINUTES")
+	return len(idle)
 }
 
 // Stop stops preview id's dev server, if one runs, and waits for it.

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 )
@@ -33,10 +34,18 @@ func twoUsers(t *testing.T) (alice, bob user) {
 	return mk("alice", "Alice's draft"), mk("bob", "Bob's draft")
 }
 
-// stoppedLog records the previews Servers reports stopped.
+// stoppedLog records the previews Servers reports stopped, and the ones
+// it looked up to start.
 type stoppedLog struct {
-	mu  sync.Mutex
-	ids []string
+	mu      sync.Mutex
+	ids     []string
+	lookups map[string]int
+}
+
+func (s *stoppedLog) lookedUp(id string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.lookups[id]
 }
 
 func (s *stoppedLog) add(t preview.Target) {
@@ -60,12 +69,15 @@ func (s *stoppedLog) has(id string) bool {
 // what it reports stopped. users are what Lookup finds.
 func newServers(t *testing.T, cfg preview.ServersConfig, users ...user) (*preview.Servers, *stoppedLog) {
 	t.Helper()
-	stopped := &stoppedLog{}
+	stopped := &stoppedLog{lookups: map[string]int{}}
 	cfg.BasePort = previewtest.FreePort(t)
 	cfg.PATH = previewtest.Default().PATH(t)
 	cfg.Logger = testLogger(t)
 	cfg.ReadyTimeout, cfg.MinBackoff, cfg.MaxBackoff = 60*time.Second, 100*time.Millisecond, 2*time.Second
 	cfg.Lookup = func(_ context.Context, id string) (preview.Target, error) {
+		stopped.mu.Lock()
+		stopped.lookups[id]++
+		stopped.mu.Unlock()
 		for _, u := range users {
 			if u.target.ID == id {
 				return u.target, nil
@@ -152,7 +164,7 @@ func TestServersOnePerUser(t *testing.T) {
 		}
 	}
 	setHeading(t, alice.target.Dir, "Alice edited")
-	waitFor(t, "alice's preview to show her edit", 30*time.Second, func() bool {
+	wait.For(t, 30*time.Second, "alice's preview to show her edit", func() bool {
 		_, body := getAs(t, base, tokens, alice, "/")
 		return strings.Contains(body, "Alice edited")
 	})
@@ -194,7 +206,7 @@ func TestServersEvictAndRestart(t *testing.T) {
 	if err := s.Target(ctx, bob.target); err != nil {
 		t.Fatalf("Target(bob): %v", err)
 	}
-	waitFor(t, "alice's dev server to stop", 30*time.Second, func() bool {
+	wait.For(t, 30*time.Second, "alice's dev server to stop", func() bool {
 		return stopped.has(alice.target.ID) && !groupAlive(alicePID)
 	})
 	if list := s.List(); len(list) != 1 || list[0].ID != bob.target.ID {
@@ -209,20 +221,20 @@ func TestServersEvictAndRestart(t *testing.T) {
 			t.Errorf("a %s request for the stopped preview: %d, want 503", dest, code)
 		}
 	}
-	time.Sleep(500 * time.Millisecond)
-	if list := s.List(); len(list) != 1 || list[0].ID != bob.target.ID {
-		t.Fatalf("after background requests for alice's preview, List = %+v: want bob's only", list)
+	// A start begins with a lookup, before the response is written.
+	if n := stopped.lookedUp(alice.target.ID); n != 0 {
+		t.Fatalf("background requests for alice's stopped preview looked it up %d times, to start it", n)
 	}
 
 	code, body := getAs(t, base, tokens, alice, "/")
 	if code != http.StatusServiceUnavailable {
 		t.Errorf("first request for alice's stopped preview: %d, want the 503 starting page:\n%.300s", code, body)
 	}
-	waitFor(t, "alice's preview to load again", 90*time.Second, func() bool {
+	wait.For(t, 90*time.Second, "alice's preview to load again", func() bool {
 		code, body := getAs(t, base, tokens, alice, "/")
 		return code == http.StatusOK && strings.Contains(body, alice.heading)
 	})
-	waitFor(t, "bob's dev server to make room", 30*time.Second, func() bool { return stopped.has(bob.target.ID) })
+	wait.For(t, 30*time.Second, "bob's dev server to make room", func() bool { return stopped.has(bob.target.ID) })
 
 	// A preview with no workspace on this worker is not found, and starts nothing.
 	stranger := user{name: "mallory", target: preview.Target{ID: preview.ID("acme", "mallory")}}
@@ -250,12 +262,12 @@ func TestServersIdleStop(t *testing.T) {
 	if !ready {
 		t.Fatal("View: the dev server is not ready after Target")
 	}
-	time.Sleep(3 * time.Second)
-	if len(s.List()) != 1 {
-		t.Fatal("the dev server stopped as idle while a view was open")
+	// However long ago the last request came, an open view holds it.
+	if n := s.StopIdle(time.Now().Add(time.Hour)); n != 0 || len(s.List()) != 1 {
+		t.Fatalf("an hour on, with a view open, StopIdle stopped %d dev servers", n)
 	}
 	done()
-	waitFor(t, "the idle dev server to stop", 30*time.Second, func() bool {
+	wait.For(t, 30*time.Second, "the idle dev server to stop", func() bool {
 		return len(s.List()) == 0 && stopped.has(alice.target.ID) && !groupAlive(pid)
 	})
 }

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/ledger"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/worker"
 )
@@ -43,7 +44,7 @@ func TestCancel(t *testing.T) {
 			e.start(t, nil, worker.Config{Handler: rec, Ledger: ledger.New(t.TempDir())})
 
 			e.jobsQ.SendJob(t, job(jobs.TypeExecute, "long", "acme", "u1", "t1", "sleep:60s"))
-			waitFor(t, "the long job to start", func() bool { return rec.calls.Load() == 1 })
+			wait.For(t, 20*time.Second, "the long job to start", func() bool { return rec.calls.Load() == 1 })
 			e.jobsQ.SendJob(t, job(jobs.TypeExecute, "after", "acme", "u1", "t1", "sleep:10ms"))
 			start := time.Now()
 			e.jobsQ.SendJob(t, cancelJob("c-long", "long"))
@@ -99,11 +100,11 @@ func TestCancelQueuedJob(t *testing.T) {
 	rec := &recorder{}
 	e.start(t, nil, worker.Config{Handler: rec, Ledger: ledger.New(root)})
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "first", "acme", "u1", "t1", "sleep:3s"))
-	waitFor(t, "the first job to start", func() bool { return rec.calls.Load() == 1 })
+	wait.For(t, 20*time.Second, "the first job to start", func() bool { return rec.calls.Load() == 1 })
 	// A standard queue hands the second job out at once: it waits in the
 	// lane, recorded on the root as queued.
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "second", "acme", "u1", "t1", "sleep:10ms"))
-	waitFor(t, "the second job to wait", func() bool {
+	wait.For(t, 20*time.Second, "the second job to wait", func() bool {
 		r, found, err := ledger.New(root).Get(jobs.Job{ClientID: "acme", UserID: "u1", JobID: "second"})
 		return err == nil && found && r.State == ledger.StateQueued
 	})
@@ -132,7 +133,7 @@ func TestCancelMarkFromAnotherWorker(t *testing.T) {
 	rec := &recorder{}
 	e.start(t, nil, worker.Config{Handler: rec, Ledger: ledger.New(root), CancelPoll: 100 * time.Millisecond})
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "long", "acme", "u1", "t1", "sleep:60s"))
-	waitFor(t, "the job to start", func() bool { return rec.calls.Load() == 1 })
+	wait.For(t, 20*time.Second, "the job to start", func() bool { return rec.calls.Load() == 1 })
 	start := time.Now()
 	if err := ledger.New(root).RequestCancel(jobs.Job{ClientID: "acme", UserID: "u1"}, "long", "c-elsewhere"); err != nil {
 		t.Fatal(err)
@@ -142,20 +143,8 @@ func TestCancelMarkFromAnotherWorker(t *testing.T) {
 	if r := final[0]; r.Error == nil || r.Error.Code != jobs.CodeCancelled || !strings.Contains(r.Error.Message, "c-elsewhere") {
 		t.Errorf("answer: %+v %+v", r, r.Error)
 	}
-	waitFor(t, "the cancel mark to go once the job answered", func() bool {
+	wait.For(t, 20*time.Second, "the cancel mark to go once the job answered", func() bool {
 		_, ok, err := ledger.New(root).CancelRequested(jobs.Job{ClientID: "acme", UserID: "u1", JobID: "long"})
 		return err == nil && !ok
 	})
-}
-
-// waitFor polls cond every 10ms for up to 20s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }

@@ -16,6 +16,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/ledger"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/worker"
 )
@@ -68,7 +69,7 @@ func TestStopWithinBudgetWhileSQSFails(t *testing.T) {
 	_, stop := e.start(t, client, worker.Config{Handler: rec, Ledger: ledger.New(t.TempDir()),
 		DrainTimeout: drain, StopBudget: budget, CallTimeout: time.Minute})
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "long", "acme", "u1", "t1", "sleep:60s"))
-	waitFor(t, "the job to start", func() bool { return rec.calls.Load() == 1 })
+	wait.For(t, 20*time.Second, "the job to start", func() bool { return rec.calls.Load() == 1 })
 	front.failing.Store(true)
 	start := time.Now()
 	stop()
@@ -91,9 +92,9 @@ func TestStopLetsARunningJobFinish(t *testing.T) {
 	rec := &recorder{}
 	w, stop := e.start(t, nil, worker.Config{Handler: rec, Ledger: ledger.New(root), DrainTimeout: 10 * time.Second})
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "finishing", "acme", "u1", "t1", "sleep:1500ms"))
-	waitFor(t, "the job to start", func() bool { return rec.calls.Load() == 1 })
+	wait.For(t, 20*time.Second, "the job to start", func() bool { return rec.calls.Load() == 1 })
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "waiting", "acme", "u1", "t1", "sleep:10ms"))
-	waitFor(t, "the second job to wait", func() bool {
+	wait.For(t, 20*time.Second, "the second job to wait", func() bool {
 		r, found, err := ledger.New(root).Get(jobs.Job{ClientID: "acme", UserID: "u1", JobID: "waiting"})
 		return err == nil && found && r.State == ledger.StateQueued
 	})
@@ -109,7 +110,7 @@ func TestStopLetsARunningJobFinish(t *testing.T) {
 	// poll has surely ended (1 s here), long before its visibility timeout.
 	// (The emulator wakes no waiting poll when a message becomes visible
 	// again: poll, as a worker does.)
-	waitFor(t, "another worker to receive the waiting job", func() bool {
+	wait.For(t, 20*time.Second, "another worker to receive the waiting job", func() bool {
 		out, err := e.jobsQ.Client.ReceiveMessage(context.Background(), &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(e.jobsQ.URL), WaitTimeSeconds: 1})
 		return err == nil && len(out.Messages) == 1 && strings.Contains(aws.ToString(out.Messages[0].Body), `"waiting"`)

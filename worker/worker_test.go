@@ -21,6 +21,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/logging"
 	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/worker"
 )
@@ -171,17 +172,10 @@ func TestJobsReachHandlerAndAreAnsweredAndDeleted(t *testing.T) {
 
 func waitQueueEmpty(t *testing.T, q sqstest.Queue) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
+	wait.For(t, 10*time.Second, "the job queue to be empty", func() bool {
 		v, f := q.Count(t)
-		if v == 0 && f == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("job queue still holds %d visible, %d in flight", v, f)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+		return v == 0 && f == 0
+	})
 }
 
 func TestPerUserOrderAndParallelUsers(t *testing.T) {
@@ -418,14 +412,32 @@ func TestInvalidMessageWithoutGroupIsAnsweredInAFixedGroup(t *testing.T) {
 	waitQueueEmpty(t, jq)
 }
 
-// flakyProxy forwards to the emulator, or drops every connection while down.
+// flakyProxy forwards to the emulator, or, while down, drops every
+// connection, the requests under way included (a long poll as well).
 type flakyProxy struct {
-	down  atomic.Bool
 	proxy *httputil.ReverseProxy
+
+	mu      sync.Mutex
+	down    bool
+	pending map[*http.Request]context.CancelFunc
+}
+
+// setDown takes the proxy down (cutting the requests under way) or up.
+func (p *flakyProxy) setDown(down bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.down = down
+	if down {
+		for _, cancel := range p.pending {
+			cancel()
+		}
+	}
 }
 
 func (p *flakyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if p.down.Load() {
+	p.mu.Lock()
+	if p.down {
+		p.mu.Unlock()
 		if hj, ok := w.(http.Hijacker); ok {
 			if c, _, err := hj.Hijack(); err == nil {
 				c.Close()
@@ -435,7 +447,19 @@ func (p *flakyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}
-	p.proxy.ServeHTTP(w, r)
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	if p.pending == nil {
+		p.pending = map[*http.Request]context.CancelFunc{}
+	}
+	p.pending[r] = cancel
+	p.mu.Unlock()
+	defer func() {
+		p.mu.Lock()
+		delete(p.pending, r)
+		p.mu.Unlock()
+	}()
+	p.proxy.ServeHTTP(w, r.WithContext(ctx))
 }
 
 func TestRecoversFromUnreachableSQS(t *testing.T) {
@@ -459,10 +483,17 @@ func TestRecoversFromUnreachableSQS(t *testing.T) {
 	e.responses.WaitFinal(t, 1, 20*time.Second)
 	waitQueueEmpty(t, e.jobsQ)
 
-	fp.down.Store(true)
+	fp.setDown(true)
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "during", "acme", "u1", "t1", "edit"))
-	time.Sleep(3 * time.Second) // SQS unreachable for a while
-	fp.down.Store(false)
+	wait.For(t, 20*time.Second, "the worker to back off twice from the unreachable SQS", func() bool {
+		return strings.Count(logs.String(), "backing off") >= 2
+	})
+	fp.setDown(false)
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("worker log:\n%s", logs.String())
+		}
+	})
 	final := e.responses.WaitFinal(t, 2, 30*time.Second)
 	if final[1].JobID != "during" || final[1].Status != jobs.StatusSucceeded {
 		t.Errorf("after the outage: %+v", final[1])
@@ -479,13 +510,7 @@ func TestShutdownReleasesRunningAndWaitingJobs(t *testing.T) {
 	w, stop := e.start(t, nil, worker.Config{Handler: rec, Ledger: ledger.New(t.TempDir())})
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "running", "acme", "u1", "t1", "sleep:1m"))
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "waiting", "acme", "u1", "t1", "edit"))
-	deadline := time.Now().Add(15 * time.Second)
-	for w.Stats().InFlight != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the job never started")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(t, 15*time.Second, "the job to start", func() bool { return w.Stats().InFlight == 1 })
 	start := time.Now()
 	stop()
 	if d := time.Since(start); d > 25*time.Second {
@@ -555,13 +580,7 @@ func TestHealthyTurnsFalseWhenThePollLoopIsStuck(t *testing.T) {
 	e := newEnv(t, true, 30*time.Second)
 	healthy, _ := e.start(t, nil, worker.Config{Handler: &recorder{}, StuckAfter: 2 * time.Second})
 	stuck, _ := e.start(t, hangingClient{e.emu.SQS()}, worker.Config{Handler: &recorder{}, StuckAfter: 2 * time.Second})
-	deadline := time.Now().Add(20 * time.Second)
-	for stuck.Healthy() {
-		if time.Now().After(deadline) {
-			t.Fatal("a worker whose receive never returns still says it is healthy")
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
+	wait.For(t, 20*time.Second, "a worker whose receive never returns to say it is unhealthy", func() bool { return !stuck.Healthy() })
 	if !healthy.Healthy() {
 		t.Error("a worker polling normally says it is not healthy")
 	}
@@ -605,13 +624,7 @@ func TestLastDeliveryBeforeDeadLetterIsAnswered(t *testing.T) {
 	first := &recorder{}
 	w, stop := e.start(t, nil, worker.Config{Handler: first, Ledger: ledger.New(t.TempDir())})
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "doomed", "acme", "u1", "t1", "sleep:1m"))
-	deadline := time.Now().Add(15 * time.Second)
-	for w.Stats().InFlight != 1 {
-		if time.Now().After(deadline) {
-			t.Fatal("the job never started")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.For(t, 15*time.Second, "the job to start", func() bool { return w.Stats().InFlight == 1 })
 	stop() // released: one receive counted
 
 	second := &recorder{}
@@ -641,8 +654,8 @@ func TestBurstOfOneUserDoesNotStarveAnother(t *testing.T) {
 		e.jobsQ.SendJob(t, job(jobs.TypeExecute, fmt.Sprintf("burst-%02d", i), "acme", "busy", "t1", sleep))
 	}
 	// Queued before the worker starts, the burst comes in one full batch.
-	e.start(t, nil, worker.Config{Handler: rec, MaxConcurrentUsers: 2})
-	time.Sleep(500 * time.Millisecond)
+	w, _ := e.start(t, nil, worker.Config{Handler: rec, MaxConcurrentUsers: 2})
+	wait.For(t, 15*time.Second, "the burst's first job to start", func() bool { return w.Stats().InFlight >= 1 })
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "other", "acme", "other", "t1", "sleep:10ms"))
 	e.responses.WaitFinal(t, 13, 60*time.Second)
 	var other, first span

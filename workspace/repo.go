@@ -30,12 +30,14 @@ func (u *User) repoHealthy(ctx context.Context) bool {
 	if err != nil || !fi.IsDir() || !u.ownedByTenant(fi) {
 		return false
 	}
-	out, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--show-toplevel", "--git-dir"}})
+	// One git for the common case: the top level, the git directory, and
+	// HEAD's commit (a third line, missing when HEAD does not resolve).
+	out, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--show-toplevel", "--git-dir", "--verify", "--quiet", "HEAD^{commit}"}})
 	lines := strings.Split(strings.TrimSpace(out), "\n")
-	if err != nil || len(lines) != 2 || filepath.Clean(lines[0]) != u.ProjectDir || lines[1] != ".git" {
+	if len(lines) < 2 || len(lines) > 3 || filepath.Clean(lines[0]) != u.ProjectDir || lines[1] != ".git" {
 		return false
 	}
-	if _, err := u.git(ctx, gitCall{args: []string{"rev-parse", "--verify", "--quiet", "HEAD^{commit}"}}); err == nil {
+	if err == nil && len(lines) == 3 {
 		return true
 	}
 	// HEAD names a branch that does not exist yet: unborn, not damaged.
@@ -160,6 +162,9 @@ func (u *User) cloneProject(ctx context.Context, repoURL string) error {
 // tenant. The caller runs one operation per user at a time and every job
 // ends with none of the tenant's processes left, so no live git holds it.
 func (u *User) removeStaleLock(ctx context.Context) error {
+	if _, err := os.Lstat(filepath.Join(u.ProjectDir, ".git", "index.lock")); errors.Is(err, fs.ErrNotExist) {
+		return nil // the usual case, seen without starting a process
+	}
 	out, err := u.run(ctx, u.ProjectDir, "find", ".git", "-maxdepth", "1", "-name", "index.lock", "-print", "-delete")
 	if err != nil {
 		return fmt.Errorf("remove stale index lock: %w", err)

@@ -24,6 +24,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/internal/testkit/imagekit"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
@@ -115,18 +116,6 @@ func (c *container) health() int {
 	return resp.StatusCode
 }
 
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > limit {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 // TestImage builds the image and runs the worker in it, as Docker would
 // run it: its own user (root, which confines itself), Docker's default
 // capabilities only, tini as PID 1, /workspace on a volume. It answers
@@ -197,7 +186,7 @@ func TestImage(t *testing.T) {
 		_, _ = k.Podman(cctx, "rm", "-f", "-t", "0", c.name)
 		_, _ = k.Podman(cctx, "volume", "rm", "-f", volume)
 	})
-	waitFor(t, 60*time.Second, "/health to answer 200", func() bool { return c.health() == http.StatusOK })
+	wait.For(t, 60*time.Second, "/health to answer 200", func() bool { return c.health() == http.StatusOK })
 	t.Logf("container start (podman run) to healthy: %s", time.Since(started).Round(time.Millisecond))
 	if out, err := k.Podman(ctx, "healthcheck", "run", c.name); err != nil {
 		t.Errorf("podman healthcheck run: %v %s", err, out)
@@ -243,7 +232,7 @@ func TestImage(t *testing.T) {
 			return (&net.Dialer{}).DialContext(ctx, network, addr)
 		}}}
 	var pageBody string
-	waitFor(t, 90*time.Second, "the preview to show the edit", func() bool {
+	wait.For(t, 90*time.Second, "the preview to show the edit", func() bool {
 		resp, err := client.Get(exec.PreviewURL)
 		if err != nil {
 			return false
@@ -302,7 +291,7 @@ func TestImage(t *testing.T) {
 	// message back on the queue for another worker.
 	api.SetScript(fakeanthropic.Hang())
 	jobsQ.SendJob(t, jobs.Job{Type: jobs.TypeExecute, JobID: "exec-long", ClientID: "acme", UserID: "alice", ThreadID: "t1", Instruction: "Think long"})
-	waitFor(t, 2*time.Minute, "the long job to reach the API", func() bool {
+	wait.For(t, 2*time.Minute, "the long job to reach the API", func() bool {
 		for _, r := range api.MessageRequests() {
 			if r.Contains("Think long") {
 				return true

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/procfs"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 )
 
 func TestProcTreeKillsOrphanedSessions(t *testing.T) {
@@ -21,18 +22,14 @@ func TestProcTreeKillsOrphanedSessions(t *testing.T) {
 	tree := newProcTree(cmd.Process.Pid)
 
 	var orphan procfs.Process
-	deadline := time.Now().Add(10 * time.Second)
-	for orphan.PID == 0 {
+	wait.For(t, 10*time.Second, "the setsid child to show in the tree", func() bool {
 		for _, p := range tree.members() {
 			if p.SID == p.PID && p.PID != cmd.Process.Pid {
 				orphan = p
 			}
 		}
-		if time.Now().After(deadline) {
-			t.Fatal("the setsid child never showed in the tree")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+		return orphan.PID != 0
+	})
 
 	// The parent dies first: its child is orphaned, outside the group.
 	if err := cmd.Process.Kill(); err != nil {

@@ -186,3 +186,21 @@ func Quantile(ds []time.Duration, q float64) time.Duration {
 
 // Median returns the median of ds (the lower middle for an even count).
 func Median(ds []time.Duration) time.Duration { return Quantile(ds, 0.5) }
+
+// Ratio returns how many times the median of base the median of ds is:
+// a result judged against a baseline measured in the same run, on the same
+// machine, so that the machine's load moves both. 0 when either is empty.
+func Ratio(ds, base []time.Duration) float64 {
+	b := Median(base)
+	if len(ds) == 0 || b <= 0 {
+		return 0
+	}
+	return float64(Median(ds)) / float64(b)
+}
+
+// VsBaseline formats a row judged on its ratio to a baseline: the ratio,
+// then the absolute figures beside it, as "1.31x (93.4 ms, max 120 ms;
+// baseline 71.2 ms)".
+func VsBaseline(ds, base []time.Duration) string {
+	return fmt.Sprintf("%.2fx (%s, max %s; baseline %s)", Ratio(ds, base), Ms(Median(ds)), Ms(Quantile(ds, 1)), Ms(Median(base)))
+}

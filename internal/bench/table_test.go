@@ -140,3 +140,34 @@ func TestQuantile(t *testing.T) {
 		})
 	}
 }
+
+func TestRatio(t *testing.T) {
+	ms := func(vs ...int) []time.Duration {
+		var ds []time.Duration
+		for _, v := range vs {
+			ds = append(ds, time.Duration(v)*time.Millisecond)
+		}
+		return ds
+	}
+	tests := []struct {
+		name     string
+		ds, base []time.Duration
+		want     float64
+		text     string
+	}{
+		{"twice the baseline", ms(200, 180, 220), ms(100, 90, 110), 2, "2.00x (200 ms, max 220 ms; baseline 100 ms)"},
+		{"faster than the baseline", ms(50), ms(100), 0.5, "0.50x (50.0 ms, max 50.0 ms; baseline 100 ms)"},
+		{"no baseline", ms(50), nil, 0, "0.00x (50.0 ms, max 50.0 ms; baseline 0.00 ms)"},
+		{"no result", nil, ms(100), 0, "0.00x (0.00 ms, max 0.00 ms; baseline 100 ms)"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := Ratio(tc.ds, tc.base); got != tc.want {
+				t.Errorf("Ratio = %v, want %v", got, tc.want)
+			}
+			if got := VsBaseline(tc.ds, tc.base); got != tc.text {
+				t.Errorf("VsBaseline = %q, want %q", got, tc.text)
+			}
+		})
+	}
+}

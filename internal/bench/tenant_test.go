@@ -107,7 +107,7 @@ func benchSandbox(b *testing.B, e *env) {
 	resumed := map[bool][]time.Duration{}
 	for _, separate := range []bool{true, false} {
 		root := sandboxtest.Root(b)
-		sb, err := sandbox.New(sandbox.Config{Root: root, UIDs: sandboxtest.UIDs, Unprivileged: !separate})
+		sb, err := sandbox.New(sandbox.Config{Root: root, UIDs: sandboxtest.ClaimUIDs(b), Unprivileged: !separate})
 		if err != nil {
 			b.Fatal(err)
 		}

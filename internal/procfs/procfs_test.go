@@ -6,6 +6,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 )
 
 func TestReadSelf(t *testing.T) {
@@ -27,13 +29,7 @@ func TestDescendantsAndGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	pgid := cmd.Process.Pid
-	deadline := time.Now().Add(5 * time.Second)
-	for len(Descendants(pgid)) == 0 {
-		if time.Now().After(deadline) {
-			t.Fatal("the sleep child never showed up")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, "the sleep child to show up", func() bool { return len(Descendants(pgid)) > 0 })
 	kids := Descendants(pgid)
 	if kids[0].PPID != pgid || kids[0].PGID != pgid {
 		t.Errorf("child %+v, want parent and group %d", kids[0], pgid)
@@ -52,11 +48,5 @@ func TestDescendantsAndGroups(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = cmd.Wait()
-	deadline = time.Now().Add(5 * time.Second)
-	for GroupAlive(pgid) {
-		if time.Now().After(deadline) {
-			t.Fatal("GroupAlive still true after the group was killed")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.For(t, 5*time.Second, "GroupAlive to turn false after the group was killed", func() bool { return !GroupAlive(pgid) })
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/procfs"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 )
 
 func TestMain(m *testing.M) {
@@ -143,7 +144,7 @@ func TestStopKillsEveryProcessOfTheTenantButTheKeptOne(t *testing.T) {
 	leftover := start(alice, "setsid sh -c 'sleep 300 & sleep 301' & exit 0")
 	_ = leftover.Wait()
 	other := start(bob, "sleep 300")
-	waitFor(t, "alice's processes to start", func() bool {
+	wait.For(t, 10*time.Second, "alice's processes to start", func() bool {
 		procs, _ := alice.Processes()
 		return len(procs) >= 5 // the dev server's sh and two sleeps, the leftover sh and its sleeps
 	})
@@ -259,8 +260,17 @@ if grep -q 'hunter2' /proc/` + pid + `/environ 2>/dev/null; then echo tenant.ptr
 		fmt.Println("error=fork bomb: " + err.Error())
 		return 1
 	}
-	time.Sleep(2 * time.Second) // the bomb forks as fast as it can, then waits
-	procs, _ := procfs.OfUID(212346)
+	// The bomb forks as fast as it can, then waits: count once the count
+	// has stopped growing.
+	var procs []procfs.Process
+	for last, same, start := -1, 0, time.Now(); same < 5 && time.Since(start) < 10*time.Second; time.Sleep(50 * time.Millisecond) {
+		procs, _ = procfs.OfUID(212346)
+		if len(procs) == last {
+			same++
+		} else {
+			last, same = len(procs), 0
+		}
+	}
 	fmt.Printf("bomb.processes=%d\n", len(procs))
 	other := "no"
 	if runAs(212347, "true") == nil {
@@ -287,17 +297,6 @@ func runAs(uid uint32, script string) error {
 	cmd.Env = []string{"PATH=/usr/bin:/bin"}
 	cmd.Stdout, cmd.Stderr = os.Stdout, os.Stdout
 	return cmd.Run()
-}
-
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
 }
 
 // TestUnprivilegedServesOneTenant: a sandbox that cannot switch uids runs

@@ -24,6 +24,7 @@ func promptTexts(r fakeanthropic.Request) []string {
 }
 
 func TestSessionsResumePerThread(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.start(nil)
 	h.send(initJob("i1", "carol", "a"))
@@ -85,6 +86,7 @@ func TestSessionsResumePerThread(t *testing.T) {
 }
 
 func TestPlanModeChangesNothing(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.start(nil)
 	h.send(initJob("i1", "dan", "t1"))
@@ -115,6 +117,7 @@ func TestPlanModeChangesNothing(t *testing.T) {
 }
 
 func TestAgentFailuresAreAnswered(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.start(map[string]string{"JOB_TIMEOUT": "8s"})
 	h.send(initJob("i1", "erin", "t1"))
@@ -144,6 +147,7 @@ func TestAgentFailuresAreAnswered(t *testing.T) {
 }
 
 func TestExecuteBeforeInitIsAnswered(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.start(nil)
 	h.send(execJob("early", "fay", "t1", "Change something"))
@@ -169,6 +173,7 @@ func TestExecuteBeforeInitIsAnswered(t *testing.T) {
 // answered budget_exceeded, the edit it made first is committed and pushed,
 // and the next execute resumes the same session.
 func TestBudgetStopsTheAgentAndKeepsItsWork(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.start(map[string]string{"CLAUDE_MAX_BUDGET_USD": "2.50", "CLAUDE_MODEL": "claude-budget-test",
 		"CLAUDE_PRICING": `{"claude-budget-test": {"input": 200, "output": 200, "cacheRead": 0, "cacheWrite": 0}}`})

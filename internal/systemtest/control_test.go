@@ -9,6 +9,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
@@ -53,6 +54,7 @@ func logTime(t *testing.T, p *proc, msg string, want map[string]any) (time.Time,
 // thread's next execute resumes the conversation, and no process of the
 // tenant is left.
 func TestCancelRunningAcrossWorkers(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	front := sqstest.NewPausableFront(t, h.emu.URL)
 	a := h.start(map[string]string{"AWS_ENDPOINT_URL": front.URL})
@@ -73,7 +75,7 @@ func TestCancelRunningAcrossWorkers(t *testing.T) {
 	})
 	const instruction = "Rework the whole home page"
 	h.send(execJob("e1", "cy", "t1", instruction))
-	waitFor(t, 2*time.Minute, "the agent to edit the page and wait on the API", func() bool {
+	wait.For(t, 2*time.Minute, "the agent to edit the page and wait on the API", func() bool {
 		for _, r := range h.api.MessageRequests() {
 			if r.Turn == 2 {
 				return true
@@ -125,7 +127,7 @@ func TestCancelRunningAcrossWorkers(t *testing.T) {
 		t.Errorf("the edit made before the stop is not on the remote:\n%s", page)
 	}
 	uid := owner(t, h.projectDir("cy"))
-	waitFor(t, 10*time.Second, "no process of the tenant", func() bool { return len(processesOf(uid)) == 0 })
+	wait.For(t, 10*time.Second, "no process of the tenant", func() bool { return len(processesOf(uid)) == 0 })
 
 	// The conversation goes on where it stopped.
 	front.Resume()
@@ -147,6 +149,7 @@ func TestCancelRunningAcrossWorkers(t *testing.T) {
 // "unknown" and, when it comes later, after a restart of the worker, is
 // answered cancelled without running.
 func TestCancelQueuedFinishedUnknown(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	p := h.start(nil)
 	h.send(initJob("i1", "dee", "t1"))
@@ -166,7 +169,7 @@ func TestCancelQueuedFinishedUnknown(t *testing.T) {
 	h.send(execJob("slow", "dee", "t1", "Wait forever"))
 	h.send(execJob("waiting", "dee", "t1", "Never run this"))
 	p = h.start(nil)
-	waitFor(t, 2*time.Minute, "the slow job to reach the API", func() bool { return len(h.api.MessageRequests()) > 0 })
+	wait.For(t, 2*time.Minute, "the slow job to reach the API", func() bool { return len(h.api.MessageRequests()) > 0 })
 	h.send(cancelJob("c-waiting", "dee", "waiting"))
 	if c := h.final("c-waiting", time.Minute); c.Cancelled != jobs.CancelQueued {
 		t.Errorf("cancel of the waiting job: %+v %+v, want queued", c, c.Error)
@@ -217,6 +220,7 @@ func TestCancelQueuedFinishedUnknown(t *testing.T) {
 // branch holds the revert commits over the history; bad targets change
 // nothing.
 func TestRevertJobs(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.api.SetDecider(plainHeadings)
 	p := h.start(nil)
@@ -302,6 +306,7 @@ func TestRevertJobs(t *testing.T) {
 // remembers its conversation; after that the two go on separately. Each
 // job runs on a freshly started worker.
 func TestForkThread(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.api.SetDecider(plainHeadings)
 	p := h.start(nil)

@@ -60,6 +60,7 @@ func headingDeciderOf(h1 func(text string) string) fakeanthropic.Decider {
 // dev server and Chromium. Two users each run three execute jobs on each of
 // two threads, switching threads between jobs.
 func TestEndToEndTwoUsersTwoThreads(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	hosts := h.useExampleSite(t)
 	p := h.start(map[string]string{"MAX_CONCURRENT_USERS": "2"})

@@ -19,11 +19,13 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/procfs"
+	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 )
@@ -137,8 +139,15 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 		"REPO_URL":                  h.remote.URL,
 		"LOG_FORMAT":                "json",
 		"LOG_LEVEL":                 "debug",
+		// Its own uids: tests run at once, and their tenants' names repeat.
+		"TENANT_UIDS": uidRange(sandboxtest.ClaimUIDs(t)),
 	}
 	return h
+}
+
+// uidRange formats r as TENANT_UIDS does.
+func uidRange(r sandbox.UIDRange) string {
+	return strconv.FormatUint(uint64(r.Min), 10) + "-" + strconv.FormatUint(uint64(r.Max), 10)
 }
 
 // queueName turns the test's name into a queue name.
@@ -352,28 +361,8 @@ func processesUsing(needle string) []string {
 // waitNoProcesses waits until no process mentions needle.
 func waitNoProcesses(t *testing.T, needle string) {
 	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		left := processesUsing(needle)
-		if len(left) == 0 {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("processes left behind: %v", left)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
-
-// waitFor polls cond until it holds or the limit passes.
-func waitFor(t *testing.T, limit time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(50 * time.Millisecond)
+	if !wait.Until(10*time.Second, func() bool { return len(processesUsing(needle)) == 0 }) {
+		t.Fatalf("processes left behind: %v", processesUsing(needle))
 	}
 }
 

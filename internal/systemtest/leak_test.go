@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 )
@@ -21,6 +22,7 @@ import (
 // logs, every response, the workspace (.git included), the remote, and the
 // environment of every process the worker started.
 func TestSecretsNeverLeak(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	gitRoot := filepath.Dir(h.remote.Dir)
 	srv := workspacetest.ServeHTTP(t, h.git, gitRoot, testToken)
@@ -61,7 +63,7 @@ func TestSecretsNeverLeak(t *testing.T) {
 	// While an agent runs, read the environment of every process below the worker.
 	h.api.SetScript(fakeanthropic.Hang())
 	h.send(execJob("e2", "ivy", "t1", "Take your time"))
-	waitFor(t, 30*time.Second, "the agent to call the API", func() bool {
+	wait.For(t, 30*time.Second, "the agent to call the API", func() bool {
 		for _, req := range h.api.MessageRequests() {
 			for _, m := range req.Messages {
 				if m.IsPrompt() && strings.Contains(m.Text(), "Take your time") {

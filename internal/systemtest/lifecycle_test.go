@@ -14,6 +14,7 @@ import (
 )
 
 func TestIdleStopsItsECSTask(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	cluster, task := h.emu.RunTask(t, queueName(t))
 	var metadataCalls int
@@ -45,6 +46,7 @@ func TestIdleStopsItsECSTask(t *testing.T) {
 }
 
 func TestIdleExitsEvenWhenStopTaskFails(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	meta := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		json.NewEncoder(w).Encode(map[string]any{
@@ -63,6 +65,7 @@ func TestIdleExitsEvenWhenStopTaskFails(t *testing.T) {
 }
 
 func TestIdleOffECSExits(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	p := h.start(map[string]string{"AUTO_SHUTDOWN_MINUTES": "0.05"})
 	if code := p.wait(60 * time.Second); code != 0 {
@@ -74,6 +77,7 @@ func TestIdleOffECSExits(t *testing.T) {
 }
 
 func TestActivityPushesIdleShutdownBack(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	// The preview is on but serves nothing yet: its authenticated requests
 	// still count, the others do not.
@@ -89,7 +93,6 @@ func TestActivityPushesIdleShutdownBack(t *testing.T) {
 		return d
 	}
 	first := deadline()
-	time.Sleep(1500 * time.Millisecond)
 	viewer := func(cookie string) int {
 		req, err := http.NewRequest(http.MethodGet, "http://"+p.addr+"/", nil)
 		if err != nil {
@@ -116,13 +119,12 @@ func TestActivityPushesIdleShutdownBack(t *testing.T) {
 	if code := viewer(token); code != http.StatusNotFound {
 		t.Errorf("preview of a user with no workspace yet: %d, want 404", code)
 	}
-	if second := deadline(); second.Sub(first) < time.Second {
+	if second := deadline(); !second.After(first) {
 		t.Errorf("an authenticated preview request did not push the deadline back: %s then %s", first, second)
 	}
 
 	// A job during the countdown: the worker is still there for it and
 	// answers it, and the countdown starts again after it.
-	time.Sleep(3 * time.Second)
 	h.send(initJob("i1", "gus", "t1"))
 	r := h.final("i1", 60*time.Second)
 	if r.Status != jobs.StatusSucceeded {
@@ -138,6 +140,7 @@ func TestActivityPushesIdleShutdownBack(t *testing.T) {
 }
 
 func TestSecretsFromSecretsManager(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	name := queueName(t)
 	h.emu.CreateSecret(t, name+"/anthropic", testAPIKey)

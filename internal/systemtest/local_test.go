@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
+	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
@@ -27,11 +29,13 @@ import (
 // local`, from the repository root and sends it an init job with `worker
 // send`, as the README shows.
 func TestLocalModeRunsJobsFromSend(t *testing.T) {
+	t.Parallel()
 	dir := workspacetest.Reachable(t) // tenant uids pass through it to their workspaces
 	httpAddr := "127.0.0.1:" + strconv.Itoa(previewtest.FreePort(t))
 	env := []string{
 		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NPM_CACHE_DIR=" + seededNpmCache(t),
 		"ASTRO_PORT=" + strconv.Itoa(previewtest.FreePort(t)), "LOG_FORMAT=json",
+		"TENANT_UIDS=" + uidRange(sandboxtest.ClaimUIDs(t)),
 	}
 	local := exec.Command(workerBin, "local", "-dir", dir, "-http", httpAddr, "-aws-addr", "127.0.0.1:0")
 	local.Dir = repoRoot
@@ -55,7 +59,7 @@ func TestLocalModeRunsJobsFromSend(t *testing.T) {
 			t.Logf("worker local printed:\n%s\nlogs:\n%s", out.String(), logs.String())
 		}
 	})
-	waitFor(t, 60*time.Second, "worker local to say it is running", func() bool {
+	wait.For(t, 60*time.Second, "worker local to say it is running", func() bool {
 		return strings.Contains(out.String(), "worker local is running")
 	})
 	for _, want := range []string{"job queue", "response queue", "preview", "worker send"} {
@@ -146,7 +150,7 @@ func openLocalPreview(t *testing.T, httpAddr, previewURL string) string {
 		},
 	}}
 	var page string
-	waitFor(t, 90*time.Second, "the preview to serve the page", func() bool {
+	wait.For(t, 90*time.Second, "the preview to serve the page", func() bool {
 		resp, err := client.Get(previewURL)
 		if err != nil {
 			t.Logf("GET the preview: %v", err)

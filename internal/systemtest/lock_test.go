@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
@@ -15,6 +16,7 @@ import (
 // another worker sharing the volume would: the worker does not touch the
 // workspace meanwhile, and runs the job once the lock is free.
 func TestBusyWorkspaceIsRetriedNotRunTwice(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	p := h.start(nil)
 	h.send(initJob("i1", "kim", "t1"))
@@ -30,7 +32,7 @@ func TestBusyWorkspaceIsRetriedNotRunTwice(t *testing.T) {
 	}
 	h.api.SetScript(editHeading(h.projectDir("kim") + "/src/pages/index.astro")...)
 	h.send(execJob("e1", "kim", "t1", "Change the heading"))
-	waitFor(t, 30*time.Second, "the worker to find the workspace busy", func() bool {
+	wait.For(t, 30*time.Second, "the worker to find the workspace busy", func() bool {
 		return strings.Contains(p.logs.String(), "job cannot start now")
 	})
 	if n := len(h.api.MessageRequests()); n != 0 {

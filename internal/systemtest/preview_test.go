@@ -14,6 +14,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
@@ -64,7 +65,7 @@ func (p *proc) previewOf(user string) map[string]any {
 // waitPreviewReady waits until /health says user's dev server serves.
 func (p *proc) waitPreviewReady(t *testing.T, user string) {
 	t.Helper()
-	waitFor(t, 60*time.Second, user+"'s dev server to be ready", func() bool {
+	wait.For(t, 60*time.Second, user+"'s dev server to be ready", func() bool {
 		e := p.previewOf(user)
 		return e != nil && e["state"] == "ready"
 	})
@@ -101,6 +102,7 @@ func headingEdit(page, from, to string) []fakeanthropic.Step {
 // public host name, runs an execute job that changes the heading, and waits
 // for the page already open to show it, without reloading it.
 func TestPreviewShowsAnEditLive(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	hosts := h.useExampleSite(t)
 	p := h.start(map[string]string{"AUTO_SHUTDOWN_MINUTES": "0.5"})
@@ -117,12 +119,10 @@ func TestPreviewShowsAnEditLive(t *testing.T) {
 	openPreview(t, b, link)
 	b.WaitText("#title", "Welcome to Example Site", 30*time.Second)
 	// The page's HMR socket is open: the worker is not idle meanwhile.
-	for i := range 10 {
-		if _, body := p.health(); body["idleShutdownAt"] != nil {
-			t.Fatalf("idle countdown running (poll %d) while the page's HMR socket is open: %v", i, body["idleShutdownAt"])
-		}
-		time.Sleep(200 * time.Millisecond)
-	}
+	wait.For(t, 15*time.Second, "the open page to hold the idle countdown off", func() bool {
+		_, body := p.health()
+		return body["idleShutdownAt"] == nil
+	})
 
 	page := h.projectDir("jo") + "/src/pages/index.astro"
 	h.api.SetScript(headingEdit(page, "Welcome to Example Site", "Edited live by the agent")...)

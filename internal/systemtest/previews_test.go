@@ -15,6 +15,7 @@ import (
 	"github.com/gorilla/websocket"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview"
 )
@@ -35,6 +36,7 @@ const testPreviewSecret = "the preview secret of a system test"
 // for one dev server, the worker stops the older one and starts it again
 // for its viewer.
 func TestPreviewsPerUser(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	hosts := h.useExampleSite(t)
 	h.env["PREVIEW_SECRET"] = testPreviewSecret
@@ -119,7 +121,7 @@ func TestPreviewsPerUser(t *testing.T) {
 		if u == "bob" {
 			other = "alice"
 		}
-		waitFor(t, 30*time.Second, other+"'s dev server to stop for "+u+"'s", func() bool {
+		wait.For(t, 30*time.Second, other+"'s dev server to stop for "+u+"'s", func() bool {
 			return p.previewOf(other) == nil
 		})
 		if e := p.previewOf(u); e == nil || e["state"] != "ready" {
@@ -135,13 +137,17 @@ func TestPreviewsPerUser(t *testing.T) {
 func checkRefusals(t *testing.T, h *harness, p *proc, links map[string]string) {
 	aliceID, bobID := preview.ID("acme", "alice"), preview.ID("acme", "bob")
 	aliceToken := tokenOf(t, links["alice"])
-	expired := preview.NewTokens([]byte(testPreviewSecret), time.Nanosecond).Issue(aliceID)
+	signer := preview.NewTokens([]byte(testPreviewSecret), time.Nanosecond)
+	expired := signer.Issue(aliceID)
 	forged := aliceToken[:len(aliceToken)-2] + "xx"
 	if strings.HasSuffix(aliceToken, "xx") {
 		forged = aliceToken[:len(aliceToken)-2] + "yy"
 	}
 	otherKey := preview.NewTokens([]byte("not the worker's secret"), time.Hour).Issue(aliceID)
-	time.Sleep(1100 * time.Millisecond) // expired's expiry (whole seconds) passes; idleShutdownAt can tell before from after
+	wait.For(t, 5*time.Second, "the expired token's second to pass", func() bool { // expiries are whole seconds
+		_, _, ok := signer.Verify(expired)
+		return !ok
+	})
 
 	_, body := p.health()
 	idleBefore, _ := body["idleShutdownAt"].(string)

@@ -10,11 +10,13 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/worker"
 )
 
 func TestInvalidConfigurationStopsWithOneLine(t *testing.T) {
+	t.Parallel()
 	base := map[string]string{
 		"PATH": os.Getenv("PATH"), "HOME": t.TempDir(),
 		"JOB_QUEUE_URL":      "http://127.0.0.1:1/000000000000/jobs.fifo",
@@ -63,6 +65,7 @@ func TestInvalidConfigurationStopsWithOneLine(t *testing.T) {
 }
 
 func TestExecuteEditsCommitsAndPushes(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	p := h.start(nil)
 	h.send(initJob("i1", "alice", "t1"))
@@ -144,6 +147,7 @@ func TestExecuteEditsCommitsAndPushes(t *testing.T) {
 }
 
 func TestSIGTERMMidRunCancelsAndReleases(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	p := h.start(nil)
 	h.send(initJob("i1", "bob", "t1"))
@@ -151,7 +155,7 @@ func TestSIGTERMMidRunCancelsAndReleases(t *testing.T) {
 
 	h.api.SetScript(fakeanthropic.Hang())
 	h.send(execJob("e1", "bob", "t1", "Do something slow"))
-	waitFor(t, 30*time.Second, "the agent to call the API", func() bool { return len(h.api.MessageRequests()) > 0 })
+	wait.For(t, 30*time.Second, "the agent to call the API", func() bool { return len(h.api.MessageRequests()) > 0 })
 	clis := descendants(p.cmd.Process.Pid)
 	if len(clis) == 0 {
 		t.Fatal("no child process while the agent runs")
@@ -188,6 +192,7 @@ func TestSIGTERMMidRunCancelsAndReleases(t *testing.T) {
 // was never recorded (its worker died in between) is answered from its
 // commit when it comes again, without running the agent a second time.
 func TestCommittedJobIsNotRunAgain(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{})
 	h.start(nil)
 	h.send(initJob("i1", "lee", "t1"))

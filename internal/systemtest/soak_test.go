@@ -58,6 +58,7 @@ func rss(t *testing.T, pid int) int {
 // user's responses follow the send order, no job committed twice, no process
 // is left, and the last worker's memory did not grow.
 func TestSoakWithCrashes(t *testing.T) {
+	t.Parallel()
 	h := newHarness(t, harnessOptions{visibility: 5 * time.Second})
 	agentBin := filepath.Join(t.TempDir(), "quick-claude")
 	if err := os.WriteFile(agentBin, []byte(quickAgent), 0o755); err != nil {

@@ -12,6 +12,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/procfs"
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
@@ -78,6 +79,7 @@ exec node -e 'require("http").createServer((q, s) => s.end("<h1 id=\"title\">hos
 // shared root or in what decides alice's own jobs, and no process of alice
 // outlives her job but her dev server.
 func TestHostileRepositoryStaysInItsTenant(t *testing.T) {
+	t.Parallel()
 	sandboxtest.RequireRoot(t)
 	h := newHarness(t, harnessOptions{})
 	hostile := workspacetest.NewRemote(t, h.git, hostileSite())
@@ -107,7 +109,7 @@ func TestHostileRepositoryStaysInItsTenant(t *testing.T) {
 	// Her job is answered: by then nothing she started is left but her dev
 	// server (the worker's child) and what it runs; the sleep her scripts
 	// left in a session of their own, reparented away, is gone.
-	waitFor(t, 30*time.Second, "alice's dev server to run her code", func() bool {
+	wait.For(t, 30*time.Second, "alice's dev server to run her code", func() bool {
 		_, err := os.Stat(filepath.Join(aliceProject, "loot-devserver.txt"))
 		return err == nil
 	})
@@ -233,6 +235,7 @@ func firstLines(s string, n int) string {
 // itself), and answers a second tenant's job with an error instead of mixing
 // two tenants under one uid.
 func TestPlainUserWorkerServesOneTenant(t *testing.T) {
+	t.Parallel()
 	sandboxtest.RequireRoot(t) // to start the worker as another, plain user
 	h := newHarness(t, harnessOptions{asUID: 3999991})
 	p := h.start(nil)

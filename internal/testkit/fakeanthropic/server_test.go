@@ -11,6 +11,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 )
 
 // event is one server-sent event.
@@ -249,7 +251,7 @@ func TestFaults(t *testing.T) {
 			}
 			errc <- err
 		}()
-		waitFor(t, func() bool { return len(s.Requests()) == 1 })
+		wait.For(t, 10*time.Second, "the request to be recorded", func() bool { return len(s.Requests()) == 1 })
 		select {
 		case err := <-errc:
 			t.Fatalf("hanging request answered: %v", err)
@@ -271,7 +273,7 @@ func TestFaults(t *testing.T) {
 			}
 			errc <- err
 		}()
-		waitFor(t, func() bool { return len(s.Requests()) == 1 })
+		wait.For(t, 10*time.Second, "the request to be recorded", func() bool { return len(s.Requests()) == 1 })
 		s.Close()
 		<-errc
 	})
@@ -346,17 +348,5 @@ func TestDecider(t *testing.T) {
 		if resp.StatusCode != tt.want {
 			t.Errorf("%s: status %d, want %d", tt.prompt, resp.StatusCode, tt.want)
 		}
-	}
-}
-
-// waitFor polls cond until it holds or ten seconds pass.
-func waitFor(t *testing.T, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatal("condition not reached within 10s")
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 }

@@ -5,14 +5,52 @@ package sandboxtest
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"syscall"
 	"testing"
 
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 )
 
 // UIDs is the tenant uid range the tests use, away from the default one so
-// that tests never share a uid with a worker of this machine.
+// that tests never share a uid with a worker of this machine. ClaimUIDs
+// hands out slices of it.
 var UIDs = sandbox.UIDRange{Min: 3000000, Max: 3999999}
+
+// slotSize is how many uids one test gets: tenants pick theirs from a hash
+// of their key, so a test's few tenants spread over the slice.
+const slotSize = 1000
+
+// ClaimUIDs returns a slice of UIDs that no other test uses while this one
+// runs, in this test binary or another one running beside it (go test runs
+// packages at once): two tests' tenants of the same name would otherwise get
+// the same uid, and one test's cleanup (which stops every process of a
+// tenant uid) would kill the other's. The claim is a lock on a file under
+// the system's temporary directory, which the kernel releases when this
+// process ends, so a crashed test leaves nothing claimed.
+func ClaimUIDs(tb testing.TB) sandbox.UIDRange {
+	tb.Helper()
+	dir := filepath.Join(os.TempDir(), "claude-code-astro-test-uids")
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		tb.Fatalf("claim test uids: %v", err)
+	}
+	slots := int(UIDs.Max-UIDs.Min+1) / slotSize
+	for slot := range slots {
+		f, err := os.OpenFile(filepath.Join(dir, strconv.Itoa(slot)), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			tb.Fatalf("claim test uids: %v", err)
+		}
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			f.Close()
+			continue // another test's
+		}
+		tb.Cleanup(func() { f.Close() }) // closing releases the lock
+		first := UIDs.Min + uint32(slot*slotSize)
+		return sandbox.UIDRange{Min: first, Max: first + slotSize - 1}
+	}
+	tb.Fatalf("claim test uids: all %d slices of %d-%d are in use", slots, UIDs.Min, UIDs.Max)
+	return sandbox.UIDRange{}
+}
 
 // RequireRoot skips the test when it cannot start processes under other
 // uids: it needs root. CI runs as root, so there it always runs.
@@ -52,7 +90,7 @@ func Root(tb testing.TB) string {
 func New(tb testing.TB) *sandbox.Sandbox {
 	tb.Helper()
 	RequireRoot(tb)
-	sb, err := sandbox.New(sandbox.Config{Root: Root(tb), UIDs: UIDs})
+	sb, err := sandbox.New(sandbox.Config{Root: Root(tb), UIDs: ClaimUIDs(tb)})
 	if err != nil {
 		tb.Fatal(err)
 	}
