@@ -7,6 +7,7 @@ import (
 	"context"
 	"encoding/json"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -29,12 +30,19 @@ type Emulator struct {
 	srv *localsqs.Server
 }
 
+// starting serialises the emulators' start: kumo wires its services into
+// the one store of the process as each server starts, without a lock, so
+// tests running in parallel start theirs one at a time.
+var starting sync.Mutex
+
 // Start runs an emulator for the test's lifetime. kumo keeps its state in one
 // store per process, shared by every server: give each test its own queue
 // names.
 func Start(tb testing.TB) *Emulator {
 	tb.Helper()
+	starting.Lock()
 	srv, err := localsqs.Start("127.0.0.1:0")
+	starting.Unlock()
 	if err != nil {
 		tb.Fatalf("start the AWS emulator: %v", err)
 	}
