@@ -412,32 +412,15 @@ func TestInvalidMessageWithoutGroupIsAnsweredInAFixedGroup(t *testing.T) {
 	waitQueueEmpty(t, jq)
 }
 
-// flakyProxy forwards to the emulator, or, while down, drops every
-// connection, the requests under way included (a long poll as well).
+// flakyProxy forwards to the emulator, or drops every new request while
+// down (a request under way, such as a long poll, ends as it would).
 type flakyProxy struct {
+	down  atomic.Bool
 	proxy *httputil.ReverseProxy
-
-	mu      sync.Mutex
-	down    bool
-	pending map[*http.Request]context.CancelFunc
-}
-
-// setDown takes the proxy down (cutting the requests under way) or up.
-func (p *flakyProxy) setDown(down bool) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	p.down = down
-	if down {
-		for _, cancel := range p.pending {
-			cancel()
-		}
-	}
 }
 
 func (p *flakyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	p.mu.Lock()
-	if p.down {
-		p.mu.Unlock()
+	if p.down.Load() {
 		if hj, ok := w.(http.Hijacker); ok {
 			if c, _, err := hj.Hijack(); err == nil {
 				c.Close()
@@ -447,19 +430,7 @@ func (p *flakyProxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "down", http.StatusServiceUnavailable)
 		return
 	}
-	ctx, cancel := context.WithCancel(r.Context())
-	defer cancel()
-	if p.pending == nil {
-		p.pending = map[*http.Request]context.CancelFunc{}
-	}
-	p.pending[r] = cancel
-	p.mu.Unlock()
-	defer func() {
-		p.mu.Lock()
-		delete(p.pending, r)
-		p.mu.Unlock()
-	}()
-	p.proxy.ServeHTTP(w, r.WithContext(ctx))
+	p.proxy.ServeHTTP(w, r)
 }
 
 func TestRecoversFromUnreachableSQS(t *testing.T) {
@@ -477,18 +448,20 @@ func TestRecoversFromUnreachableSQS(t *testing.T) {
 	var logs logbuf.Buffer
 	client := sqs.NewFromConfig(sqstest.AWSConfig(), func(o *sqs.Options) { o.BaseEndpoint = aws.String("http://" + ln.Addr().String()) })
 	rec := &recorder{}
-	e.start(t, client, worker.Config{Handler: rec, BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond,
+	e.start(t, client, worker.Config{Handler: rec, BackoffMin: 50 * time.Millisecond, BackoffMax: 500 * time.Millisecond, WaitTime: time.Second,
 		Logger: logging.New(&logs, logging.Options{Format: "json"})})
 	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "before", "acme", "u1", "t1", "edit"))
 	e.responses.WaitFinal(t, 1, 20*time.Second)
 	waitQueueEmpty(t, e.jobsQ)
 
-	fp.setDown(true)
-	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "during", "acme", "u1", "t1", "edit"))
+	// SQS goes away: the long poll under way ends (WaitTime), the next ones
+	// fail. A job sent meanwhile waits in the queue until SQS is back.
+	fp.down.Store(true)
 	wait.For(t, 20*time.Second, "the worker to back off twice from the unreachable SQS", func() bool {
 		return strings.Count(logs.String(), "backing off") >= 2
 	})
-	fp.setDown(false)
+	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "during", "acme", "u1", "t1", "edit"))
+	fp.down.Store(false)
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("worker log:\n%s", logs.String())

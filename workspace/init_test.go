@@ -421,7 +421,7 @@ func TestInstall(t *testing.T) {
 		if !errors.As(err, &ie) {
 			t.Fatalf("err = %v, want *InstallError", err)
 		}
-		if ie.Command != "npm install" || !strings.Contains(ie.Output, "boom-[REDACTED]") {
+		if ie.Command != "npm install --no-package-lock" || !strings.Contains(ie.Output, "boom-[REDACTED]") {
 			t.Errorf("install error = command %q output %q", ie.Command, ie.Output)
 		}
 		if strings.Contains(err.Error(), testToken) {
@@ -461,6 +461,24 @@ func TestInstall(t *testing.T) {
 		}
 		if exit.ExitCode() != -1 || !strings.Contains(err.Error(), "signal: killed") {
 			t.Errorf("exit = %v (code %d), want the process killed by its deadline", exit, exit.ExitCode())
+		}
+	})
+
+	t.Run("no lockfile", func(t *testing.T) {
+		// npm install writes no package-lock.json: the tree stays clean, so
+		// the first job's commit holds only the agent's edits.
+		files := plainSite()
+		files["package.json"] = `{"name":"site","version":"1.0.0","private":true}`
+		remote := workspacetest.NewRemote(t, g, files)
+		u := mustUser(t, newWorkspaces(t), "c", "u")
+		if res := mustInit(t, u, workspace.InitOptions{RepoURL: remote.URL, ThreadID: "t"}); !res.Installed {
+			t.Fatalf("init did not install: %+v", res)
+		}
+		if status := g.Run(u.ProjectDir, "status", "--porcelain"); status != "" {
+			t.Errorf("the install left changes in the tree: %q", status)
+		}
+		if res := mustInit(t, u, workspace.InitOptions{ThreadID: "t"}); res.Installed {
+			t.Errorf("the next init installed again: %+v", res)
 		}
 	})
 

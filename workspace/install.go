@@ -21,7 +21,10 @@ var installers = []installer{
 	{"package-lock.json", []string{"npm", "ci"}},
 	{"pnpm-lock.yaml", []string{"pnpm", "install", "--frozen-lockfile"}},
 	{"yarn.lock", []string{"yarn", "install", "--frozen-lockfile"}},
-	{"package.json", []string{"npm", "install"}},
+	// Without a lockfile npm writes none: the install leaves no file of its
+	// own in the tree for the next commit, and the next init, finding none,
+	// does not take it for a changed lockfile.
+	{"package.json", []string{"npm", "install", "--no-package-lock"}},
 }
 
 // probeScript looks at the project for the worker, as the tenant (the
