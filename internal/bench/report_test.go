@@ -13,7 +13,7 @@ import (
 	"testing"
 )
 
-// The lines around the table in the benchmark's output; scripts/bench
+// The lines around the table in the benchmark's output; internal/bench/run
 // extracts what is between them.
 const (
 	beginMarker = "=== BENCHMARK REPORT ==="
@@ -73,7 +73,7 @@ func specs() []Spec {
 		{ID: "12b", Name: "API gateway: what it adds to the same calls' total time, median (p95)", Goal: "median < 2 ms"},
 		{ID: "12c", Name: "API gateway: what it adds per execute job (calls per job of row 7 x row 12b)"},
 		{ID: "13a", Name: "tenant sandbox: what a tenant uid adds to a resumed init (small test site), against the worker's own uid, medians of 9", Goal: "< 50 ms"},
-		{ID: "13b", Name: "tenant sandbox: what it adds to an execute job's overhead around the CLI (row 7a's measure), the binary as confined root against a plain user, medians of 5", Goal: "< 50 ms"},
+		{ID: "13b", Name: "tenant sandbox: what it adds to an execute job's overhead around the CLI (row 7e's measure), the binary as confined root against a plain user, medians of 5", Goal: "< 50 ms"},
 		{ID: "13c", Name: "tenant sandbox: RSS of those workers after their jobs"},
 		{ID: "14a", Name: "a second user's preview while the first one's runs: resumed init + their own dev server + the first page through the token gate, first start (Vite cache empty), then median of 2 (max)", Goal: "< 5 s"},
 		{ID: "14b", Name: "memory of the second user's dev server: summed RSS of its process tree"},
@@ -118,7 +118,7 @@ func sections() []section {
 // BenchmarkReport measures everything in the report and prints its table.
 // Run it once per measurement:
 //
-//	go test -run '^$' -bench Report -benchtime 1x -timeout 20m ./bench
+//	go test -run '^$' -bench Report -benchtime 1x -timeout 20m ./internal/bench
 //
 // One section: -bench 'Report/Preview'. A section that cannot run (a tool
 // missing, a step failing) fails the benchmark and shows as ERROR in the

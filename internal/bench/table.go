@@ -4,10 +4,10 @@
 // Code CLI against a fake Messages API, the Astro dev server, headless
 // Chromium) and prints one table, each row with its goal and a verdict:
 //
-//	scripts/bench    # or: go test -run '^$' -bench Report -benchtime 1x -timeout 20m ./bench
+//	internal/bench/run    # or: go test -run '^$' -bench Report -benchtime 1x -timeout 20m ./internal/bench
 //
 // This file renders that table; the measurements are in the test files, so
-// `go test ./bench` without -bench runs only the table's unit test.
+// `go test ./internal/bench` without -bench runs only the table's unit test.
 package bench
 
 import (
