@@ -140,7 +140,9 @@ func TestImage(t *testing.T) {
 
 	// The world, on the host's loopback.
 	emu := sqstest.Start(t)
-	jobsQ := emu.CreateQueue(t, "image-jobs", sqstest.QueueOptions{FIFO: true, VisibilityTimeout: 30 * time.Second})
+	// A visibility timeout far past the test: a message that comes back
+	// during it was released by the worker, not timed out.
+	jobsQ := emu.CreateQueue(t, "image-jobs", sqstest.QueueOptions{FIFO: true, VisibilityTimeout: 10 * time.Minute})
 	respQ := emu.CreateQueue(t, "image-responses", sqstest.QueueOptions{FIFO: true})
 	responses := sqstest.NewResponses(respQ)
 	g := workspacetest.NewGit(t)
@@ -307,17 +309,26 @@ func TestImage(t *testing.T) {
 	if code != "0" || stopped > 30*time.Second {
 		t.Errorf("podman stop: exit code %s after %s, want 0 within the 30 s stop timeout", code, stopped)
 	}
-	// Another worker can take it at once (the queue's visibility timeout
-	// is 30 s: only a release makes it receivable now).
-	out, err := jobsQ.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(jobsQ.URL), WaitTimeSeconds: 5, MaxNumberOfMessages: 10})
-	if err != nil {
-		t.Fatal(err)
+	// Another worker can take it (only a release makes it receivable
+	// before the 10 minutes' visibility timeout). The worker makes it
+	// visible once its last long poll has surely ended (up to the 20 s
+	// poll and a second after that poll began): a poll it gave up may
+	// still be served, and would hide the message.
+	received := 0
+	if !wait.Until(45*time.Second, func() bool {
+		out, err := jobsQ.Client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{QueueUrl: aws.String(jobsQ.URL), WaitTimeSeconds: 5, MaxNumberOfMessages: 10})
+		if err != nil {
+			t.Fatal(err)
+		}
+		received += len(out.Messages)
+		for _, m := range out.Messages {
+			if strings.Contains(aws.ToString(m.Body), `"exec-long"`) {
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Errorf("the running job's message was not released on stop (received %d other messages in 45 s)", received)
 	}
-	released := false
-	for _, m := range out.Messages {
-		released = released || strings.Contains(aws.ToString(m.Body), `"exec-long"`)
-	}
-	if !released {
-		t.Errorf("the running job's message was not released on stop (received %d messages)", len(out.Messages))
-	}
+	t.Logf("the running job's message came back %s after podman stop returned", (time.Since(stopStart) - stopped).Round(100*time.Millisecond))
 }
