@@ -203,8 +203,9 @@ func (u *User) dirty(ctx context.Context) (bool, error) {
 }
 
 // saveWIP commits every uncommitted change, untracked files included, to
-// the current branch before toThread is checked out. Nothing is stashed.
-func (u *User) saveWIP(ctx context.Context, toThread string) error {
+// the current branch as a work-in-progress commit before what ("switching
+// to thread t2", "a revert"), so that nothing is lost. Nothing is stashed.
+func (u *User) saveWIP(ctx context.Context, what string) error {
 	dirty, err := u.dirty(ctx)
 	if err != nil || !dirty {
 		return err
@@ -224,14 +225,14 @@ func (u *User) saveWIP(ctx context.Context, toThread string) error {
 	if id, ok := strings.CutPrefix(cur, "thread-"); ok {
 		from = "thread " + id
 	}
-	msg := fmt.Sprintf("WIP: %s (saved before switching to thread %s)", from, toThread)
+	msg := fmt.Sprintf("WIP: %s (saved before %s)", from, what)
 	if _, err := u.git(ctx, gitCall{args: []string{"add", "-A"}}); err != nil {
 		return err
 	}
 	if _, err := u.git(ctx, gitCall{args: []string{"commit", "--no-verify", "--quiet", "-m", msg}}); err != nil {
 		return err
 	}
-	u.log.InfoContext(ctx, "saved uncommitted work before switching", "branch", cur, "to_thread", toThread)
+	u.log.InfoContext(ctx, "saved uncommitted work", "branch", cur, "before", what)
 	return nil
 }
 
@@ -252,7 +253,7 @@ func (u *User) checkoutThread(ctx context.Context, threadID string, create bool,
 	if cur == b {
 		return u.refExists(ctx, local) || u.refExists(ctx, remote), nil
 	}
-	if err := u.saveWIP(ctx, threadID); err != nil {
+	if err := u.saveWIP(ctx, "switching to thread "+threadID); err != nil {
 		return false, fmt.Errorf("save work of %s: %w", cur, err)
 	}
 	switch {

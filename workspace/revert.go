@@ -60,7 +60,7 @@ func (u *User) Revert(ctx context.Context, opt RevertOptions) (RevertResult, err
 	if _, err := u.SwitchThread(ctx, opt.ThreadID); err != nil {
 		return res, fmt.Errorf("revert: %w", err)
 	}
-	if err := u.saveWIPBefore(ctx, "a revert"); err != nil {
+	if err := u.saveWIP(ctx, "a revert"); err != nil {
 		return res, fmt.Errorf("revert: save uncommitted work: %w", err)
 	}
 
@@ -203,27 +203,4 @@ func (u *User) selectUndo(ctx context.Context, history []jobCommit, opt RevertOp
 	}
 	after := strings.Fields(out)
 	return slices.DeleteFunc(live, func(sha string) bool { return !slices.Contains(after, sha) }), nil
-}
-
-// saveWIPBefore commits the checked-out thread's uncommitted changes as a
-// WIP commit before what (a revert), so that nothing is lost.
-func (u *User) saveWIPBefore(ctx context.Context, what string) error {
-	dirty, err := u.dirty(ctx)
-	if err != nil || !dirty {
-		return err
-	}
-	cur, err := u.currentBranch(ctx)
-	if err != nil {
-		return err
-	}
-	id, _ := strings.CutPrefix(cur, "thread-")
-	if _, err := u.git(ctx, gitCall{args: []string{"add", "-A"}}); err != nil {
-		return err
-	}
-	msg := fmt.Sprintf("WIP: thread %s (saved before %s)", id, what)
-	if _, err := u.git(ctx, gitCall{args: []string{"commit", "--no-verify", "--quiet", "-m", msg}}); err != nil {
-		return err
-	}
-	u.log.InfoContext(ctx, "saved uncommitted work", "branch", cur, "before", what)
-	return nil
 }
