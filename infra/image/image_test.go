@@ -37,7 +37,7 @@ const (
 )
 
 // Tag is the image the test builds and runs.
-const Tag = "localhost/claude-code-astro-worker:test"
+const Tag = imagekit.WorkerTag
 
 // probeSite is a repository whose install script reports, from inside the
 // container, what its tenant can reach.
@@ -131,7 +131,7 @@ func TestImage(t *testing.T) {
 	size, layers := k.Size(ctx, Tag)
 	var biggest []string
 	for _, l := range layers[:min(4, len(layers))] {
-		biggest = append(biggest, fmt.Sprintf("%.0f MiB %.80s", float64(l.Size)/(1<<20), l.CreatedBy))
+		biggest = append(biggest, l.String())
 	}
 	t.Logf("image %s: %.0f MiB, built in %s; largest layers:\n  %s", Tag, float64(size)/(1<<20), built.Round(time.Second), strings.Join(biggest, "\n  "))
 	if size > 1<<30 {

@@ -13,9 +13,6 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 )
 
-// imageTag is the image the benchmark builds (the image test's tag).
-const imageTag = "localhost/claude-code-astro-worker:test"
-
 // benchImage: rows 16a-16c, the worker's container image as podman builds
 // it from the repository's Dockerfile (infra/image/test does the same):
 // its size and what takes it, and how fast a container of it answers
@@ -26,11 +23,11 @@ func benchImage(b *testing.B, e *env) {
 	defer cancel()
 	k := imagekit.New(b)
 	k.EnsureBases(ctx)
-	built := k.BuildImage(ctx, imageTag)
-	size, layers := k.Size(ctx, imageTag)
+	built := k.BuildImage(ctx, imagekit.WorkerTag)
+	size, layers := k.Size(ctx, imagekit.WorkerTag)
 	var parts []string
 	for _, l := range layers[:min(4, len(layers))] {
-		parts = append(parts, fmt.Sprintf("%s %s", MiB(l.Size), describeLayer(l.CreatedBy)))
+		parts = append(parts, l.String())
 	}
 	e.table.Check("16a", fmt.Sprintf("%s: %s", MiB(size), strings.Join(parts, "; ")), size < 1<<30)
 	e.table.Info("16c", Ms(built)+" (stand-in bases cached)")
@@ -49,7 +46,7 @@ func benchImage(b *testing.B, e *env) {
 			args = append(args, "-e", k+"="+v)
 		}
 		start := time.Now()
-		k.MustPodman(ctx, append(args, imageTag)...)
+		k.MustPodman(ctx, append(args, imagekit.WorkerTag)...)
 		healthy := false
 		for time.Since(start) < time.Minute {
 			resp, err := http.Get("http://127.0.0.1:" + strconv.Itoa(port) + "/health")
@@ -71,21 +68,4 @@ func benchImage(b *testing.B, e *env) {
 	}
 	e.table.Check("16b", medMax(took), Median(took) < 5*time.Second)
 	b.ReportMetric(ms(Median(took)), "container-start-to-healthy-median-ms")
-}
-
-// describeLayer names what a layer of the Dockerfile adds.
-func describeLayer(createdBy string) string {
-	switch {
-	case strings.Contains(createdBy, "apt-get install"):
-		return "Debian packages (git with perl, openssh-client, tini, ca-certificates)"
-	case strings.Contains(createdBy, "npm ci"):
-		return "the Claude Code CLI (its native binary)"
-	case strings.Contains(createdBy, "ADD file:"):
-		return "the Debian trixie base"
-	case strings.Contains(createdBy, "/usr/local/bin/node"):
-		return "Node.js"
-	case strings.Contains(createdBy, "/usr/local/bin/worker"):
-		return "the worker binary"
-	}
-	return strings.TrimSpace(createdBy)
 }

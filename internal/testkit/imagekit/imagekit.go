@@ -28,6 +28,7 @@ package imagekit
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -37,6 +38,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -377,10 +379,33 @@ func (k *Kit) BuildImage(ctx context.Context, tag string) time.Duration {
 	return time.Since(start)
 }
 
+// WorkerTag is the worker image the image test and the benchmark build
+// from the repository's Dockerfile.
+const WorkerTag = "localhost/claude-code-astro-worker:test"
+
 // Layer is one layer of an image's history.
 type Layer struct {
 	Size      int64
 	CreatedBy string
+}
+
+// String gives the layer's size and what it holds, as "262.1 MiB the
+// Claude Code CLI (its native binary)", for the worker image's layers.
+func (l Layer) String() string {
+	what := strings.TrimSpace(l.CreatedBy)
+	switch {
+	case strings.Contains(l.CreatedBy, "apt-get install"):
+		what = "Debian packages (git with perl, openssh-client, tini, ca-certificates)"
+	case strings.Contains(l.CreatedBy, "npm ci"):
+		what = "the Claude Code CLI (its native binary)"
+	case strings.Contains(l.CreatedBy, "ADD file:"):
+		what = "the Debian trixie base"
+	case strings.Contains(l.CreatedBy, "/usr/local/bin/node"):
+		what = "Node.js"
+	case strings.Contains(l.CreatedBy, "/usr/local/bin/worker"):
+		what = "the worker binary"
+	}
+	return fmt.Sprintf("%.1f MiB %s", float64(l.Size)/(1<<20), what)
 }
 
 // Size returns the image's size in bytes (uncompressed, as podman stores
@@ -407,13 +432,7 @@ func (k *Kit) Size(ctx context.Context, tag string) (int64, []Layer) {
 			layers = append(layers, Layer{Size: h.Size, CreatedBy: h.CreatedBy})
 		}
 	}
-	for i := range layers {
-		for j := i + 1; j < len(layers); j++ {
-			if layers[j].Size > layers[i].Size {
-				layers[i], layers[j] = layers[j], layers[i]
-			}
-		}
-	}
+	slices.SortStableFunc(layers, func(a, b Layer) int { return cmp.Compare(b.Size, a.Size) })
 	return size, layers
 }
 
