@@ -9,9 +9,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"io"
-	"net"
-	"net/url"
 	"regexp"
 	"slices"
 	"strings"
@@ -60,8 +59,6 @@ const MaxInstructionBytes = 100_000
 const MaxMessageBytes = 1 << 20
 
 var (
-	idPattern     = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$`)
-	jobIDPattern  = regexp.MustCompile(`^[A-Za-z0-9._:-]{1,128}$`)
 	commitPattern = regexp.MustCompile(`^[0-9a-fA-F]{4,64}$`)
 )
 
@@ -125,7 +122,7 @@ func (e *InvalidError) Unwrap() error { return ErrInvalid }
 // Addressable reports whether the invalid job's answer can be routed to its
 // user: its client and user ids are valid, so it has a user and a FIFO group.
 func (e *InvalidError) Addressable() bool {
-	return ValidID(e.Job.ClientID) && ValidID(e.Job.UserID)
+	return ident.ValidID(e.Job.ClientID) && ident.ValidID(e.Job.UserID)
 }
 
 // Echo returns what an invalid_job answer may echo of the message: each id
@@ -134,7 +131,7 @@ func (e *InvalidError) Addressable() bool {
 // upstream has from its send).
 func (e *InvalidError) Echo(messageID string) Job {
 	var j Job
-	if ValidJobID(e.Job.JobID) {
+	if ident.ValidJobID(e.Job.JobID) {
 		j.JobID = e.Job.JobID
 	} else {
 		j.JobID = messageID
@@ -142,7 +139,7 @@ func (e *InvalidError) Echo(messageID string) Job {
 	for _, f := range []struct{ src, dst *string }{
 		{&e.Job.ClientID, &j.ClientID}, {&e.Job.UserID, &j.UserID}, {&e.Job.ThreadID, &j.ThreadID},
 	} {
-		if ValidID(*f.src) {
+		if ident.ValidID(*f.src) {
 			*f.dst = *f.src
 		}
 	}
@@ -150,16 +147,6 @@ func (e *InvalidError) Echo(messageID string) Job {
 		j.Type = e.Job.Type
 	}
 	return j
-}
-
-// ValidID reports whether s is a valid client, user or thread id: 1-64
-// characters of [A-Za-z0-9_-], not starting with '-' or '_'.
-func ValidID(s string) bool { return idPattern.MatchString(s) }
-
-// ValidJobID reports whether s is a valid job id: 1-128 characters of
-// [A-Za-z0-9._:-], and not "." or "..".
-func ValidJobID(s string) bool {
-	return jobIDPattern.MatchString(s) && strings.Trim(s, ".") != ""
 }
 
 // rawJob decodes fields leniently (any JSON type), so an invalid message still
@@ -229,10 +216,10 @@ func Decode(body []byte, messageID string) (Job, error) {
 		if err := stringField(raw, "jobId", &id); err != nil {
 			return invalid("jobId", err.Error())
 		}
-		if !ValidJobID(id) {
-			return invalid("jobId", "must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+		if !ident.ValidJobID(id) {
+			return invalid("jobId", "must be "+ident.JobIDRule)
 		}
-	} else if !ValidJobID(messageID) {
+	} else if !ident.ValidJobID(messageID) {
 		return invalid("jobId", "missing, and the message id cannot stand in for it")
 	}
 
@@ -246,8 +233,8 @@ func Decode(body []byte, messageID string) (Job, error) {
 			// a cancel names its target by job id; a thread is optional
 		case v == "":
 			return invalid(name, "is required")
-		case !ValidID(v):
-			return invalid(name, "must be 1-64 characters of A-Z a-z 0-9 _ -, not starting with - or _")
+		case !ident.ValidID(v):
+			return invalid(name, "must be "+ident.IDRule)
 		}
 	}
 
@@ -276,8 +263,8 @@ func Decode(body []byte, messageID string) (Job, error) {
 	case TypeInit:
 		if _, ok := raw["fromThreadId"]; ok {
 			switch {
-			case !ValidID(job.FromThreadID):
-				return invalid("fromThreadId", "must be a thread id: 1-64 characters of A-Z a-z 0-9 _ -, not starting with - or _")
+			case !ident.ValidID(job.FromThreadID):
+				return invalid("fromThreadId", "must be a thread id: "+ident.IDRule)
 			case job.FromThreadID == job.ThreadID:
 				return invalid("fromThreadId", "must name another thread than threadId")
 			case job.BaseBranch != "":
@@ -285,19 +272,20 @@ func Decode(body []byte, messageID string) (Job, error) {
 			}
 		}
 		if job.RepoURL != "" {
-			if err := ValidateRepoURL(job.RepoURL); err != nil {
-				return invalid("repoUrl", err.Error())
+			var urlErr *ident.RepoURLError
+			if errors.As(ident.CheckRepoURL(job.RepoURL), &urlErr) {
+				return invalid("repoUrl", urlErr.Reason)
 			}
 		}
-		if job.BaseBranch != "" && !validBranch(job.BaseBranch) {
+		if job.BaseBranch != "" && !ident.ValidBranch(job.BaseBranch) {
 			return invalid("baseBranch", "is not a valid branch name")
 		}
 	case TypeCancel:
 		switch {
 		case job.TargetJobID == "":
 			return invalid("targetJobId", "is required: the jobId of the job to stop")
-		case !ValidJobID(job.TargetJobID):
-			return invalid("targetJobId", "must be 1-128 characters of A-Z a-z 0-9 . _ : -")
+		case !ident.ValidJobID(job.TargetJobID):
+			return invalid("targetJobId", "must be "+ident.JobIDRule)
 		case job.TargetJobID == job.JobID:
 			return invalid("targetJobId", "a cancel cannot stop itself")
 		}
@@ -361,76 +349,6 @@ func stringField(raw rawJob, name string, dst *string) error {
 		return errors.New("must be a string")
 	}
 	return nil
-}
-
-// validBranch accepts a conservative subset of git's ref-name rules.
-func validBranch(b string) bool {
-	if len(b) > 200 || strings.HasPrefix(b, "-") || strings.HasPrefix(b, "/") || strings.HasSuffix(b, "/") ||
-		strings.HasSuffix(b, ".lock") || strings.Contains(b, "..") || strings.Contains(b, "//") || strings.Contains(b, "@{") {
-		return false
-	}
-	for _, r := range b {
-		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-/", r)) {
-			return false
-		}
-	}
-	return true
-}
-
-// scpLike matches git's "user@host:path" form.
-var scpLike = regexp.MustCompile(`^[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[^\s]+$`)
-
-// ValidateRepoURL checks a repository address against CONTRACT.md: https://,
-// ssh://, git@host:path, file://, an absolute path, or http:// to a loopback
-// host; never one with credentials in it. The error never echoes the URL.
-func ValidateRepoURL(s string) error {
-	if strings.ContainsAny(s, "\x00\n\r\t ") {
-		return errors.New("must not contain spaces or control characters")
-	}
-	if strings.HasPrefix(s, "-") {
-		return errors.New("must not start with '-'")
-	}
-	if strings.HasPrefix(s, "/") {
-		return nil
-	}
-	if !strings.Contains(s, "://") && scpLike.MatchString(s) {
-		return nil
-	}
-	u, err := url.Parse(s)
-	if err != nil {
-		return errors.New("is not a valid URL")
-	}
-	switch u.Scheme {
-	case "https", "ssh":
-		if u.Host == "" {
-			return errors.New("has no host")
-		}
-		if _, hasPassword := u.User.Password(); hasPassword || (u.User != nil && u.Scheme == "https") {
-			return errors.New("must not contain credentials: give the token as GITHUB_TOKEN")
-		}
-	case "file":
-		if u.User != nil || (u.Host != "" && u.Host != "localhost") {
-			return errors.New("file:// URL must name a local path")
-		}
-	case "http":
-		if u.User != nil {
-			return errors.New("must not contain credentials: give the token as GITHUB_TOKEN")
-		}
-		if !isLoopback(u.Hostname()) {
-			return errors.New("http:// is allowed only to a loopback host; use https://")
-		}
-	default:
-		return errors.New("must be https://, ssh://, git@host:path, file:// or an absolute path")
-	}
-	return nil
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 func truncate(s string, n int) string {

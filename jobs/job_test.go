@@ -2,6 +2,7 @@ package jobs
 
 import (
 	"errors"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"strings"
 	"testing"
 )
@@ -127,32 +128,6 @@ func TestDecodeInvalid(t *testing.T) {
 	}
 }
 
-func TestValidateRepoURL(t *testing.T) {
-	tests := []struct {
-		url string
-		ok  bool
-	}{
-		{"https://github.com/a/b.git", true},
-		{"ssh://git@github.com/a/b.git", true},
-		{"git@github.com:a/b.git", true},
-		{"file:///srv/repo.git", true},
-		{"/srv/repo.git", true},
-		{"http://127.0.0.1:9000/repo.git", true},
-		{"http://localhost/repo.git", true},
-		{"http://[::1]:80/r", true},
-		{"http://10.0.0.1/r", false},
-		{"https://tok@github.com/a/b", false},
-		{"ssh://git:pw@github.com/a/b", false},
-		{"relative/path", false},
-		{"https:///nohost", false},
-	}
-	for _, tt := range tests {
-		if err := ValidateRepoURL(tt.url); (err == nil) != tt.ok {
-			t.Errorf("ValidateRepoURL(%q) = %v, want ok=%v", tt.url, err, tt.ok)
-		}
-	}
-}
-
 func FuzzDecode(f *testing.F) {
 	f.Add([]byte(`{"type":"init","clientId":"acme","userId":"u1","threadId":"t1"}`), "m1")
 	f.Add([]byte(`{"type":"execute","clientId":"a","userId":"b","threadId":"c","instruction":"x","mode":"plan"}`), "m2")
@@ -168,7 +143,7 @@ func FuzzDecode(f *testing.F) {
 			if !errors.As(err, &ie) {
 				t.Fatalf("error is not *InvalidError: %v", err)
 			}
-			if ie.Addressable() && (!ValidID(ie.Job.ClientID) || !ValidID(ie.Job.UserID)) {
+			if ie.Addressable() && (!ident.ValidID(ie.Job.ClientID) || !ident.ValidID(ie.Job.UserID)) {
 				t.Fatalf("addressable with invalid ids: %+v", ie.Job)
 			}
 			return
@@ -181,11 +156,11 @@ func FuzzDecode(f *testing.F) {
 			ids = append(ids, job.FromThreadID)
 		}
 		for _, id := range ids {
-			if !ValidID(id) || strings.ContainsAny(id, "/.\x00 ") {
+			if !ident.ValidID(id) || strings.ContainsAny(id, "/.\x00 ") {
 				t.Fatalf("accepted unsafe id %q", id)
 			}
 		}
-		if !ValidJobID(job.JobID) || (job.Type == TypeCancel) != (job.TargetJobID != "") || job.TargetJobID != "" && !ValidJobID(job.TargetJobID) {
+		if !ident.ValidJobID(job.JobID) || (job.Type == TypeCancel) != (job.TargetJobID != "") || job.TargetJobID != "" && !ident.ValidJobID(job.TargetJobID) {
 			t.Fatalf("accepted job id %q, target %q", job.JobID, job.TargetJobID)
 		}
 		if !job.Type.Known() {

@@ -3,6 +3,7 @@ package jobs
 import (
 	"errors"
 	"fmt"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"time"
 )
 
@@ -169,7 +170,7 @@ func ErrorBodyOf(err error) *ErrorBody {
 // NewResponse returns the response envelope for job: ids echoed, branch set.
 func NewResponse(job Job, status Status) Response {
 	r := Response{JobID: job.JobID, Type: job.Type, ClientID: job.ClientID, UserID: job.UserID, ThreadID: job.ThreadID, Status: status}
-	if ValidID(job.ThreadID) {
+	if ident.ValidID(job.ThreadID) {
 		r.Branch = job.Branch()
 	}
 	return r

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"errors"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"strconv"
 	"strings"
 
@@ -64,7 +65,7 @@ func maxReceiveCount(policy string) int {
 // clientId/userId when both are valid, else the incoming message's own group
 // when SQS would accept it, else invalidGroup.
 func responseGroup(job jobs.Job, m types.Message) string {
-	if jobs.ValidID(job.ClientID) && jobs.ValidID(job.UserID) {
+	if ident.ValidID(job.ClientID) && ident.ValidID(job.UserID) {
 		return job.UserKey()
 	}
 	if g := m.Attributes[string(types.MessageSystemAttributeNameMessageGroupId)]; validGroupID(g) {

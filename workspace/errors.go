@@ -3,6 +3,7 @@ package workspace
 import (
 	"errors"
 	"fmt"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 )
 
 // Sentinel errors. The job layer maps them to response error codes with
@@ -14,7 +15,7 @@ import (
 var (
 	// ErrInvalidID reports a client, user, thread or job id that is not
 	// 1-64 (jobs: 1-128) characters of the allowed set.
-	ErrInvalidID = errors.New("invalid id")
+	ErrInvalidID = ident.ErrInvalidID
 
 	// ErrOutsideRoot reports a workspace path that resolves, symlinks
 	// included, outside the workspace root.
@@ -23,7 +24,7 @@ var (
 	// ErrInvalidRepoURL reports a repository URL of a refused form (a
 	// scheme that is not allowed, credentials in it). The URL itself is
 	// never part of the message.
-	ErrInvalidRepoURL = errors.New("invalid repository url")
+	ErrInvalidRepoURL = ident.ErrInvalidRepoURL
 
 	// ErrRepoMismatch reports an init naming a repository other than the
 	// one the workspace was cloned from.

@@ -5,6 +5,7 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"io/fs"
 	"log/slog"
 	"net/url"
@@ -19,7 +20,6 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/internal/secrets"
-	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/workspace"
 )
@@ -114,7 +114,7 @@ func lookupPreview(ws *workspace.Workspaces, id string) (preview.Target, error) 
 		return preview.Target{}, fmt.Errorf("look up preview %s: %w", id, err)
 	}
 	for _, c := range clients {
-		if !c.IsDir() || !jobs.ValidID(c.Name()) {
+		if !c.IsDir() || !ident.ValidID(c.Name()) {
 			continue
 		}
 		users, err := os.ReadDir(filepath.Join(ws.Root(), c.Name()))
@@ -122,7 +122,7 @@ func lookupPreview(ws *workspace.Workspaces, id string) (preview.Target, error) 
 			continue
 		}
 		for _, u := range users {
-			if !u.IsDir() || !jobs.ValidID(u.Name()) || preview.ID(c.Name(), u.Name()) != id {
+			if !u.IsDir() || !ident.ValidID(u.Name()) || preview.ID(c.Name(), u.Name()) != id {
 				continue
 			}
 			user, err := ws.User(c.Name(), u.Name())

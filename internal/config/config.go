@@ -6,6 +6,7 @@ package config
 import (
 	"errors"
 	"fmt"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"log/slog"
 	"net"
 	"net/url"
@@ -15,7 +16,6 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/gateway"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
-	"github.com/webordinary/claude-code-astro/jobs"
 )
 
 // ErrInvalid is wrapped by every configuration error.
@@ -238,7 +238,7 @@ func (c Config) Validate() error {
 		}
 	}
 	if c.RepoURL != "" {
-		if err := jobs.ValidateRepoURL(c.RepoURL); err != nil {
+		if err := ident.CheckRepoURL(c.RepoURL); err != nil {
 			return &FieldError{"REPO_URL", err.Error()}
 		}
 	}

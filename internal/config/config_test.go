@@ -106,6 +106,8 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"no preview servers", "PREVIEW_MAX_SERVERS", "0", "PREVIEW_MAX_SERVERS"},
 		{"preview idle zero", "PREVIEW_IDLE_MINUTES", "0", "PREVIEW_IDLE_MINUTES"},
 		{"repo with creds", "REPO_URL", "https://x:ghp_abc@github.com/a/b", "REPO_URL"},
+		{"repo file: relative", "REPO_URL", "file:relative", "REPO_URL"},
+		{"repo scp transport helper", "REPO_URL", "git@host::x", "REPO_URL"},
 		{"both keys", "ANTHROPIC_API_KEY_SECRET_ID", "arn:secret", "ANTHROPIC_API_KEY_SECRET_ID"},
 		{"token host url", "GIT_TOKEN_HOSTS", "https://github.com/", "GIT_TOKEN_HOSTS"},
 	}

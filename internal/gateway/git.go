@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"io"
 	"net"
 	"net/http"
@@ -161,7 +162,7 @@ func TokenAllowed(hosts []string, u *url.URL) bool {
 	case u.User != nil:
 		return false
 	case u.Scheme == "https":
-	case u.Scheme == "http" && isLoopback(u.Hostname()):
+	case u.Scheme == "http" && ident.LoopbackHost(u.Hostname()):
 	default:
 		return false
 	}
@@ -201,12 +202,4 @@ func splitTokenHost(h string) (host, port string) {
 		}
 	}
 	return strings.Trim(h, "[]"), ""
-}
-
-func isLoopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }

@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -65,7 +66,7 @@ func New(root string) *Ledger { return &Ledger{root: root} }
 // path returns the record's file. The ids were validated by jobs.Decode; they
 // are checked again here because they become path segments.
 func (l *Ledger) path(job jobs.Job) (string, error) {
-	if !jobs.ValidID(job.ClientID) || !jobs.ValidID(job.UserID) || !jobs.ValidJobID(job.JobID) {
+	if !ident.ValidID(job.ClientID) || !ident.ValidID(job.UserID) || !ident.ValidJobID(job.JobID) {
 		return "", fmt.Errorf("ledger: job %q: invalid ids", job.JobID)
 	}
 	return filepath.Join(l.root, job.ClientID, job.UserID, ".jobs", "job-"+job.JobID+".json"), nil
@@ -123,7 +124,7 @@ type CancelMark struct {
 // cancelPath returns the file of the cancel mark of job targetJobID of
 // user's client and user.
 func (l *Ledger) cancelPath(user jobs.Job, targetJobID string) (string, error) {
-	if !jobs.ValidID(user.ClientID) || !jobs.ValidID(user.UserID) || !jobs.ValidJobID(targetJobID) {
+	if !ident.ValidID(user.ClientID) || !ident.ValidID(user.UserID) || !ident.ValidJobID(targetJobID) {
 		return "", fmt.Errorf("ledger: cancel of %q: invalid ids", targetJobID)
 	}
 	return filepath.Join(l.root, user.ClientID, user.UserID, ".jobs", "cancel-"+targetJobID+".json"), nil

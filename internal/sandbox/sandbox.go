@@ -78,7 +78,7 @@ func New(cfg Config) (*Sandbox, error) {
 func (s *Sandbox) Privileged() bool { return s.privileged }
 
 // Tenant returns the tenant clientID/userID, allocating its uid the first
-// time any worker sees it. The ids must be valid (jobs.ValidID).
+// time any worker sees it. The ids must be valid (ident.ValidID).
 func (s *Sandbox) Tenant(clientID, userID string) (*Tenant, error) {
 	key := clientID + "/" + userID
 	s.mu.Lock()
