@@ -9,12 +9,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/webordinary/claude-code-astro/internal/ident"
 	"io"
 	"regexp"
 	"slices"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/webordinary/claude-code-astro/internal/ident"
 )
 
 // Type is the kind of a job.

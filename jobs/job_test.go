@@ -2,9 +2,10 @@ package jobs
 
 import (
 	"errors"
-	"github.com/webordinary/claude-code-astro/internal/ident"
 	"strings"
 	"testing"
+
+	"github.com/webordinary/claude-code-astro/internal/ident"
 )
 
 func TestDecodeValid(t *testing.T) {

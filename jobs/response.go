@@ -3,8 +3,9 @@ package jobs
 import (
 	"errors"
 	"fmt"
-	"github.com/webordinary/claude-code-astro/internal/ident"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/ident"
 )
 
 // Status is a response's status.

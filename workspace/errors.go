@@ -3,6 +3,7 @@ package workspace
 import (
 	"errors"
 	"fmt"
+
 	"github.com/webordinary/claude-code-astro/internal/ident"
 )
 

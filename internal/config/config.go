@@ -6,7 +6,6 @@ package config
 import (
 	"errors"
 	"fmt"
-	"github.com/webordinary/claude-code-astro/internal/ident"
 	"log/slog"
 	"net"
 	"net/url"
@@ -15,6 +14,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/gateway"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 )
 

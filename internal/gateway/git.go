@@ -5,13 +5,14 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
-	"github.com/webordinary/claude-code-astro/internal/ident"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httputil"
 	"net/url"
 	"strings"
+
+	"github.com/webordinary/claude-code-astro/internal/ident"
 )
 
 // DefaultTokenHosts are the hosts the git token is sent to when

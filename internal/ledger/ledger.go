@@ -8,12 +8,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/webordinary/claude-code-astro/internal/ident"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
