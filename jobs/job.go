@@ -154,35 +154,88 @@ func (e *InvalidError) Echo(messageID string) Job {
 // yields whatever ids it has and the error names the field at fault.
 type rawJob map[string]json.RawMessage
 
+// field is one field of the job schema (CONTRACT.md section 1): its JSON
+// name (the same as Job's struct tag, which a test checks), the job types it
+// belongs to, and how its value is read into a Job. read returns why the
+// value is refused, "" when it is not.
+type field struct {
+	name  string
+	types []Type // nil: every job type
+	read  func(v json.RawMessage, job *Job) string
+}
+
+// schema is the job schema, declared once: Decode knows a field, reads it and
+// refuses it in a job type it does not belong to from this list alone. The
+// addressing fields come first so that a later error can still be answered.
+var schema = []field{
+	{"clientId", nil, text(func(j *Job) *string { return &j.ClientID })},
+	{"userId", nil, text(func(j *Job) *string { return &j.UserID })},
+	{"threadId", nil, text(func(j *Job) *string { return &j.ThreadID })},
+	{"jobId", nil, text(func(j *Job) *string { return &j.JobID })},
+	{"type", nil, text(func(j *Job) *string { return (*string)(&j.Type) })},
+	{"repoUrl", []Type{TypeInit}, text(func(j *Job) *string { return &j.RepoURL })},
+	{"baseBranch", []Type{TypeInit}, text(func(j *Job) *string { return &j.BaseBranch })},
+	{"fromThreadId", []Type{TypeInit}, text(func(j *Job) *string { return &j.FromThreadID })},
+	{"instruction", []Type{TypeExecute}, text(func(j *Job) *string { return &j.Instruction })},
+	{"mode", []Type{TypeExecute}, text(func(j *Job) *string { return (*string)(&j.Mode) })},
+	{"maxBudgetUsd", []Type{TypeExecute}, readBudget},
+	{"targetJobId", []Type{TypeCancel}, text(func(j *Job) *string { return &j.TargetJobID })},
+	{"toCommit", []Type{TypeRevert}, text(func(j *Job) *string { return &j.ToCommit })},
+	{"steps", []Type{TypeRevert}, readSteps},
+}
+
+// text reads a field that must be a JSON string.
+func text(dst func(*Job) *string) func(json.RawMessage, *Job) string {
+	return func(v json.RawMessage, j *Job) string {
+		if err := json.Unmarshal(v, dst(j)); err != nil {
+			*dst(j) = ""
+			return "must be a string"
+		}
+		return ""
+	}
+}
+
+func readBudget(v json.RawMessage, j *Job) string {
+	if err := json.Unmarshal(v, &j.MaxBudgetUSD); err != nil || j.MaxBudgetUSD <= 0 || j.MaxBudgetUSD > 1e6 {
+		return "must be a number of US dollars above 0"
+	}
+	return ""
+}
+
+func readSteps(v json.RawMessage, j *Job) string {
+	var steps float64
+	if err := json.Unmarshal(v, &steps); err != nil || steps != float64(int(steps)) || steps < 1 || steps > MaxRevertSteps {
+		return fmt.Sprintf("must be a whole number from 1 to %d", MaxRevertSteps)
+	}
+	j.Steps = int(steps)
+	return ""
+}
+
+// lookup returns the schema's field of that name.
+func lookup(name string) (field, bool) {
+	i := slices.IndexFunc(schema, func(f field) bool { return f.name == name })
+	if i < 0 {
+		return field{}, false
+	}
+	return schema[i], true
+}
+
 // Decode parses and validates a message body. messageID is the queue's id for
 // the message, the job id when the body has none. On failure the error is an
 // *InvalidError.
 func Decode(body []byte, messageID string) (Job, error) {
-	if len(body) > MaxMessageBytes {
-		return Job{}, &InvalidError{Reason: fmt.Sprintf("message is %d bytes, more than %d", len(body), MaxMessageBytes)}
+	raw, err := parseObject(body)
+	if err != nil {
+		return Job{}, err
 	}
-	if !utf8.Valid(body) {
-		return Job{}, &InvalidError{Reason: "message is not UTF-8"}
-	}
-	var raw rawJob
-	dec := json.NewDecoder(bytes.NewReader(body))
-	if err := dec.Decode(&raw); err != nil || raw == nil {
-		return Job{}, &InvalidError{Reason: "message is not a JSON object"}
-	}
-	if _, err := dec.Token(); err != io.EOF {
-		return Job{}, &InvalidError{Reason: "message has data after the JSON object"}
-	}
-
 	var job Job
-	// Read the addressing fields first, so that later errors can be answered.
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{
-		{"clientId", &job.ClientID}, {"userId", &job.UserID}, {"threadId", &job.ThreadID},
-		{"jobId", &job.JobID}, {"type", (*string)(&job.Type)},
-	} {
-		_ = stringField(raw, f.name, f.dst) // errors reported below, in order
+	// Read every field first, so that any later error can be answered to
+	// whatever ids the message has; errors are reported below, in order.
+	reasons := map[string]string{}
+	for _, f := range schema {
+		if v, ok := raw[f.name]; ok {
+			reasons[f.name] = f.read(v, &job)
+		}
 	}
 	if job.JobID == "" {
 		job.JobID = messageID
@@ -190,144 +243,159 @@ func Decode(body []byte, messageID string) (Job, error) {
 	invalid := func(field, reason string) (Job, error) {
 		return Job{}, &InvalidError{Field: field, Reason: reason, Job: job}
 	}
-
-	known := map[string]bool{"type": true, "jobId": true, "clientId": true, "userId": true, "threadId": true,
-		"repoUrl": true, "baseBranch": true, "instruction": true, "mode": true, "maxBudgetUsd": true,
-		"fromThreadId": true, "targetJobId": true, "toCommit": true, "steps": true}
 	for name := range raw {
-		if !known[name] {
+		if _, ok := lookup(name); !ok {
 			return invalid(name, "unknown field")
 		}
 	}
-
-	var typ string
-	if err := stringField(raw, "type", &typ); err != nil {
-		return invalid("type", err.Error())
+	if name, reason := checkEnvelope(raw, reasons, job, messageID); reason != "" {
+		return invalid(name, reason)
 	}
-	switch Type(typ) {
-	case TypeInit, TypeExecute, TypeCancel, TypeRevert:
-	case "":
-		return invalid("type", `is required ("init", "execute", "cancel" or "revert")`)
-	default:
-		return invalid("type", fmt.Sprintf(`%q is not "init", "execute", "cancel" or "revert"`, truncate(typ, 40)))
-	}
-
-	if _, ok := raw["jobId"]; ok {
-		var id string
-		if err := stringField(raw, "jobId", &id); err != nil {
-			return invalid("jobId", err.Error())
+	for _, f := range schema {
+		if _, ok := raw[f.name]; !ok {
+			continue
 		}
-		if !ident.ValidJobID(id) {
-			return invalid("jobId", "must be "+ident.JobIDRule)
+		if f.types != nil && !slices.Contains(f.types, job.Type) {
+			return invalid(f.name, fmt.Sprintf("is not allowed in %s %s job", article(job.Type), job.Type))
 		}
-	} else if !ident.ValidJobID(messageID) {
-		return invalid("jobId", "missing, and the message id cannot stand in for it")
-	}
-
-	for _, name := range []string{"clientId", "userId", "threadId"} {
-		var v string
-		if err := stringField(raw, name, &v); err != nil {
-			return invalid(name, err.Error())
-		}
-		switch {
-		case v == "" && name == "threadId" && job.Type == TypeCancel:
-			// a cancel names its target by job id; a thread is optional
-		case v == "":
-			return invalid(name, "is required")
-		case !ident.ValidID(v):
-			return invalid(name, "must be "+ident.IDRule)
+		if reasons[f.name] != "" {
+			return invalid(f.name, reasons[f.name])
 		}
 	}
-
-	for _, f := range []struct {
-		name string
-		dst  *string
-	}{{"repoUrl", &job.RepoURL}, {"baseBranch", &job.BaseBranch}, {"instruction", &job.Instruction}, {"mode", (*string)(&job.Mode)},
-		{"fromThreadId", &job.FromThreadID}, {"targetJobId", &job.TargetJobID}, {"toCommit", &job.ToCommit}} {
-		if err := stringField(raw, f.name, f.dst); err != nil {
-			return invalid(f.name, err.Error())
-		}
-	}
-	// Each field belongs to some job types only.
-	allowed := map[string][]Type{
-		"repoUrl": {TypeInit}, "baseBranch": {TypeInit}, "fromThreadId": {TypeInit},
-		"instruction": {TypeExecute}, "mode": {TypeExecute}, "maxBudgetUsd": {TypeExecute},
-		"targetJobId": {TypeCancel}, "toCommit": {TypeRevert}, "steps": {TypeRevert},
-	}
-	for _, name := range []string{"repoUrl", "baseBranch", "fromThreadId", "instruction", "mode", "maxBudgetUsd", "targetJobId", "toCommit", "steps"} {
-		if _, ok := raw[name]; ok && !slices.Contains(allowed[name], job.Type) {
-			return invalid(name, fmt.Sprintf("is not allowed in %s %s job", article(job.Type), job.Type))
-		}
-	}
-
+	var name, reason string
 	switch job.Type {
 	case TypeInit:
-		if _, ok := raw["fromThreadId"]; ok {
-			switch {
-			case !ident.ValidID(job.FromThreadID):
-				return invalid("fromThreadId", "must be a thread id: "+ident.IDRule)
-			case job.FromThreadID == job.ThreadID:
-				return invalid("fromThreadId", "must name another thread than threadId")
-			case job.BaseBranch != "":
-				return invalid("fromThreadId", "a fork starts at its parent thread: give fromThreadId or baseBranch, not both")
-			}
-		}
-		if job.RepoURL != "" {
-			var urlErr *ident.RepoURLError
-			if errors.As(ident.CheckRepoURL(job.RepoURL), &urlErr) {
-				return invalid("repoUrl", urlErr.Reason)
-			}
-		}
-		if job.BaseBranch != "" && !ident.ValidBranch(job.BaseBranch) {
-			return invalid("baseBranch", "is not a valid branch name")
-		}
-	case TypeCancel:
-		switch {
-		case job.TargetJobID == "":
-			return invalid("targetJobId", "is required: the jobId of the job to stop")
-		case !ident.ValidJobID(job.TargetJobID):
-			return invalid("targetJobId", "must be "+ident.JobIDRule)
-		case job.TargetJobID == job.JobID:
-			return invalid("targetJobId", "a cancel cannot stop itself")
-		}
-	case TypeRevert:
-		_, hasCommit := raw["toCommit"]
-		_, hasSteps := raw["steps"]
-		switch {
-		case hasCommit == hasSteps:
-			return invalid("toCommit", "give exactly one of toCommit (a commit of the thread's branch) and steps (how many job commits to undo)")
-		case hasCommit && !commitPattern.MatchString(job.ToCommit):
-			return invalid("toCommit", "must be a commit id: 4 to 64 hexadecimal digits")
-		case hasSteps:
-			var steps float64
-			if err := json.Unmarshal(raw["steps"], &steps); err != nil || steps != float64(int(steps)) || steps < 1 || steps > MaxRevertSteps {
-				return invalid("steps", fmt.Sprintf("must be a whole number from 1 to %d", MaxRevertSteps))
-			}
-			job.Steps = int(steps)
-		}
+		name, reason = checkInit(job)
 	case TypeExecute:
-		switch {
-		case strings.TrimSpace(job.Instruction) == "":
-			return invalid("instruction", "is required and must not be empty")
-		case len(job.Instruction) > MaxInstructionBytes:
-			return invalid("instruction", fmt.Sprintf("is %d bytes, more than %d", len(job.Instruction), MaxInstructionBytes))
-		case strings.ContainsRune(job.Instruction, 0):
-			return invalid("instruction", "contains a NUL character")
-		}
-		if v, ok := raw["maxBudgetUsd"]; ok {
-			if err := json.Unmarshal(v, &job.MaxBudgetUSD); err != nil || job.MaxBudgetUSD <= 0 || job.MaxBudgetUSD > 1e6 {
-				return invalid("maxBudgetUsd", "must be a number of US dollars above 0")
-			}
-		}
-		switch job.Mode {
-		case "":
-			job.Mode = ModeExecute
-		case ModeExecute, ModePlan:
-		default:
-			return invalid("mode", fmt.Sprintf(`%q is not "execute" or "plan"`, truncate(string(job.Mode), 40)))
-		}
+		name, reason = checkExecute(&job)
+	case TypeCancel:
+		name, reason = checkCancel(job)
+	case TypeRevert:
+		name, reason = checkRevert(raw, job)
+	}
+	if reason != "" {
+		return invalid(name, reason)
 	}
 	return job, nil
+}
+
+// parseObject reads the body as one JSON object of UTF-8 text.
+func parseObject(body []byte) (rawJob, error) {
+	if len(body) > MaxMessageBytes {
+		return nil, &InvalidError{Reason: fmt.Sprintf("message is %d bytes, more than %d", len(body), MaxMessageBytes)}
+	}
+	if !utf8.Valid(body) {
+		return nil, &InvalidError{Reason: "message is not UTF-8"}
+	}
+	var raw rawJob
+	dec := json.NewDecoder(bytes.NewReader(body))
+	if err := dec.Decode(&raw); err != nil || raw == nil {
+		return nil, &InvalidError{Reason: "message is not a JSON object"}
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return nil, &InvalidError{Reason: "message has data after the JSON object"}
+	}
+	return raw, nil
+}
+
+// checkEnvelope checks what every job has: its type, its job id and the ids
+// of its client, user and thread. It returns the field at fault and why.
+func checkEnvelope(raw rawJob, reasons map[string]string, job Job, messageID string) (string, string) {
+	switch {
+	case reasons["type"] != "":
+		return "type", reasons["type"]
+	case job.Type == "":
+		return "type", `is required ("init", "execute", "cancel" or "revert")`
+	case !job.Type.Known():
+		return "type", fmt.Sprintf(`%q is not "init", "execute", "cancel" or "revert"`, truncate(string(job.Type), 40))
+	}
+	if _, ok := raw["jobId"]; ok {
+		if reasons["jobId"] != "" {
+			return "jobId", reasons["jobId"]
+		}
+		if !ident.ValidJobID(job.JobID) {
+			return "jobId", "must be " + ident.JobIDRule
+		}
+	} else if !ident.ValidJobID(messageID) {
+		return "jobId", "missing, and the message id cannot stand in for it"
+	}
+	for _, id := range []struct{ name, value string }{{"clientId", job.ClientID}, {"userId", job.UserID}, {"threadId", job.ThreadID}} {
+		switch {
+		case reasons[id.name] != "":
+			return id.name, reasons[id.name]
+		case id.value == "" && id.name == "threadId" && job.Type == TypeCancel:
+			// a cancel names its target by job id; a thread is optional
+		case id.value == "":
+			return id.name, "is required"
+		case !ident.ValidID(id.value):
+			return id.name, "must be " + ident.IDRule
+		}
+	}
+	return "", ""
+}
+
+func checkInit(job Job) (string, string) {
+	switch {
+	case job.FromThreadID != "" && !ident.ValidID(job.FromThreadID):
+		return "fromThreadId", "must be a thread id: " + ident.IDRule
+	case job.FromThreadID != "" && job.FromThreadID == job.ThreadID:
+		return "fromThreadId", "must name another thread than threadId"
+	case job.FromThreadID != "" && job.BaseBranch != "":
+		return "fromThreadId", "a fork starts at its parent thread: give fromThreadId or baseBranch, not both"
+	}
+	if job.RepoURL != "" {
+		var urlErr *ident.RepoURLError
+		if errors.As(ident.CheckRepoURL(job.RepoURL), &urlErr) {
+			return "repoUrl", urlErr.Reason
+		}
+	}
+	if job.BaseBranch != "" && !ident.ValidBranch(job.BaseBranch) {
+		return "baseBranch", "is not a valid branch name"
+	}
+	return "", ""
+}
+
+func checkExecute(job *Job) (string, string) {
+	switch {
+	case strings.TrimSpace(job.Instruction) == "":
+		return "instruction", "is required and must not be empty"
+	case len(job.Instruction) > MaxInstructionBytes:
+		return "instruction", fmt.Sprintf("is %d bytes, more than %d", len(job.Instruction), MaxInstructionBytes)
+	case strings.ContainsRune(job.Instruction, 0):
+		return "instruction", "contains a NUL character"
+	}
+	switch job.Mode {
+	case "":
+		job.Mode = ModeExecute
+	case ModeExecute, ModePlan:
+	default:
+		return "mode", fmt.Sprintf(`%q is not "execute" or "plan"`, truncate(string(job.Mode), 40))
+	}
+	return "", ""
+}
+
+func checkCancel(job Job) (string, string) {
+	switch {
+	case job.TargetJobID == "":
+		return "targetJobId", "is required: the jobId of the job to stop"
+	case !ident.ValidJobID(job.TargetJobID):
+		return "targetJobId", "must be " + ident.JobIDRule
+	case job.TargetJobID == job.JobID:
+		return "targetJobId", "a cancel cannot stop itself"
+	}
+	return "", ""
+}
+
+func checkRevert(raw rawJob, job Job) (string, string) {
+	_, hasCommit := raw["toCommit"]
+	_, hasSteps := raw["steps"]
+	switch {
+	case hasCommit == hasSteps:
+		return "toCommit", "give exactly one of toCommit (a commit of the thread's branch) and steps (how many job commits to undo)"
+	case hasCommit && !commitPattern.MatchString(job.ToCommit):
+		return "toCommit", "must be a commit id: 4 to 64 hexadecimal digits"
+	}
+	return "", ""
 }
 
 // article is "a" or "an" for a job type.
@@ -336,20 +404,6 @@ func article(t Type) string {
 		return "an"
 	}
 	return "a"
-}
-
-// stringField reads raw[name] into dst when present. A present field must be a
-// JSON string.
-func stringField(raw rawJob, name string, dst *string) error {
-	v, ok := raw[name]
-	if !ok {
-		return nil
-	}
-	if err := json.Unmarshal(v, dst); err != nil {
-		*dst = ""
-		return errors.New("must be a string")
-	}
-	return nil
 }
 
 func truncate(s string, n int) string {

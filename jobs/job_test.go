@@ -1,7 +1,10 @@
 package jobs
 
 import (
+	"encoding/json"
 	"errors"
+	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
@@ -174,4 +177,47 @@ func FuzzDecode(f *testing.F) {
 			t.Fatalf("accepted instruction of %d bytes", len(job.Instruction))
 		}
 	})
+}
+
+// TestSchemaIsJobsFields: the schema Decode reads from and Job's JSON tags
+// name the same fields, so a field added to one and not the other fails here
+// instead of being refused as unknown or dropped.
+func TestSchemaIsJobsFields(t *testing.T) {
+	var tags []string
+	typ := reflect.TypeFor[Job]()
+	for i := range typ.NumField() {
+		name, _, _ := strings.Cut(typ.Field(i).Tag.Get("json"), ",")
+		tags = append(tags, name)
+	}
+	var names []string
+	for _, f := range schema {
+		names = append(names, f.name)
+	}
+	slices.Sort(tags)
+	slices.Sort(names)
+	if !slices.Equal(tags, names) {
+		t.Errorf("Job's JSON fields %v, the schema's %v", tags, names)
+	}
+}
+
+// TestEveryFieldRoundTrips: a job with every field of its type set, encoded
+// as upstream would, decodes to the same job.
+func TestEveryFieldRoundTrips(t *testing.T) {
+	for _, want := range []Job{
+		{Type: TypeInit, JobID: "j1", ClientID: "c", UserID: "u", ThreadID: "t", RepoURL: "https://github.com/a/b.git", BaseBranch: "main"},
+		{Type: TypeInit, JobID: "j1", ClientID: "c", UserID: "u", ThreadID: "t", FromThreadID: "p"},
+		{Type: TypeExecute, JobID: "j2", ClientID: "c", UserID: "u", ThreadID: "t", Instruction: "x", Mode: ModePlan, MaxBudgetUSD: 1.5},
+		{Type: TypeCancel, JobID: "j3", ClientID: "c", UserID: "u", TargetJobID: "j2"},
+		{Type: TypeRevert, JobID: "j4", ClientID: "c", UserID: "u", ThreadID: "t", Steps: 2},
+		{Type: TypeRevert, JobID: "j4", ClientID: "c", UserID: "u", ThreadID: "t", ToCommit: "abcd1234"},
+	} {
+		body, err := json.Marshal(want)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, err := Decode(body, "m")
+		if err != nil || got != want {
+			t.Errorf("Decode(%s) = %+v, %v; want %+v", body, got, err, want)
+		}
+	}
 }

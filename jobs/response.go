@@ -177,6 +177,19 @@ func NewResponse(job Job, status Status) Response {
 	return r
 }
 
+// Answering returns r, a handler's result, as the answer to job with
+// status: the envelope (job id, type, client, user and thread ids, status,
+// and the branch unless the handler named one) comes from the job, every
+// other field is the handler's as it set it.
+func (r Response) Answering(job Job, status Status) Response {
+	env := NewResponse(job, status)
+	r.JobID, r.Type, r.ClientID, r.UserID, r.ThreadID, r.Status = env.JobID, env.Type, env.ClientID, env.UserID, env.ThreadID, env.Status
+	if r.Branch == "" {
+		r.Branch = env.Branch
+	}
+	return r
+}
+
 // Finish sets the response's times: received from the queue, started by
 // the worker (after any wait in the user's lane), finished. DurationMs is the
 // job's own time, finished - started.

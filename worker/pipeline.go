@@ -53,8 +53,7 @@ type verdict struct {
 
 // answer returns a verdict answering resp (the handler's fields) and err.
 func answer(job jobs.Job, resp jobs.Response, err error) verdict {
-	v := verdict{kind: answerIt, final: jobs.NewResponse(job, jobs.StatusSucceeded)}
-	mergeResult(&v.final, resp)
+	v := verdict{kind: answerIt, final: resp.Answering(job, jobs.StatusSucceeded)}
 	v.fail(err)
 	return v
 }
@@ -312,21 +311,4 @@ func (w *Worker) shutdownReleased(next step) step {
 		}
 		return v
 	}
-}
-
-// mergeResult copies the handler's own fields into the final response.
-func mergeResult(dst *jobs.Response, src jobs.Response) {
-	if src.Branch != "" {
-		dst.Branch = src.Branch
-	}
-	dst.Resumed = src.Resumed
-	dst.Commit = src.Commit
-	dst.Pushed = src.Pushed
-	dst.PushError = src.PushError
-	dst.FilesChanged = src.FilesChanged
-	dst.PreviewURL = src.PreviewURL
-	dst.Claude = src.Claude
-	dst.ForkedFrom = src.ForkedFrom
-	dst.Cancelled = src.Cancelled
-	dst.RevertedCommits = src.RevertedCommits
 }
