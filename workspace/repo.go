@@ -10,6 +10,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/atomicfile"
 )
 
 // Name prefixes of the temporary directories beside project/.
@@ -147,7 +149,7 @@ func (u *User) cloneProject(ctx context.Context, repoURL string) error {
 	if err := os.Rename(tmp, u.ProjectDir); err != nil {
 		return errors.Join(fmt.Errorf("clone repository: %w", err), u.removeTenantDir(context.WithoutCancel(ctx), tmp))
 	}
-	if err := syncDir(u.Dir); err != nil {
+	if err := atomicfile.SyncDir(u.Dir); err != nil {
 		return fmt.Errorf("clone repository: %w", err)
 	}
 	if broken != "" {

@@ -37,6 +37,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/webordinary/claude-code-astro/internal/atomicfile"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 )
@@ -133,7 +134,7 @@ func Open(cfg Config) (*Workspaces, error) {
 	}
 	exclude, global := filepath.Join(root, excludesFile), filepath.Join(root, gitconfigFile)
 	for _, f := range []struct{ path, content string }{{exclude, strings.Join(excludeLines, "\n") + "\n"}, {global, gitconfig}} {
-		if err := writeFileAtomic(f.path, []byte(f.content), 0o644); err != nil {
+		if err := atomicfile.Write(f.path, []byte(f.content), 0o644); err != nil {
 			return nil, fmt.Errorf("open workspaces: write %s: %w", f.path, err)
 		}
 	}

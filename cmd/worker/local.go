@@ -20,9 +20,9 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	claudecode "github.com/webordinary/claude-code-astro/internal/agent/claude-code"
+	"github.com/webordinary/claude-code-astro/internal/atomicfile"
 	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/demoagent"
-	"github.com/webordinary/claude-code-astro/internal/ledger"
 	"github.com/webordinary/claude-code-astro/internal/localsqs"
 )
 
@@ -120,7 +120,7 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	state := sendTarget{Endpoint: endpoint, Region: "us-east-1", JobQueueURL: jobQ, ResponseQueueURL: respQ, PreviewURL: cfg.PreviewBaseURL}
 	b, _ := json.MarshalIndent(state, "", "  ")
 	statePath := filepath.Join(root, "local.json")
-	if err := ledger.WriteFileAtomic(statePath, b, 0o644); err != nil {
+	if err := atomicfile.Write(statePath, b, 0o644); err != nil {
 		return err
 	}
 	defer os.Remove(statePath)

@@ -13,6 +13,7 @@ import (
 	"path/filepath"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/atomicfile"
 	"github.com/webordinary/claude-code-astro/internal/ident"
 	"github.com/webordinary/claude-code-astro/jobs"
 )
@@ -102,7 +103,7 @@ func (l *Ledger) Put(job jobs.Job, rec Record) error {
 	if err != nil {
 		return fmt.Errorf("encode job record: %w", err)
 	}
-	return WriteFileAtomic(p, b, 0o600)
+	return writeFile(p, b, 0o600)
 }
 
 // MarkQueued records that a worker holds the job and has not started it,
@@ -142,7 +143,7 @@ func (l *Ledger) RequestCancel(user jobs.Job, targetJobID, by string) error {
 	if err != nil {
 		return fmt.Errorf("encode cancel mark: %w", err)
 	}
-	return WriteFileAtomic(p, b, 0o600)
+	return writeFile(p, b, 0o600)
 }
 
 // CancelRequested returns the cancel mark of job, if there is one. A mark
@@ -186,48 +187,11 @@ func (l *Ledger) ClearCancel(job jobs.Job) error {
 	return nil
 }
 
-// WriteFileAtomic writes data to path through a temporary file in the same
-// directory: write, sync, close, rename, sync the directory. A crash leaves
-// either the old file or the new one, never a torn one.
-func WriteFileAtomic(path string, data []byte, perm os.FileMode) (err error) {
-	dir := filepath.Dir(path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("create %s: %w", dir, err)
+// writeFile writes a record atomically (atomicfile.Write), creating its
+// directory, private to the worker, on first use.
+func writeFile(path string, data []byte, perm os.FileMode) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(path), err)
 	}
-	f, err := os.CreateTemp(dir, "."+filepath.Base(path)+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("create temp file: %w", err)
-	}
-	defer func() {
-		if err != nil {
-			_ = os.Remove(f.Name()) // best effort: the error below is what matters
-		}
-	}()
-	if _, err := f.Write(data); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("write %s: %w", f.Name(), err)
-	}
-	if err := f.Chmod(perm); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("chmod %s: %w", f.Name(), err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		return fmt.Errorf("sync %s: %w", f.Name(), err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("close %s: %w", f.Name(), err)
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return fmt.Errorf("rename to %s: %w", path, err)
-	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("open %s: %w", dir, err)
-	}
-	if err := d.Sync(); err != nil {
-		_ = d.Close()
-		return fmt.Errorf("sync %s: %w", dir, err)
-	}
-	return d.Close()
+	return atomicfile.Write(path, data, perm)
 }

@@ -24,6 +24,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 )
 
 // Git runs git for a test with an explicit environment.
@@ -158,18 +160,7 @@ func (r *Remote) SetHook(tb testing.TB, name, script string) {
 // uids must use.
 func Reachable(tb testing.TB) string {
 	tb.Helper()
-	dir := tb.TempDir()
-	for d := dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
-		fi, err := os.Stat(d)
-		if err != nil {
-			tb.Fatal(err)
-		}
-		if fi.Mode().Perm()&0o001 == 0 {
-			if err := os.Chmod(d, fi.Mode().Perm()|0o011); err != nil {
-				tb.Fatal(err)
-			}
-		}
-	}
+	dir := sandboxtest.SearchableTempDir(tb)
 	if err := os.Chmod(dir, 0o777); err != nil {
 		tb.Fatal(err)
 	}

@@ -62,13 +62,14 @@ func RequireRoot(tb testing.TB) {
 	}
 }
 
-// Root returns a new workspace root that tenant uids can traverse to: a
-// temporary directory, its parents searchable by everyone (t.TempDir makes
-// them 0700). It is removed when the test ends.
-func Root(tb testing.TB) string {
+// SearchableTempDir returns a new temporary directory (removed when the
+// test ends) whose parents every uid can search: t.TempDir makes them 0700,
+// and a tenant uid must reach what is inside. The directory itself keeps its
+// mode (0700): the caller opens it as far as it needs.
+func SearchableTempDir(tb testing.TB) string {
 	tb.Helper()
 	dir := tb.TempDir()
-	for d := dir; d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
+	for d := filepath.Dir(dir); d != os.TempDir() && d != "/" && d != "."; d = filepath.Dir(d) {
 		fi, err := os.Stat(d)
 		if err != nil {
 			tb.Fatal(err)
@@ -78,6 +79,17 @@ func Root(tb testing.TB) string {
 				tb.Fatal(err)
 			}
 		}
+	}
+	return dir
+}
+
+// Root returns a new workspace root that tenant uids can traverse to (see
+// SearchableTempDir). It is removed when the test ends.
+func Root(tb testing.TB) string {
+	tb.Helper()
+	dir := SearchableTempDir(tb)
+	if err := os.Chmod(dir, 0o711); err != nil {
+		tb.Fatal(err)
 	}
 	root := filepath.Join(dir, "root")
 	if err := os.Mkdir(root, 0o711); err != nil {
