@@ -178,7 +178,11 @@ func (w *Worker) idempotent(next step) step {
 		rec.State = ledger.StateRunning
 		rec.StartedAt = d.startedAt.UTC()
 		if err := led.Put(d.job, rec); err != nil {
-			d.log.Warn("cannot write the job's record", "error", err)
+			// Unrecorded, a job that runs and then loses its answer (a crash,
+			// a failed delete) would run again as if new: it does not start
+			// until its record is written. Nothing ran, so nothing is lost.
+			d.log.Warn("cannot record the job as running: its message comes back later", "error", err)
+			return verdict{kind: retryLater, err: err}
 		}
 		d.attempt = rec.Attempts
 		v := next(ctx, d)
@@ -192,7 +196,13 @@ func (w *Worker) idempotent(next step) step {
 		rec.State = ledger.StateFinished
 		rec.Response = &v.final
 		if err := led.Put(d.job, rec); err != nil {
-			d.log.Warn("cannot write the job's record", "error", err)
+			// The job ran: its answer goes out all the same. Should the
+			// message still come back, the record says "running" and the job
+			// runs again; that rerun is safe: an execute finds its own commit
+			// by its Job-Id trailer (workspace.FindJobCommit) and answers it
+			// without running the agent, a revert finds its own revert commit
+			// the same way, and an init is idempotent on the workspace.
+			d.log.Error("cannot record the job as finished: answering it anyway", "error", err)
 		}
 		v.rec = &rec
 		return v
