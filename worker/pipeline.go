@@ -118,6 +118,9 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 	if !w.answer(d, v.final, v.rec) {
 		return false
 	}
+	if w.cfg.Answered != nil {
+		w.cfg.Answered(v.final, sentAt(d.msg))
+	}
 	if d.invalid == nil && d.job.Type != jobs.TypeCancel {
 		w.clearCancel(d.job, d.log) // answered: a cancel that comes now is too late
 	}
@@ -321,4 +324,14 @@ func (w *Worker) shutdownReleased(next step) step {
 		}
 		return v
 	}
+}
+
+// sentAt is when upstream sent m (its SentTimestamp attribute), or the zero
+// time when the attribute is missing.
+func sentAt(m types.Message) time.Time {
+	ms, err := strconv.ParseInt(m.Attributes[string(types.MessageSystemAttributeNameSentTimestamp)], 10, 64)
+	if err != nil {
+		return time.Time{}
+	}
+	return time.UnixMilli(ms)
 }

@@ -58,6 +58,10 @@ type Config struct {
 	Ledger Ledger
 	// Activity is told of every job from receipt to response; nil: nobody.
 	Activity Activity
+	// Answered, when set, is called with every final answer once it is
+	// sent, and with when upstream sent the job's message (SQS's
+	// SentTimestamp; zero when unknown): the metrics.
+	Answered func(resp jobs.Response, sentAt time.Time)
 	// Redactor masks secrets in responses as a last line of defence.
 	Redactor *redact.Redactor
 	Logger   *slog.Logger

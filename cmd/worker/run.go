@@ -30,6 +30,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/idle"
 	"github.com/webordinary/claude-code-astro/internal/ledger"
 	"github.com/webordinary/claude-code-astro/internal/logging"
+	"github.com/webordinary/claude-code-astro/internal/metrics"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/secrets"
@@ -76,12 +77,15 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("load AWS configuration: %w", err)
 	}
-	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH")})
+	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stdout: c.Stdout, Stderr: c.Stderr, PATH: c.Getenv("PATH")})
 }
 
 // serveOptions are what serve needs beyond the configuration.
 type serveOptions struct {
-	AWS    aws.Config
+	AWS aws.Config
+	// Stdout takes the metric lines (CloudWatch embedded metric format);
+	// nil writes them readable to the log instead (worker local).
+	Stdout io.Writer
 	Stderr io.Writer
 	PATH   string
 	// Ready, when set, is called with the HTTP address once it listens.
@@ -172,15 +176,17 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	}
 	handler = site.New(siteCfg)
 
+	met := metrics.New(opt.Stdout, metrics.Options{Service: "worker", Readable: opt.Stdout == nil, Logger: log})
 	sqsClient := sqs.NewFromConfig(opt.AWS)
 	w, err := worker.New(sqsClient, worker.Config{
 		JobQueueURL: cfg.JobQueueURL, ResponseQueueURL: cfg.ResponseQueueURL,
 		Handler: handler, Ledger: ledger.New(cfg.WorkspacePath), Activity: activity, Redactor: red,
-		Logger: log, MaxConcurrentUsers: cfg.MaxConcurrentUsers, JobTimeout: cfg.JobTimeout,
+		Logger: log, MaxConcurrentUsers: cfg.MaxConcurrentUsers, JobTimeout: cfg.JobTimeout, Answered: met.Answered,
 	})
 	if err != nil {
 		return err
 	}
+	wg.Go(func() { met.Every(runCtx, time.Minute, func() []metrics.Value { return taskGauges(cfg, w, pv) }) })
 
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
@@ -354,4 +360,23 @@ func idleStop(ctx context.Context, stop context.CancelFunc, cfg config.Config, a
 			log.Info("ECS task stop requested", "task", task.TaskARN, "cluster", task.Cluster)
 		}
 	}
+}
+
+// taskGauges are the worker's per-minute figures.
+func taskGauges(cfg config.Config, w *worker.Worker, pv *previews) []metrics.Value {
+	inFlight := w.Stats().InFlight
+	values := []metrics.Value{
+		{Name: metrics.JobsInFlight, Value: float64(inFlight)},
+		{Name: metrics.FreeLanes, Value: float64(max(int64(cfg.MaxConcurrentUsers)-inFlight, 0))},
+	}
+	if pv != nil {
+		running := 0
+		for _, s := range pv.servers.List() {
+			if s.State != preview.StateStopped && s.State != preview.StateFailed {
+				running++
+			}
+		}
+		values = append(values, metrics.Value{Name: metrics.DevServersRunning, Value: float64(running)})
+	}
+	return values
 }
