@@ -75,6 +75,9 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 func (w *Worker) want() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
+	if w.cfg.MaxHeld > 0 {
+		return min(w.cfg.MaxHeld-len(w.inflight), 10)
+	}
 	if free := w.cfg.MaxConcurrentUsers - len(w.lanes); free > 0 {
 		return min(free, 10)
 	}

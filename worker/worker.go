@@ -66,7 +66,13 @@ type Config struct {
 	// the worker asks the queue for no more messages than it has free
 	// lanes (plus one spare when all run), so it holds only what runs.
 	MaxConcurrentUsers int
-	WaitTime           time.Duration // long poll; default 20s
+	// MaxHeld, when above 0, makes the worker prefetch instead: it asks
+	// for up to 10 messages at a time while it holds fewer than MaxHeld,
+	// and keeps them all invisible. That hoards a backlog other workers
+	// and the scaler cannot see; it is here to measure against. 0, the
+	// default, holds only what runs.
+	MaxHeld  int
+	WaitTime time.Duration // long poll; default 20s
 	// VisibilityTimeout is the job queue's; 0 reads it from the queue.
 	VisibilityTimeout time.Duration
 	JobTimeout        time.Duration // a job's hard limit; default 15m
