@@ -64,7 +64,8 @@ type Config struct {
 
 	// MaxConcurrentUsers is how many users' jobs run at once, default 2:
 	// the worker asks the queue for no more messages than it has free
-	// lanes (plus one spare when all run), so it holds only what runs.
+	// lanes, so it holds only what runs (and what came with it in one
+	// answer for the same user).
 	MaxConcurrentUsers int
 	// MaxHeld, when above 0, makes the worker prefetch instead: it asks
 	// for up to 10 messages at a time while it holds fewer than MaxHeld,
