@@ -22,6 +22,10 @@ import (
 // lane holds one user's messages, run in order.
 type lane struct {
 	queue []*delivery
+	// answering is set (under Worker.mu) once the running job's handler
+	// has returned: the lane only answers and deletes, and counts as free
+	// for the next receive, which so overlaps those calls.
+	answering bool
 }
 
 // receive long-polls the job queue until ctx is done; jobs run under run.
@@ -67,8 +71,8 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 
 // want returns how many messages the receive loop may ask for now: one
 // per free lane (a lane is a user with a message here, running or waiting
-// for a slot), so a backlog stays visible to other workers and to the
-// scaler. With every lane busy it asks for none, cancels included: a
+// for a slot; one whose job only has its answer and delete left counts as
+// free), so a backlog stays visible to other workers and to the scaler. With every lane busy it asks for none, cancels included: a
 // cancel then waits in the queue, counted in the backlog, until a lane
 // frees here or on another worker. (A spare message taken for cancels
 // would be the last of a backlog as often as not, held here while another
@@ -79,7 +83,13 @@ func (w *Worker) want() int {
 	if w.cfg.MaxHeld > 0 {
 		return min(w.cfg.MaxHeld-len(w.inflight), 10)
 	}
-	return min(max(w.cfg.MaxConcurrentUsers-len(w.lanes), 0), 10)
+	busy := 0
+	for _, l := range w.lanes {
+		if !l.answering || len(l.queue) > 0 {
+			busy++
+		}
+	}
+	return min(max(w.cfg.MaxConcurrentUsers-busy, 0), 10)
 }
 
 // signalFree wakes the receive loop when it waits for want to grow.
@@ -180,7 +190,14 @@ func (w *Worker) runLane(ctx, run context.Context, key string, l *lane) {
 		}
 		d := l.queue[0]
 		l.queue = l.queue[1:]
+		l.answering = false
 		w.mu.Unlock()
+		d.handled = func() {
+			w.mu.Lock()
+			l.answering = true
+			w.mu.Unlock()
+			w.signalFree()
+		}
 
 		if !w.acquire(ctx, d) {
 			w.releaseAfter(d, w.stopRelease()) // stopping: not started, another worker takes it

@@ -162,6 +162,9 @@ type delivery struct {
 	startedAt  time.Time // when its lane began it: after any wait behind the user's earlier jobs
 	attempt    int
 	log        *slog.Logger
+	// handled, when set, is called once the pipeline has decided what
+	// becomes of the message, before its answer and delete.
+	handled func()
 
 	// Under Worker.mu: gone is set once the message is deleted or released
 	// (the heartbeat leaves it alone); beating counts heartbeat calls that
