@@ -72,9 +72,10 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 // want returns how many messages the receive loop may ask for now: one
 // per free lane (a lane is a user with a message here, running or waiting
 // for a slot; one whose job only has its answer and delete left counts as
-// free), so a backlog stays visible to other workers and to the scaler. With every lane busy it asks for none, cancels included: a
-// cancel then waits in the queue, counted in the backlog, until a lane
-// frees here or on another worker. (A spare message taken for cancels
+// free), so a backlog stays visible to other workers and to the scaler.
+// With every lane busy it asks for none, cancels included: a cancel then
+// waits in the queue, counted in the backlog, until a lane frees here or
+// on another worker. (A spare message taken for cancels
 // would be the last of a backlog as often as not, held here while another
 // worker has a free lane.) With MaxHeld set it prefetches instead.
 func (w *Worker) want() int {
@@ -192,19 +193,22 @@ func (w *Worker) runLane(ctx, run context.Context, key string, l *lane) {
 		l.queue = l.queue[1:]
 		l.answering = false
 		w.mu.Unlock()
-		d.handled = func() {
-			w.mu.Lock()
-			l.answering = true
-			w.mu.Unlock()
-			w.signalFree()
-		}
 
 		if !w.acquire(ctx, d) {
 			w.releaseAfter(d, w.stopRelease()) // stopping: not started, another worker takes it
 			continue
 		}
+		// The slot and the lane free once the handler is done: the answer
+		// and the delete need neither, and the next receive overlaps them.
+		d.handled = sync.OnceFunc(func() {
+			<-w.sem
+			w.mu.Lock()
+			l.answering = true
+			w.mu.Unlock()
+			w.signalFree()
+		})
 		completed := w.process(run, d)
-		<-w.sem
+		d.handled()
 		if !completed && w.fifoJobs() && ctx.Err() == nil {
 			// The group's order must hold: what came after an unfinished
 			// message goes back to the queue behind it.
