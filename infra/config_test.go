@@ -79,7 +79,11 @@ func TestWorkerConfigAcceptsTaskDefinition(t *testing.T) {
 		}
 	}
 	resolve := func(v any) (string, error) {
-		switch r := describeResource(v); {
+		r := describeResource(v)
+		if name, ok := strings.CutPrefix(r, "Sub:${"); ok && strings.Count(r, "$") == 1 && strings.HasSuffix(name, "}") {
+			r = "Ref:" + strings.TrimSuffix(name, "}") // a parameter as a string: "${Name}"
+		}
+		switch {
 		case r == "Ref:AWS::Region":
 			return "us-east-1", nil
 		case strings.HasPrefix(r, "Ref:"):
@@ -110,6 +114,7 @@ func TestWorkerConfigAcceptsTaskDefinition(t *testing.T) {
 
 	env := imageEnv(t)
 	env["ECS_CONTAINER_METADATA_URI_V4"] = "http://169.254.170.2/v4/0123456789abcdef-1234567890"
+	env["ECS_AGENT_URI"] = "http://169.254.170.2/api/0123456789abcdef-1234567890" // Fargate 1.4 sets it
 	defs, _ := resourceProps(t, raw, "TaskDefinition")["ContainerDefinitions"].([]any)
 	container, _ := defs[0].(map[string]any)
 	vars, _ := container["Environment"].([]any)

@@ -22,16 +22,20 @@ import (
 // lane holds one user's messages, run in order.
 type lane struct {
 	queue []*delivery
+	// answering is set (under Worker.mu) once the running job's handler
+	// has returned: the lane only answers and deletes, and counts as free
+	// for the next receive, which so overlaps those calls.
+	answering bool
 }
 
 // receive long-polls the job queue until ctx is done; jobs run under run.
 func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 	bo := backoff.Backoff{Min: w.cfg.BackoffMin, Max: w.cfg.BackoffMax}
 	for ctx.Err() == nil {
-		free := w.cfg.MaxHeld - w.held()
-		if free <= 0 {
+		want := w.want()
+		if want <= 0 {
 			w.lastLoop.Store(time.Now().UnixNano()) // busy, not stuck
-			select {                                // every slot holds a message: wait for one to finish
+			select {                                // nothing more can start: wait for a lane to free
 			case <-w.slotFree:
 			case <-time.After(5 * time.Second):
 			case <-ctx.Done():
@@ -41,7 +45,7 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 		w.pollEnds.Store(time.Now().Add(w.cfg.WaitTime + time.Second).UnixNano())
 		out, err := w.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(w.cfg.JobQueueURL),
-			MaxNumberOfMessages:         int32(min(free, 10)),
+			MaxNumberOfMessages:         int32(want),
 			WaitTimeSeconds:             int32(w.cfg.WaitTime / time.Second),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
 		})
@@ -65,11 +69,36 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 	}
 }
 
-// held returns how many received messages are not yet deleted or released.
-func (w *Worker) held() int {
+// want returns how many messages the receive loop may ask for now: one
+// per free lane (a lane is a user with a message here, running or waiting
+// for a slot; one whose job only has its answer and delete left counts as
+// free), so a backlog stays visible to other workers and to the scaler.
+// With every lane busy it asks for none, cancels included: a cancel then
+// waits in the queue, counted in the backlog, until a lane frees here or
+// on another worker. (A spare message taken for cancels
+// would be the last of a backlog as often as not, held here while another
+// worker has a free lane.) With MaxHeld set it prefetches instead.
+func (w *Worker) want() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.inflight)
+	if w.cfg.MaxHeld > 0 {
+		return min(w.cfg.MaxHeld-len(w.inflight), 10)
+	}
+	busy := 0
+	for _, l := range w.lanes {
+		if !l.answering || len(l.queue) > 0 {
+			busy++
+		}
+	}
+	return min(max(w.cfg.MaxConcurrentUsers-busy, 0), 10)
+}
+
+// signalFree wakes the receive loop when it waits for want to grow.
+func (w *Worker) signalFree() {
+	select {
+	case w.slotFree <- struct{}{}:
+	default:
+	}
 }
 
 // accept decodes a message and queues it in its user's lane; a cancel runs
@@ -157,18 +186,29 @@ func (w *Worker) runLane(ctx, run context.Context, key string, l *lane) {
 		if len(l.queue) == 0 || ctx.Err() != nil {
 			delete(w.lanes, key)
 			w.mu.Unlock()
+			w.signalFree()
 			return
 		}
 		d := l.queue[0]
 		l.queue = l.queue[1:]
+		l.answering = false
 		w.mu.Unlock()
 
 		if !w.acquire(ctx, d) {
 			w.releaseAfter(d, w.stopRelease()) // stopping: not started, another worker takes it
 			continue
 		}
+		// The slot and the lane free once the handler is done: the answer
+		// and the delete need neither, and the next receive overlaps them.
+		d.handled = sync.OnceFunc(func() {
+			<-w.sem
+			w.mu.Lock()
+			l.answering = true
+			w.mu.Unlock()
+			w.signalFree()
+		})
 		completed := w.process(run, d)
-		<-w.sem
+		d.handled()
 		if !completed && w.fifoJobs() && ctx.Err() == nil {
 			// The group's order must hold: what came after an unfinished
 			// message goes back to the queue behind it.

@@ -66,9 +66,18 @@ type Config struct {
 	Redactor *redact.Redactor
 	Logger   *slog.Logger
 
-	MaxConcurrentUsers int           // jobs of different users at once; default 2
-	MaxHeld            int           // messages received and not finished; default 10 per user slot
-	WaitTime           time.Duration // long poll; default 20s
+	// MaxConcurrentUsers is how many users' jobs run at once, default 2:
+	// the worker asks the queue for no more messages than it has free
+	// lanes, so it holds only what runs (and what came with it in one
+	// answer for the same user).
+	MaxConcurrentUsers int
+	// MaxHeld, when above 0, makes the worker prefetch instead: it asks
+	// for up to 10 messages at a time while it holds fewer than MaxHeld,
+	// and keeps them all invisible. That hoards a backlog other workers
+	// and the scaler cannot see; it is here to measure against. 0, the
+	// default, holds only what runs.
+	MaxHeld  int
+	WaitTime time.Duration // long poll; default 20s
 	// VisibilityTimeout is the job queue's; 0 reads it from the queue.
 	VisibilityTimeout time.Duration
 	JobTimeout        time.Duration // a job's hard limit; default 15m
@@ -116,12 +125,12 @@ type Worker struct {
 	fifo bool
 
 	sem      chan struct{} // one token per running job
-	slotFree chan struct{} // signalled when a held message is done
+	slotFree chan struct{} // signalled when a lane may have freed (see want)
 
 	mu       sync.Mutex
 	beats    *sync.Cond                         // on mu: a heartbeat call ended
 	inflight map[string]*delivery               // by receipt handle: received, not yet deleted or released
-	lanes    map[string]*lane                   // by user key
+	lanes    map[string]*lane                   // by user key: users with a message here
 	active   map[string]context.CancelCauseFunc // running jobs by user key and job id: what stops each
 
 	// pipeline is what happens to one delivery, up to its final answer.
@@ -157,6 +166,9 @@ type delivery struct {
 	startedAt  time.Time // when its lane began it: after any wait behind the user's earlier jobs
 	attempt    int
 	log        *slog.Logger
+	// handled, when set, is called once the pipeline has decided what
+	// becomes of the message, before its answer and delete.
+	handled func()
 
 	// Under Worker.mu: gone is set once the message is deleted or released
 	// (the heartbeat leaves it alone); beating counts heartbeat calls that
@@ -176,12 +188,6 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 	}
 	if cfg.MaxConcurrentUsers <= 0 {
 		cfg.MaxConcurrentUsers = 2
-	}
-	if cfg.MaxHeld <= 0 {
-		// Room for a full receive batch (10) per user slot: one user's burst
-		// cannot hold every slot and keep another user's job from being
-		// received (SQS returns no more of a group while it is in flight).
-		cfg.MaxHeld = 10 * cfg.MaxConcurrentUsers
 	}
 	if cfg.WaitTime <= 0 {
 		cfg.WaitTime = 20 * time.Second
