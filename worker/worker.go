@@ -115,10 +115,10 @@ type Worker struct {
 	slotFree chan struct{} // signalled when a held message is done
 
 	mu       sync.Mutex
-	beats    *sync.Cond                         // on mu: a heartbeat call ended
-	inflight map[string]*delivery               // by receipt handle: received, not yet deleted or released
-	lanes    map[string]*lane                   // by user key
-	active   map[string]context.CancelCauseFunc // running jobs by user key and job id: what stops each
+	beats    *sync.Cond             // on mu: a heartbeat call ended
+	inflight map[string]*delivery   // by receipt handle: received, not yet deleted or released
+	lanes    map[string]*lane       // by user key
+	active   map[string]*runningJob // running jobs by user key and job id: what stops each
 
 	// pipeline is what happens to one delivery, up to its final answer.
 	pipeline step
@@ -219,7 +219,7 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 		slotFree: make(chan struct{}, 1),
 		inflight: make(map[string]*delivery),
 		lanes:    make(map[string]*lane),
-		active:   make(map[string]context.CancelCauseFunc),
+		active:   make(map[string]*runningJob),
 		calls:    context.Background(),
 		created:  time.Now(),
 	}
