@@ -30,6 +30,9 @@ import (
 // `worker send`.
 const localStateFile = ".local/local.json"
 
+// localUsage is `worker local`'s line in the command list.
+const localUsage = "  local        run everything here: an embedded SQS emulator, the worker, the preview\n"
+
 // LocalCommand is `worker local`: the whole system on this machine, with an
 // embedded SQS emulator instead of AWS. No account, no Docker.
 type LocalCommand struct {
