@@ -130,7 +130,8 @@ type Worker struct {
 	maxReceives int
 
 	created  time.Time
-	lastLoop atomic.Int64 // unix nanoseconds of the receive loop's last turn
+	lastLoop atomic.Int64           // unix nanoseconds of the receive loop's last turn
+	retrying atomic.Pointer[string] // why SQS calls are being retried now; nil when they are not
 	// pollEnds is when the last long poll ends at the latest (unix
 	// nanoseconds): the queue may still serve one the worker gave up.
 	pollEnds  atomic.Int64
