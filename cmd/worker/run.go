@@ -76,6 +76,14 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("load AWS configuration: %w", err)
 	}
+	// Before any call: where the calls go, and what signs them.
+	if err := checkQueueEndpoints(c.Getenv, awsCfg, map[string]string{
+		"JOB_QUEUE_URL": cfg.JobQueueURL, "RESPONSE_QUEUE_URL": cfg.ResponseQueueURL}); err != nil {
+		return err
+	}
+	if err := checkCredentials(ctx, awsCfg); err != nil {
+		return err
+	}
 	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH")})
 }
 
@@ -299,6 +307,7 @@ func report(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 	if d, ok := activity.Deadline(); ok {
 		r.IdleShutdownAt = timePtr(d)
 	}
+	r.Retrying = w.Retrying()
 	if !w.Healthy() {
 		r.Problems = append(r.Problems, "the job queue poll loop is stuck")
 	}
