@@ -146,10 +146,7 @@ func (c *LocalCommand) printWelcome(cfg config.Config, st sendTarget, statePath,
 	case c.Getenv("ANTHROPIC_API_KEY") == "" && c.Getenv("ANTHROPIC_API_KEY_SECRET_ID") == "":
 		key = "NOT SET: execute jobs will fail until you export ANTHROPIC_API_KEY"
 	}
-	send := "go run ./cmd/worker send"
-	if rel, err := filepath.Rel(".", statePath); err != nil || rel != localStateFile {
-		send += " -local-state " + statePath
-	}
+	send := "go run ./cmd/worker send" + localStateFlag(statePath)
 	fmt.Fprintf(c.Stdout, `
 worker local is running (Ctrl-C stops it)
   SQS emulator    %s
@@ -166,6 +163,17 @@ Send a job from another terminal:
   %s -type execute -client acme -user alice -thread t1 -instruction "Change the heading to Hello" -wait 10m
 
 `, st.Endpoint, st.JobQueueURL, st.ResponseQueueURL, cfg.WorkspacePath, orNone(cfg.RepoURL), key, httpAddr, cfg.PreviewBaseURL, send, send)
+}
+
+// localStateFlag is the -local-state flag a send from the current
+// directory needs to find statePath: none when it is send's default.
+func localStateFlag(statePath string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, statePath); err == nil && rel == filepath.FromSlash(localStateFile) {
+			return ""
+		}
+	}
+	return " -local-state " + statePath
 }
 
 // localPreviewURL is worker local's PREVIEW_BASE_URL: a host name per

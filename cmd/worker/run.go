@@ -44,6 +44,12 @@ import (
 // SIGTERM and SIGKILL; the worker is done well inside it.
 const (
 	shutdownBudget = 18 * time.Second
+	// closeBudget is what stopping the dev servers and the HTTP port may
+	// take after the job loop.
+	closeBudget = 4 * time.Second
+	// exitBudget bounds SIGTERM to exit: the figure the README, the compose
+	// file, infra/README.md and the task definition give (a test checks).
+	exitBudget = shutdownBudget + closeBudget
 	awsHTTPTimeout = 40 * time.Second // above the 20 s long poll
 	secretsTimeout = 20 * time.Second
 )
@@ -236,7 +242,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	stop()
 	stopServices() // the jobs are done (or abandoned): nothing uses them now
 
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*time.Second)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeBudget)
 	defer cancel()
 	if pv != nil {
 		if err := pv.servers.Close(closeCtx); err != nil {
