@@ -49,7 +49,7 @@ const (
 	closeBudget = 4 * time.Second
 	// exitBudget bounds SIGTERM to exit: the figure the README, the compose
 	// file, infra/README.md and the task definition give (a test checks).
-	exitBudget = shutdownBudget + closeBudget
+	exitBudget     = shutdownBudget + closeBudget
 	awsHTTPTimeout = 40 * time.Second // above the 20 s long poll
 	secretsTimeout = 20 * time.Second
 )
