@@ -129,9 +129,11 @@ type Worker struct {
 	// dead-letter queue. Set by Run before any receive.
 	maxReceives int
 
-	created  time.Time
-	lastLoop atomic.Int64           // unix nanoseconds of the receive loop's last turn
-	retrying atomic.Pointer[string] // why SQS calls are being retried now; nil when they are not
+	created   time.Time
+	lastLoop  atomic.Int64           // unix nanoseconds of the receive loop's last turn
+	retrying  atomic.Pointer[string] // why SQS calls are being retried now; nil when they are not
+	hurry     chan struct{}          // closed by Hurry: the drain ends now
+	hurryOnce sync.Once
 	// pollEnds is when the last long poll ends at the latest (unix
 	// nanoseconds): the queue may still serve one the worker gave up.
 	pollEnds  atomic.Int64
@@ -221,6 +223,7 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 		inflight: make(map[string]*delivery),
 		lanes:    make(map[string]*lane),
 		active:   make(map[string]*runningJob),
+		hurry:    make(chan struct{}),
 		calls:    context.Background(),
 		created:  time.Now(),
 	}
@@ -257,6 +260,14 @@ func (w *Worker) Healthy() bool {
 		last = time.Unix(0, t)
 	}
 	return time.Since(last) < w.cfg.StuckAfter
+}
+
+// Hurry cuts a stop's drain short: once Run's context has ended, running
+// jobs are cancelled at once (their agents' process trees killed) and their
+// messages released, as at the end of DrainTimeout. Safe to call at any
+// time, more than once.
+func (w *Worker) Hurry() {
+	w.hurryOnce.Do(func() { close(w.hurry) })
 }
 
 // Run receives and runs jobs until ctx is done. Then it stops softly, then
@@ -301,7 +312,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Warn("jobs still running at the end of the drain: cancelling them; their messages are released")
 		stopJobs(errShuttingDown)
 	})
+	drained := make(chan struct{})
+	loops.Go(func() {
+		select {
+		case <-w.hurry:
+			w.log.Warn("drain cut short: cancelling the running jobs now; their messages are released")
+			stopJobs(errShuttingDown)
+		case <-drained:
+		}
+	})
 	lanes.Wait()
+	close(drained)
 	drain.Stop()
 	stopJobs(errShuttingDown)
 	stopHeartbeat()

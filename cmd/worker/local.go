@@ -128,7 +128,7 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer os.Remove(statePath)
 
-	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Ready: func(addr string) {
+	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Hurry: c.Hurry, Ready: func(addr string) {
 		c.printWelcome(cfg, state, statePath, addr, *demo)
 	}})
 }

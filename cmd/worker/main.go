@@ -24,14 +24,30 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	go func() {
-		// After the first signal, the next one stops the process at once.
-		<-ctx.Done()
-		stop()
-	}()
+	sigs := make(chan os.Signal, 3)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	ctx, cancel := context.WithCancel(context.Background())
 	m := NewMain()
+	hurry := make(chan struct{})
+	m.Hurry = hurry
+	go onSignals(sigs, cancel, hurry, m.Stderr, os.Exit)
 	os.Exit(m.Run(ctx, os.Args[1:]))
+}
+
+// onSignals turns signals into the stops: the first ends ctx (a soft
+// stop: running jobs may finish for a while); the second closes hurry
+// (running jobs are stopped now, their process trees killed and their
+// messages released, as at the end of the drain); the third exits at once,
+// leaving whatever runs.
+func onSignals(sigs <-chan os.Signal, cancel context.CancelFunc, hurry chan<- struct{}, stderr io.Writer, exit func(int)) {
+	<-sigs
+	cancel()
+	<-sigs
+	fmt.Fprintln(stderr, "worker: stopping the running jobs now (their processes are killed, their messages released); a third signal exits at once and leaves them")
+	close(hurry)
+	<-sigs
+	fmt.Fprintln(stderr, "worker: exiting at once")
+	exit(130)
 }
 
 // Main runs the program with its inputs and outputs as fields, so tests can
@@ -39,6 +55,9 @@ func main() {
 type Main struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Hurry, when closed after the run's context ended, cuts the drain
+	// short: running jobs are stopped now. Nil: never.
+	Hurry <-chan struct{}
 }
 
 // NewMain returns a Main on the process's own streams and environment.

@@ -3,9 +3,11 @@ package main
 import (
 	"bytes"
 	"context"
+	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/gotool"
@@ -68,4 +70,57 @@ func TestProductionHelpListsNoLocal(t *testing.T) {
 	if !strings.Contains(string(help), "Commands:") || strings.Contains(string(help), "local ") {
 		t.Errorf("the production binary's help:\n%s", help)
 	}
+}
+
+// TestSignals: the first signal ends the run's context; the second closes
+// Hurry (the running jobs are stopped now, not left as orphans); the third
+// exits at once.
+func TestSignals(t *testing.T) {
+	sigs := make(chan os.Signal)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	hurry := make(chan struct{})
+	exited := make(chan int, 1)
+	var stderr syncBuffer
+	go onSignals(sigs, cancel, hurry, &stderr, func(code int) { exited <- code })
+
+	sigs <- os.Interrupt
+	<-ctx.Done()
+	select {
+	case <-hurry:
+		t.Fatal("one signal cut the drain short")
+	default:
+	}
+	sigs <- os.Interrupt
+	<-hurry
+	select {
+	case code := <-exited:
+		t.Fatalf("two signals exited (%d)", code)
+	default:
+	}
+	sigs <- os.Interrupt
+	if code := <-exited; code != 130 {
+		t.Errorf("exit code %d, want 130", code)
+	}
+	if !strings.Contains(stderr.String(), "stopping the running jobs now") {
+		t.Errorf("the second signal said %q", stderr.String())
+	}
+}
+
+// syncBuffer is a bytes.Buffer safe for concurrent use.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

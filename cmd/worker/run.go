@@ -90,7 +90,7 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	if err := checkCredentials(ctx, awsCfg); err != nil {
 		return err
 	}
-	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH")})
+	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Hurry: c.Hurry})
 }
 
 // serveOptions are what serve needs beyond the configuration.
@@ -100,6 +100,8 @@ type serveOptions struct {
 	PATH   string
 	// Ready, when set, is called with the HTTP address once it listens.
 	Ready func(httpAddr string)
+	// Hurry, once closed, ends the drain of a stop at once.
+	Hurry <-chan struct{}
 }
 
 // serve runs the worker: secrets, workspaces, agent, preview, the HTTP port
@@ -227,6 +229,14 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(runCtx) }()
+	wg.Go(func() {
+		select {
+		case <-opt.Hurry:
+			log.Warn("asked again to stop: stopping the running jobs now")
+			w.Hurry()
+		case <-svcCtx.Done():
+		}
+	})
 
 	var runErr error
 	select {
