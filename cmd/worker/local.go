@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -74,6 +76,13 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The queues' messages outlive a restart: a job not yet done, an
+	// answer not yet read.
+	if n, err := emu.Persist(ctx, filepath.Join(root, "queues.json")); err != nil {
+		return err
+	} else if n > 0 {
+		fmt.Fprintf(c.Stderr, "worker local: %d messages kept from the last run are back on the queues\n", n)
+	}
 
 	overlay := map[string]string{
 		"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ, "HTTP_ADDR": *httpAddr,
@@ -94,6 +103,14 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 		"WORKSPACE_PATH":        filepath.Join(root, "workspace"),
 		"AUTO_SHUTDOWN_MINUTES": "0",
 		"PREVIEW_BASE_URL":      localPreviewURL(*httpAddr),
+	}
+	if c.Getenv("PREVIEW_SECRET") == "" && c.Getenv("PREVIEW_SECRET_SECRET_ID") == "" {
+		// One key across restarts, so preview links outlive them.
+		key, err := localPreviewKey(filepath.Join(root, "preview-key"))
+		if err != nil {
+			return err
+		}
+		defaults["PREVIEW_SECRET"] = key
 	}
 	if bin, err := filepath.Abs(claudecode.Bin); err == nil {
 		if _, err := os.Stat(bin); err == nil {
@@ -174,6 +191,25 @@ func localStateFlag(statePath string) string {
 		}
 	}
 	return " -local-state " + statePath
+}
+
+// localPreviewKey returns the preview key kept at path (only its owner
+// may read it), drawn and written the first time.
+func localPreviewKey(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read the preview key: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("draw a preview key: %w", err)
+	}
+	key := hex.EncodeToString(b)
+	if err := ledger.WriteFileAtomic(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("keep the preview key: %w", err)
+	}
+	return key, nil
 }
 
 // localPreviewURL is worker local's PREVIEW_BASE_URL: a host name per

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -156,11 +159,19 @@ func (c *SendCommand) sqsClient(ctx context.Context, t sendTarget) (*sqs.Client,
 	}), nil
 }
 
+// unreachable reports whether err is a failure to reach the endpoint at
+// all (nothing listens, the connection broke), which can heal.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // await reads the response queue until the job's final response arrives,
 // printing its progress. Responses to other jobs are left on the queue.
 func (c *SendCommand) await(ctx context.Context, client *sqs.Client, queueURL, jobID string, wait time.Duration) (jobs.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	told := false
 	for {
 		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 5,
@@ -168,8 +179,25 @@ func (c *SendCommand) await(ctx context.Context, client *sqs.Client, queueURL, j
 		if ctx.Err() != nil {
 			return jobs.Response{}, fmt.Errorf("no final response for job %s within %s", jobID, wait)
 		}
+		if err != nil && unreachable(err) {
+			// `worker local` restarting, a network blip: the answer waits
+			// in the queue; go on waiting.
+			if !told {
+				fmt.Fprintf(c.Stderr, "the response queue is unreachable (%v); still waiting\n", err)
+				told = true
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
 		if err != nil {
 			return jobs.Response{}, fmt.Errorf("read the response queue: %w", err)
+		}
+		if told {
+			fmt.Fprintln(c.Stderr, "the response queue is reachable again")
+			told = false
 		}
 		others := false
 		for _, m := range out.Messages {
