@@ -30,6 +30,9 @@ type journal struct {
 	next    int64
 	live    map[string]keptMessage // by MessageId
 	handles map[string]string      // MessageId by receipt handle
+	// gone are the MessageIds deleted before their send's answer was
+	// noted (a long poll gets a message before its sender hears back).
+	gone map[string]bool
 }
 
 // keptMessage is one message as sent: a SendMessage request body (QueueUrl
@@ -44,7 +47,7 @@ type keptMessage struct {
 // it once the queues exist. A message is sent again with the attributes it
 // was sent with (group, deduplication id, delay) and gets a new MessageId.
 func (s *Server) Persist(ctx context.Context, path string) (restored int, err error) {
-	j := &journal{path: path, live: map[string]keptMessage{}, handles: map[string]string{}}
+	j := &journal{path: path, live: map[string]keptMessage{}, handles: map[string]string{}, gone: map[string]bool{}}
 	b, err := os.ReadFile(path)
 	if err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return 0, fmt.Errorf("read the kept messages: %w", err)
@@ -128,7 +131,7 @@ func (j *journal) sent(req, resp []byte) {
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if out.MessageID != "" {
+	if out.MessageID != "" && !j.gone[out.MessageID] {
 		j.live[out.MessageID] = keptMessage{Seq: j.next, Request: req}
 		j.next++
 	}
@@ -138,7 +141,7 @@ func (j *journal) sent(req, resp []byte) {
 		var id string
 		_ = json.Unmarshal(e["Id"], &id)
 		for _, ok := range out.Successful {
-			if ok.ID != id {
+			if ok.ID != id || j.gone[ok.MessageID] {
 				continue
 			}
 			delete(e, "Id")
@@ -158,9 +161,7 @@ func (j *journal) sent(req, resp []byte) {
 func (j *journal) received(handle, id string) {
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if _, ok := j.live[id]; ok {
-		j.handles[handle] = id
-	}
+	j.handles[handle] = id // its send may not be noted yet
 }
 
 // deleted forgets the messages a successful delete removed.
@@ -182,6 +183,9 @@ func (j *journal) deleted(req []byte) {
 	defer j.mu.Unlock()
 	for _, h := range handles {
 		if id, ok := j.handles[h]; ok {
+			if _, sent := j.live[id]; !sent {
+				j.gone[id] = true
+			}
 			delete(j.live, id)
 			delete(j.handles, h)
 		}
