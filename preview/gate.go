@@ -139,7 +139,14 @@ func (g *Gate) refuse(w http.ResponseWriter, r *http.Request, why string) {
 var unauthorizedPage = []byte(`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><title>Preview: sign-in needed</title></head>
 <body><main id="preview-unauthorized"><h1>This preview needs its link</h1>
-<p>Open the preview from its link (previewUrl); the link signs this browser in.</p></main></body></html>
+<p>A preview opens from its link: the <code>previewUrl</code> in the answer to any job of this
+user (an <code>init</code> or an <code>execute</code>). The link carries a <code>preview_token</code>
+that signs this browser in to this preview only.</p>
+<p>To get a link, send a job for the user and open the <code>previewUrl</code> of its answer (with
+<code>worker local</code>: <code>go run ./cmd/worker send -type init -client ... -user ... -thread ... -wait 5m</code>).</p>
+<p>A link that worked before stops working when its token expires, when it is another user's, or
+when the worker that signed it had no fixed preview key (<code>PREVIEW_SECRET</code>) and restarted.</p>
+</main></body></html>
 `)
 
 // firstLabel returns the first label of a Host header's name, lower-cased.

@@ -134,6 +134,13 @@ func TestGate(t *testing.T) {
 		if rec.Code != http.StatusUnauthorized || strings.Contains(rec.Body.String(), "next:") || len(rec.Result().Cookies()) != 0 {
 			t.Errorf("%s: %d %q, want 401 and nothing further", tc.name, rec.Code, rec.Body.String())
 		}
+		// The page says how to get in: the previewUrl of a job's answer,
+		// and why a link that worked may not any more.
+		for _, want := range []string{"previewUrl", "send -type init", "expires", "PREVIEW_SECRET"} {
+			if !strings.Contains(rec.Body.String(), want) {
+				t.Errorf("%s: the 401 page does not say %q", tc.name, want)
+			}
+		}
 	}
 
 	// One host for every preview: the token names the preview.

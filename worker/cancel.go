@@ -18,6 +18,21 @@ import (
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
+// runningJob is a job running on this worker, as a cancel sees it.
+type runningJob struct {
+	stop context.CancelCauseFunc
+	// done is closed once the job's outcome is known; cancelled then says
+	// whether it is answered cancelled (false: it finished anyway, or it
+	// is left for another worker).
+	done      chan struct{}
+	cancelled bool
+}
+
+// outcomeWait bounds how long a cancel that stopped a job here waits for
+// that job's outcome before it answers "running": longer than an agent's
+// stop takes (the contract's 2 s).
+const outcomeWait = 5 * time.Second
+
 // activeKey names a running job among the worker's: its user and job id.
 func activeKey(job jobs.Job) string { return job.UserKey() + "/" + job.JobID }
 
@@ -80,10 +95,11 @@ func (w *Worker) clearCancel(job jobs.Job, log *slog.Logger) {
 // on the root, looked for every CancelPoll). stop cancels the job's context
 // with a cause that wraps jobs.ErrCancelled. The returned function ends the
 // watch; call it when the job has returned.
-func (w *Worker) watchCancel(ctx context.Context, job jobs.Job, stop context.CancelCauseFunc, log *slog.Logger) (unwatch func()) {
+func (w *Worker) watchCancel(ctx context.Context, job jobs.Job, stop context.CancelCauseFunc, log *slog.Logger) (unwatch func(cancelled bool)) {
 	key := activeKey(job)
+	run := &runningJob{stop: stop, done: make(chan struct{})}
 	w.mu.Lock()
-	w.active[key] = stop
+	w.active[key] = run
 	w.mu.Unlock()
 	done := make(chan struct{})
 	var wg sync.WaitGroup
@@ -107,25 +123,39 @@ func (w *Worker) watchCancel(ctx context.Context, job jobs.Job, stop context.Can
 			}
 		})
 	}
-	return func() {
+	return func(cancelled bool) {
 		close(done)
 		wg.Wait()
 		w.mu.Lock()
 		delete(w.active, key)
 		w.mu.Unlock()
+		run.cancelled = cancelled
+		close(run.done)
 	}
 }
 
-// stopHere stops target if it runs on this worker, and reports whether it
-// did.
-func (w *Worker) stopHere(target jobs.Job, by string) bool {
+// stopHere stops target if it runs on this worker and says where the cancel
+// found it: CancelRunning when the stop is what ends it, CancelFinished when
+// it finished anyway (its agent was done when the stop came: it answers
+// succeeded), "" when it does not run here.
+func (w *Worker) stopHere(target jobs.Job, by string) jobs.CancelState {
 	w.mu.Lock()
-	stop, ok := w.active[activeKey(target)]
+	run, ok := w.active[activeKey(target)]
 	w.mu.Unlock()
-	if ok {
-		stop(cancelCause(by))
+	if !ok {
+		return ""
 	}
-	return ok
+	run.stop(cancelCause(by))
+	t := time.NewTimer(outcomeWait)
+	defer t.Stop()
+	select {
+	case <-run.done:
+		if !run.cancelled {
+			return jobs.CancelFinished
+		}
+	case <-t.C:
+	}
+	return jobs.CancelRunning
 }
 
 // heldHere reports whether this worker holds target without running it.
@@ -165,14 +195,20 @@ func (w *Worker) cancel(job jobs.Job, log *slog.Logger) (jobs.Response, error) {
 			return resp, &jobs.Error{Code: jobs.CodeInternal, Msg: "cannot leave the cancel on the workspace root", Err: err}
 		}
 	}
-	state := jobs.CancelUnknown
+	state := w.stopHere(target, job.JobID)
 	switch {
-	case w.stopHere(target, job.JobID):
-		state = jobs.CancelRunning
+	case state == jobs.CancelFinished && led != nil:
+		if err := led.ClearCancel(target); err != nil {
+			log.Warn("cannot remove a cancel mark", "error", err)
+		}
+	case state != "":
+		// stopped here (running), or finished anyway
 	case w.heldHere(target):
 		state = jobs.CancelQueued
+	default:
+		state = jobs.CancelUnknown
 	}
-	if led != nil {
+	if led != nil && state != jobs.CancelFinished {
 		rec, found, err := led.Get(target)
 		switch {
 		case err != nil:

@@ -1,7 +1,9 @@
 package worker_test
 
 import (
+	"context"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -147,4 +149,33 @@ func TestCancelMarkFromAnotherWorker(t *testing.T) {
 		_, ok, err := ledger.New(root).CancelRequested(jobs.Job{ClientID: "acme", UserID: "u1", JobID: "long"})
 		return err == nil && !ok
 	})
+}
+
+// finishesAnyway is a test handler whose job is past the point a cancel can
+// stop (its agent done, its commit under way): once its context is
+// cancelled it still answers succeeded.
+type finishesAnyway struct{ started atomic.Bool }
+
+func (h *finishesAnyway) Handle(ctx context.Context, job jobs.Job, _ jobs.ProgressFunc) (jobs.Response, error) {
+	h.started.Store(true)
+	<-ctx.Done()
+	return jobs.Response{Commit: "c-" + job.JobID}, nil
+}
+
+// TestCancelOfAJobThatFinishesAnywayAnswersFinished: a cancel that reaches
+// a job which then answers succeeded says "finished", not "running".
+func TestCancelOfAJobThatFinishesAnywayAnswersFinished(t *testing.T) {
+	e := newEnv(t, true, 30*time.Second)
+	h := &finishesAnyway{}
+	e.start(t, nil, worker.Config{Handler: h, Ledger: ledger.New(t.TempDir())})
+	e.jobsQ.SendJob(t, job(jobs.TypeExecute, "done", "acme", "u1", "t1", "commit"))
+	wait.For(t, 20*time.Second, "the job to start", h.started.Load)
+	e.jobsQ.SendJob(t, cancelJob("c-done", "done"))
+	final := e.responses.WaitFinal(t, 2, 20*time.Second)
+	if d := finalOf(t, final, "done"); d.Status != jobs.StatusSucceeded {
+		t.Fatalf("the target's answer: %+v %+v", d, d.Error)
+	}
+	if c := finalOf(t, final, "c-done"); c.Status != jobs.StatusSucceeded || c.Cancelled != jobs.CancelFinished {
+		t.Errorf("the cancel of a job that answered succeeded says %q, want %q", c.Cancelled, jobs.CancelFinished)
+	}
 }

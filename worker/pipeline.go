@@ -257,10 +257,12 @@ func (w *Worker) cancellable(next step) step {
 		defer stop(nil)
 		unwatch := w.watchCancel(stoppable, d.job, stop, d.log)
 		v := next(stoppable, d)
-		unwatch()
+		cancelled := false
 		if cause := context.Cause(stoppable); v.err != nil && errors.Is(cause, jobs.ErrCancelled) {
 			v.fail(cancelledError(v.err, cause))
+			cancelled = true
 		}
+		unwatch(cancelled || v.kind != answerIt)
 		return v
 	}
 }

@@ -54,11 +54,14 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 				return
 			}
 			d := bo.Next()
+			why := "receive from JOB_QUEUE_URL failed, retrying: " + w.cfg.Redactor.String(err.Error())
+			w.retrying.Store(&why)
 			w.log.Warn("receive from the job queue failed; backing off", "error", err, "retry_in", d.String(), "attempt", bo.Attempt())
 			backoff.Sleep(ctx, d)
 			continue
 		}
 		w.lastLoop.Store(time.Now().UnixNano())
+		w.retrying.Store(nil)
 		if bo.Attempt() > 0 {
 			w.log.Info("job queue reachable again", "after_attempts", bo.Attempt())
 			bo.Reset()

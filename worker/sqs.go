@@ -27,6 +27,34 @@ type SQSClient interface {
 	GetQueueAttributes(ctx context.Context, in *sqs.GetQueueAttributesInput, opts ...func(*sqs.Options)) (*sqs.GetQueueAttributesOutput, error)
 }
 
+// permanent says what to fix when err is an SQS error that retrying cannot
+// heal: no such queue, credentials SQS refuses, access denied, an endpoint
+// that does not answer as SQS. "" for every other error (a network
+// failure, throttling, a 5xx: they can heal).
+func permanent(err error) string {
+	var ae smithy.APIError
+	if errors.As(err, &ae) {
+		switch ae.ErrorCode() {
+		case "AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist":
+			return "the queue does not exist (check the URL, and AWS_REGION or AWS_ENDPOINT_URL)"
+		case "InvalidClientTokenId", "UnrecognizedClientException", "InvalidAccessKeyId", "SignatureDoesNotMatch",
+			"InvalidSignatureException", "IncompleteSignature", "MissingAuthenticationToken", "ExpiredToken", "ExpiredTokenException":
+			return "SQS refuses the worker's AWS credentials (check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, AWS_PROFILE, or the task role)"
+		case "AccessDenied", "AccessDeniedException", "KMS.AccessDeniedException":
+			return "access denied: the worker's AWS identity may not use the queue (its IAM policy)"
+		}
+	}
+	var de *smithy.DeserializationError
+	if errors.As(err, &de) {
+		return "the endpoint does not answer as SQS (check AWS_ENDPOINT_URL)"
+	}
+	var re interface{ HTTPStatusCode() int }
+	if errors.As(err, &re) && (re.HTTPStatusCode() == 404 || re.HTTPStatusCode() == 405) {
+		return "the endpoint does not answer as SQS (check AWS_ENDPOINT_URL)"
+	}
+	return ""
+}
+
 // isMissingQueue reports whether err says the queue does not exist.
 // Emulators and SQS's two protocols name it differently: match the code.
 func isMissingQueue(err error) bool {

@@ -34,36 +34,60 @@ func (w *Worker) call() (context.Context, context.CancelFunc) {
 // notes the queue's maxReceiveCount. It tries until the queue answers or
 // ctx ends: the worker cannot start without it.
 func (w *Worker) visibilityTimeout(ctx context.Context) (time.Duration, error) {
+	out, err := w.queueAttributes(ctx, "JOB_QUEUE_URL", w.cfg.JobQueueURL,
+		types.QueueAttributeNameVisibilityTimeout, types.QueueAttributeNameRedrivePolicy)
+	if err != nil {
+		return 0, err
+	}
+	if _, err := w.queueAttributes(ctx, "RESPONSE_QUEUE_URL", w.cfg.ResponseQueueURL, types.QueueAttributeNameVisibilityTimeout); err != nil {
+		return 0, err
+	}
+	w.maxReceives = maxReceiveCount(out.Attributes[string(types.QueueAttributeNameRedrivePolicy)])
+	if w.cfg.VisibilityTimeout > 0 {
+		return w.cfg.VisibilityTimeout, nil
+	}
+	secs, perr := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameVisibilityTimeout)])
+	if perr != nil || secs <= 0 {
+		secs = 30
+	}
+	return time.Duration(secs) * time.Second, nil
+}
+
+// queueAttributes reads a queue's attributes, the worker's first call to
+// it: an error retrying cannot heal ends it with what to fix, named after
+// the variable that gave the URL; others are retried with backoff and told
+// by Retrying meanwhile.
+func (w *Worker) queueAttributes(ctx context.Context, name, url string, attrs ...types.QueueAttributeName) (*sqs.GetQueueAttributesOutput, error) {
 	bo := backoff.Backoff{Min: w.cfg.BackoffMin, Max: w.cfg.BackoffMax}
+	defer w.retrying.Store(nil)
 	for {
-		out, err := w.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{
-			QueueUrl: aws.String(w.cfg.JobQueueURL),
-			AttributeNames: []types.QueueAttributeName{types.QueueAttributeNameVisibilityTimeout,
-				types.QueueAttributeNameRedrivePolicy},
-		})
+		out, err := w.sqs.GetQueueAttributes(ctx, &sqs.GetQueueAttributesInput{QueueUrl: aws.String(url), AttributeNames: attrs})
 		if err == nil {
-			w.maxReceives = maxReceiveCount(out.Attributes[string(types.QueueAttributeNameRedrivePolicy)])
-			if w.cfg.VisibilityTimeout > 0 {
-				return w.cfg.VisibilityTimeout, nil
-			}
-			secs, perr := strconv.Atoi(out.Attributes[string(types.QueueAttributeNameVisibilityTimeout)])
-			if perr != nil || secs <= 0 {
-				secs = 30
-			}
-			return time.Duration(secs) * time.Second, nil
+			return out, nil
 		}
 		if ctx.Err() != nil {
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
-		if isMissingQueue(err) {
-			return 0, fmt.Errorf("JOB_QUEUE_URL: the queue does not exist: %w", err)
+		if why := permanent(err); why != "" {
+			return nil, fmt.Errorf("%s %s: %s: %w", name, url, why, err)
 		}
 		d := bo.Next()
-		w.log.Warn("cannot read the job queue's attributes; retrying", "error", err, "retry_in", d.String(), "attempt", bo.Attempt())
+		why := fmt.Sprintf("cannot read the attributes of %s (%s), retrying: %s", name, url, w.cfg.Redactor.String(err.Error()))
+		w.retrying.Store(&why)
+		w.log.Warn("cannot read a queue's attributes; retrying", "queue", name, "error", err, "retry_in", d.String(), "attempt", bo.Attempt())
 		if !backoff.Sleep(ctx, d) {
-			return 0, ctx.Err()
+			return nil, ctx.Err()
 		}
 	}
+}
+
+// Retrying says why the worker is retrying SQS now (a call failed with an
+// error that can heal: the network, throttling, a 5xx), "" when it is not.
+func (w *Worker) Retrying() string {
+	if p := w.retrying.Load(); p != nil {
+		return *p
+	}
+	return ""
 }
 
 // progress returns the job's ProgressFunc: each call sends a progress

@@ -128,10 +128,10 @@ type Worker struct {
 	slotFree chan struct{} // signalled when a lane may have freed (see want)
 
 	mu       sync.Mutex
-	beats    *sync.Cond                         // on mu: a heartbeat call ended
-	inflight map[string]*delivery               // by receipt handle: received, not yet deleted or released
-	lanes    map[string]*lane                   // by user key: users with a message here
-	active   map[string]context.CancelCauseFunc // running jobs by user key and job id: what stops each
+	beats    *sync.Cond             // on mu: a heartbeat call ended
+	inflight map[string]*delivery   // by receipt handle: received, not yet deleted or released
+	lanes    map[string]*lane       // by user key: users with a message here
+	active   map[string]*runningJob // running jobs by user key and job id: what stops each
 
 	// pipeline is what happens to one delivery, up to its final answer.
 	pipeline step
@@ -142,8 +142,11 @@ type Worker struct {
 	// dead-letter queue. Set by Run before any receive.
 	maxReceives int
 
-	created  time.Time
-	lastLoop atomic.Int64 // unix nanoseconds of the receive loop's last turn
+	created   time.Time
+	lastLoop  atomic.Int64           // unix nanoseconds of the receive loop's last turn
+	retrying  atomic.Pointer[string] // why SQS calls are being retried now; nil when they are not
+	hurry     chan struct{}          // closed by Hurry: the drain ends now
+	hurryOnce sync.Once
 	// pollEnds is when the last long poll ends at the latest (unix
 	// nanoseconds): the queue may still serve one the worker gave up.
 	pollEnds  atomic.Int64
@@ -229,7 +232,8 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 		slotFree: make(chan struct{}, 1),
 		inflight: make(map[string]*delivery),
 		lanes:    make(map[string]*lane),
-		active:   make(map[string]context.CancelCauseFunc),
+		active:   make(map[string]*runningJob),
+		hurry:    make(chan struct{}),
 		calls:    context.Background(),
 		created:  time.Now(),
 	}
@@ -266,6 +270,14 @@ func (w *Worker) Healthy() bool {
 		last = time.Unix(0, t)
 	}
 	return time.Since(last) < w.cfg.StuckAfter
+}
+
+// Hurry cuts a stop's drain short: once Run's context has ended, running
+// jobs are cancelled at once (their agents' process trees killed) and their
+// messages released, as at the end of DrainTimeout. Safe to call at any
+// time, more than once.
+func (w *Worker) Hurry() {
+	w.hurryOnce.Do(func() { close(w.hurry) })
 }
 
 // Run receives and runs jobs until ctx is done. Then it stops softly, then
@@ -310,7 +322,17 @@ func (w *Worker) Run(ctx context.Context) error {
 		w.log.Warn("jobs still running at the end of the drain: cancelling them; their messages are released")
 		stopJobs(errShuttingDown)
 	})
+	drained := make(chan struct{})
+	loops.Go(func() {
+		select {
+		case <-w.hurry:
+			w.log.Warn("drain cut short: cancelling the running jobs now; their messages are released")
+			stopJobs(errShuttingDown)
+		case <-drained:
+		}
+	})
 	lanes.Wait()
+	close(drained)
 	drain.Stop()
 	stopJobs(errShuttingDown)
 	stopHeartbeat()

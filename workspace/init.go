@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -84,9 +86,16 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 		meta = Metadata{}
 	}
 	repoURL := opt.RepoURL
+	if meta.RepoURL != "" && repoURL != "" && repoURL != meta.RepoURL && !u.projectExists() {
+		// Nothing was ever cloned (the first init's URL was wrong, or
+		// unreachable): the recorded URL holds nothing back.
+		u.log.InfoContext(ctx, "no project was cloned from the recorded repository: recording the new one", "recorded", meta.RepoURL)
+		meta.RepoURL = ""
+	}
 	switch {
 	case meta.RepoURL != "" && repoURL != "" && repoURL != meta.RepoURL:
-		return res, fmt.Errorf("init workspace: %w", ErrRepoMismatch)
+		return res, fmt.Errorf("init workspace: %w: it holds %s, cloned by the user's first init (a user's workspace keeps one repository)",
+			ErrRepoMismatch, u.ws.redactor.String(stripUserinfo(meta.RepoURL)))
 	case meta.RepoURL != "":
 		repoURL = meta.RepoURL
 	case repoURL == "":
@@ -261,4 +270,23 @@ func (u *User) ready(ctx context.Context) error {
 		return fmt.Errorf("repository missing or damaged: %w", ErrNotInitialized)
 	}
 	return nil
+}
+
+// projectExists reports whether the project directory exists, damaged or
+// not: a repository was cloned there once.
+func (u *User) projectExists() bool {
+	_, err := os.Lstat(u.ProjectDir)
+	return !errors.Is(err, fs.ErrNotExist)
+}
+
+// stripUserinfo drops the user part of an http(s) URL, where it can only
+// be a credential, for a message (a recorded URL never has one:
+// ValidateRepoURL refuses it; this is a second line of defence).
+func stripUserinfo(raw string) string {
+	p, err := url.Parse(raw)
+	if err != nil || p.User == nil || (p.Scheme != "http" && p.Scheme != "https") {
+		return raw
+	}
+	p.User = nil
+	return p.String()
 }

@@ -85,6 +85,8 @@ func TestInitClonesInstallsAndResumes(t *testing.T) {
 	other := workspacetest.NewRemote(t, g, plainSite())
 	if _, err := u.Init(ctx(t), workspace.InitOptions{RepoURL: other.URL, ThreadID: "t2"}); !errors.Is(err, workspace.ErrRepoMismatch) {
 		t.Errorf("init with another repo: err = %v, want ErrRepoMismatch", err)
+	} else if !strings.Contains(err.Error(), remote.URL) {
+		t.Errorf("the refusal does not name the recorded repository %s: %v", remote.URL, err)
 	}
 
 	// A changed lockfile is installed again.
@@ -504,4 +506,25 @@ func TestInstall(t *testing.T) {
 			t.Errorf("err = %v, want InstallError for pnpm", err)
 		}
 	})
+}
+
+// TestInitAfterAWrongFirstURL: a first init whose repoUrl cannot be cloned
+// (a typo) records nothing that holds the user back: the next init with the
+// right URL clones it.
+func TestInitAfterAWrongFirstURL(t *testing.T) {
+	requireNpm(t)
+	g := workspacetest.NewGit(t)
+	remote := workspacetest.NewRemote(t, g, workspacetest.SiteFiles())
+	u := mustUser(t, newWorkspaces(t), "client1", "user1")
+	typo := filepath.Join(t.TempDir(), "nonexistent", "repo.git")
+	if _, err := u.Init(ctx(t), workspace.InitOptions{RepoURL: typo, ThreadID: "t1"}); err == nil {
+		t.Fatal("an init of a repository that does not exist succeeded")
+	}
+	res, err := u.Init(ctx(t), workspace.InitOptions{RepoURL: remote.URL, ThreadID: "t1"})
+	if err != nil || !res.Cloned {
+		t.Fatalf("init with the right URL after a typo: %+v, %v; want it cloned", res, err)
+	}
+	if meta, err := u.Metadata(); err != nil || meta.RepoURL != remote.URL {
+		t.Errorf("recorded repository %q (%v), want %s", meta.RepoURL, err, remote.URL)
+	}
 }

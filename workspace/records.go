@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/atomicfile"
+	"github.com/webordinary/claude-code-astro/internal/money"
 )
 
 // Limits of a thread record.
@@ -204,6 +205,7 @@ func (u *User) RecordJob(threadID string, job JobRecord) (Thread, error) {
 		return t, fmt.Errorf("record job: %w", err)
 	}
 	job.Instruction = truncateRunes(u.ws.redactor.String(job.Instruction), MaxRecordedInstruction)
+	job.CostUSD = money.Round(job.CostUSD)
 	replaced := false
 	for i := range t.Jobs {
 		if t.Jobs[i].JobID == job.JobID {
@@ -220,7 +222,7 @@ func (u *User) RecordJob(threadID string, job JobRecord) (Thread, error) {
 			t.Jobs = append([]JobRecord(nil), t.Jobs[over:]...)
 		}
 	}
-	t.TotalCostUSD += job.CostUSD
+	t.TotalCostUSD = money.Round(t.TotalCostUSD + job.CostUSD)
 	if job.SessionID != "" {
 		t.SessionID = job.SessionID
 	}

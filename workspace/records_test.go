@@ -137,3 +137,19 @@ func TestTouch(t *testing.T) {
 		t.Errorf("touch: before %+v after %+v", before, after)
 	}
 }
+
+// TestRecordedCostsAreRounded: a thread's total of float costs is kept to
+// six decimals, as each job's cost is.
+func TestRecordedCostsAreRounded(t *testing.T) {
+	u := mustUser(t, newWorkspaces(t), "c", "u")
+	var got workspace.Thread
+	var err error
+	for _, id := range []string{"a", "b", "c"} {
+		if got, err = u.RecordJob("t", workspace.JobRecord{JobID: id, Status: "succeeded", CostUSD: 0.1 + 0.0000000001}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got.TotalCostUSD != 0.3 || got.Jobs[0].CostUSD != 0.1 {
+		t.Errorf("total %v, first job %v; want 0.3 and 0.1", got.TotalCostUSD, got.Jobs[0].CostUSD)
+	}
+}

@@ -20,6 +20,9 @@ type healthReport struct {
 	IdleShutdownAt *time.Time `json:"idleShutdownAt"` // null while busy or when idle shutdown is off
 	// Problems says why the worker is unhealthy.
 	Problems []string `json:"problems,omitempty"`
+	// Retrying says why the worker is retrying SQS calls now (an error
+	// that can heal: the network, throttling); empty when it is not.
+	Retrying string `json:"retrying,omitempty"`
 
 	// Loopback only: the latest job's tenant and workspace, and every
 	// running preview.

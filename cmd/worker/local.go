@@ -4,6 +4,8 @@ package main
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -29,6 +31,9 @@ import (
 // localStateFile is where `worker local` says which queues it serves, for
 // `worker send`.
 const localStateFile = ".local/local.json"
+
+// localUsage is `worker local`'s line in the command list.
+const localUsage = "  local        run everything here: an embedded SQS emulator, the worker, the preview\n"
 
 // LocalCommand is `worker local`: the whole system on this machine, with an
 // embedded SQS emulator instead of AWS. No account, no Docker.
@@ -71,6 +76,13 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	// The queues' messages outlive a restart: a job not yet done, an
+	// answer not yet read.
+	if n, err := emu.Persist(ctx, filepath.Join(root, "queues.json")); err != nil {
+		return err
+	} else if n > 0 {
+		fmt.Fprintf(c.Stderr, "worker local: %d messages kept from the last run are back on the queues\n", n)
+	}
 
 	overlay := map[string]string{
 		"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ, "HTTP_ADDR": *httpAddr,
@@ -91,6 +103,14 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 		"WORKSPACE_PATH":        filepath.Join(root, "workspace"),
 		"AUTO_SHUTDOWN_MINUTES": "0",
 		"PREVIEW_BASE_URL":      localPreviewURL(*httpAddr),
+	}
+	if c.Getenv("PREVIEW_SECRET") == "" && c.Getenv("PREVIEW_SECRET_SECRET_ID") == "" {
+		// One key across restarts, so preview links outlive them.
+		key, err := localPreviewKey(filepath.Join(root, "preview-key"))
+		if err != nil {
+			return err
+		}
+		defaults["PREVIEW_SECRET"] = key
 	}
 	if bin, err := filepath.Abs(claudecode.Bin); err == nil {
 		if _, err := os.Stat(bin); err == nil {
@@ -125,7 +145,7 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer os.Remove(statePath)
 
-	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Ready: func(addr string) {
+	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Hurry: c.Hurry, Ready: func(addr string) {
 		c.printWelcome(cfg, state, statePath, addr, *demo)
 	}})
 }
@@ -143,10 +163,7 @@ func (c *LocalCommand) printWelcome(cfg config.Config, st sendTarget, statePath,
 	case c.Getenv("ANTHROPIC_API_KEY") == "" && c.Getenv("ANTHROPIC_API_KEY_SECRET_ID") == "":
 		key = "NOT SET: execute jobs will fail until you export ANTHROPIC_API_KEY"
 	}
-	send := "go run ./cmd/worker send"
-	if rel, err := filepath.Rel(".", statePath); err != nil || rel != localStateFile {
-		send += " -local-state " + statePath
-	}
+	send := "go run ./cmd/worker send" + localStateFlag(statePath)
 	fmt.Fprintf(c.Stdout, `
 worker local is running (Ctrl-C stops it)
   SQS emulator    %s
@@ -163,6 +180,36 @@ Send a job from another terminal:
   %s -type execute -client acme -user alice -thread t1 -instruction "Change the heading to Hello" -wait 10m
 
 `, st.Endpoint, st.JobQueueURL, st.ResponseQueueURL, cfg.WorkspacePath, orNone(cfg.RepoURL), key, httpAddr, cfg.PreviewBaseURL, send, send)
+}
+
+// localStateFlag is the -local-state flag a send from the current
+// directory needs to find statePath: none when it is send's default.
+func localStateFlag(statePath string) string {
+	if wd, err := os.Getwd(); err == nil {
+		if rel, err := filepath.Rel(wd, statePath); err == nil && rel == filepath.FromSlash(localStateFile) {
+			return ""
+		}
+	}
+	return " -local-state " + statePath
+}
+
+// localPreviewKey returns the preview key kept at path (only its owner
+// may read it), drawn and written the first time.
+func localPreviewKey(path string) (string, error) {
+	if b, err := os.ReadFile(path); err == nil && len(strings.TrimSpace(string(b))) >= 32 {
+		return strings.TrimSpace(string(b)), nil
+	} else if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return "", fmt.Errorf("read the preview key: %w", err)
+	}
+	b := make([]byte, 32)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("draw a preview key: %w", err)
+	}
+	key := hex.EncodeToString(b)
+	if err := atomicfile.Write(path, []byte(key+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("keep the preview key: %w", err)
+	}
+	return key, nil
 }
 
 // localPreviewURL is worker local's PREVIEW_BASE_URL: a host name per

@@ -10,6 +10,9 @@ import (
 // localStateFile is where `worker local` says which queues it serves.
 const localStateFile = ".local/local.json"
 
+// localUsage is empty: this build has no `worker local` to list.
+const localUsage = ""
+
 // LocalCommand is `worker local`, left out of this build (tag nolocal), so
 // the production binary carries no AWS emulator.
 type LocalCommand struct {

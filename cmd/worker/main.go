@@ -6,7 +6,7 @@
 //
 //	worker [run]        the container's process (the default)
 //	worker local        everything on this machine: an embedded SQS emulator, no AWS account
-//	worker send         put an init or execute job on the queue, optionally wait for its answer
+//	worker send         put a job (init, execute, cancel, revert) on the queue, optionally wait for its answer
 //	worker healthcheck  exit 0 when GET /health answers 200 (the image's HEALTHCHECK)
 //	worker version      print the version
 package main
@@ -24,14 +24,30 @@ import (
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
-	go func() {
-		// After the first signal, the next one stops the process at once.
-		<-ctx.Done()
-		stop()
-	}()
+	sigs := make(chan os.Signal, 3)
+	signal.Notify(sigs, syscall.SIGTERM, os.Interrupt)
+	ctx, cancel := context.WithCancel(context.Background())
 	m := NewMain()
+	hurry := make(chan struct{})
+	m.Hurry = hurry
+	go onSignals(sigs, cancel, hurry, m.Stderr, os.Exit)
 	os.Exit(m.Run(ctx, os.Args[1:]))
+}
+
+// onSignals turns signals into the stops: the first ends ctx (a soft
+// stop: running jobs may finish for a while); the second closes hurry
+// (running jobs are stopped now, their process trees killed and their
+// messages released, as at the end of the drain); the third exits at once,
+// leaving whatever runs.
+func onSignals(sigs <-chan os.Signal, cancel context.CancelFunc, hurry chan<- struct{}, stderr io.Writer, exit func(int)) {
+	<-sigs
+	cancel()
+	<-sigs
+	fmt.Fprintln(stderr, "worker: stopping the running jobs now (their processes are killed, their messages released); a third signal exits at once and leaves them")
+	close(hurry)
+	<-sigs
+	fmt.Fprintln(stderr, "worker: exiting at once")
+	exit(130)
 }
 
 // Main runs the program with its inputs and outputs as fields, so tests can
@@ -39,6 +55,9 @@ func main() {
 type Main struct {
 	Stdout, Stderr io.Writer
 	Getenv         func(string) string
+	// Hurry, when closed after the run's context ended, cuts the drain
+	// short: running jobs are stopped now. Nil: never.
+	Hurry <-chan struct{}
 }
 
 // NewMain returns a Main on the process's own streams and environment.
@@ -54,6 +73,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	cmd := "run"
 	if len(args) > 0 && len(args[0]) > 0 && args[0][0] != '-' {
 		cmd, args = args[0], args[1:]
+	} else if len(args) > 0 && isHelp(args[0]) {
+		cmd = "help"
 	}
 	var err error
 	switch cmd {
@@ -67,17 +88,17 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = (&HealthcheckCommand{Main: m}).Run(ctx, args)
 	case "version":
 		fmt.Fprintln(m.Stdout, version())
-	case "help", "-h", "--help":
-		m.usage()
+	case "help":
+		m.usage(m.Stdout)
 	default:
 		fmt.Fprintf(m.Stderr, "worker: unknown command %q\n", cmd)
-		m.usage()
+		m.usage(m.Stderr)
 		return 2
 	}
 	switch {
-	case err == nil:
-		return 0
-	case errors.Is(err, errUsage), errors.Is(err, flag.ErrHelp):
+	case err == nil, errors.Is(err, flag.ErrHelp):
+		return 0 // asked for help, got it
+	case errors.Is(err, errUsage):
 		return 2
 	default:
 		fmt.Fprintf(m.Stderr, "worker %s: %v\n", cmd, err)
@@ -85,13 +106,21 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 	}
 }
 
-func (m *Main) usage() {
-	fmt.Fprint(m.Stderr, `Usage: worker <command> [flags]
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	switch arg {
+	case "-h", "-help", "--help":
+		return true
+	}
+	return false
+}
+
+func (m *Main) usage(w io.Writer) {
+	fmt.Fprint(w, `Usage: worker <command> [flags]
 
 Commands:
   run          the container's process (default): jobs from JOB_QUEUE_URL, answers on RESPONSE_QUEUE_URL
-  local        run everything here: an embedded SQS emulator, the worker, the preview
-  send         put an init or execute job on the job queue; -wait for its answer
+`+localUsage+`  send         put a job (init, execute, cancel, revert) on the job queue; -wait for its answer
   healthcheck  exit 0 when the worker's GET /health answers 200
   version      print the version
 

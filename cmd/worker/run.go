@@ -42,6 +42,12 @@ import (
 // SIGTERM and SIGKILL; the worker is done well inside it.
 const (
 	shutdownBudget = 18 * time.Second
+	// closeBudget is what stopping the dev servers and the HTTP port may
+	// take after the job loop.
+	closeBudget = 4 * time.Second
+	// exitBudget bounds SIGTERM to exit: the figure the README, the compose
+	// file, infra/README.md and the task definition give (a test checks).
+	exitBudget     = shutdownBudget + closeBudget
 	awsHTTPTimeout = 40 * time.Second // above the 20 s long poll
 	secretsTimeout = 20 * time.Second
 )
@@ -74,7 +80,15 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("load AWS configuration: %w", err)
 	}
-	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stdout: c.Stdout, Stderr: c.Stderr, PATH: c.Getenv("PATH")})
+	// Before any call: where the calls go, and what signs them.
+	if err := checkQueueEndpoints(c.Getenv, awsCfg, map[string]string{
+		"JOB_QUEUE_URL": cfg.JobQueueURL, "RESPONSE_QUEUE_URL": cfg.ResponseQueueURL}); err != nil {
+		return err
+	}
+	if err := checkCredentials(ctx, awsCfg); err != nil {
+		return err
+	}
+	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stdout: c.Stdout, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Hurry: c.Hurry})
 }
 
 // serveOptions are what serve needs beyond the configuration.
@@ -87,6 +101,8 @@ type serveOptions struct {
 	PATH   string
 	// Ready, when set, is called with the HTTP address once it listens.
 	Ready func(httpAddr string)
+	// Hurry, once closed, ends the drain of a stop at once.
+	Hurry <-chan struct{}
 }
 
 // serve runs the worker: secrets, workspaces, agent, preview, the HTTP port
@@ -223,6 +239,14 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(runCtx) }()
+	wg.Go(func() {
+		select {
+		case <-opt.Hurry:
+			log.Warn("asked again to stop: stopping the running jobs now")
+			w.Hurry()
+		case <-svcCtx.Done():
+		}
+	})
 
 	var runErr error
 	select {
@@ -238,7 +262,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	stop()
 	stopServices() // the jobs are done (or abandoned): nothing uses them now
 
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 4*time.Second)
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeBudget)
 	defer cancel()
 	if pv != nil {
 		if err := pv.servers.Close(closeCtx); err != nil {
@@ -309,6 +333,7 @@ func report(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 	if d, ok := activity.Deadline(); ok {
 		r.IdleShutdownAt = timePtr(d)
 	}
+	r.Retrying = w.Retrying()
 	if !w.Healthy() {
 		r.Problems = append(r.Problems, "the job queue poll loop is stuck")
 	}

@@ -6,8 +6,11 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -30,24 +33,24 @@ func (c *SendCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker send", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
 	var job jobs.Job
-	typ := fs.String("type", "execute", `job type: "init", "execute", "cancel" or "revert"`)
-	fs.StringVar(&job.JobID, "job-id", "", "job id (default: a new UUID)")
-	fs.StringVar(&job.ClientID, "client", "", "client id (required)")
-	fs.StringVar(&job.UserID, "user", "", "user id (required)")
-	fs.StringVar(&job.ThreadID, "thread", "", "thread id (required but for cancel)")
-	fs.StringVar(&job.RepoURL, "repo", "", "init: repository URL (default: the worker's REPO_URL)")
-	fs.StringVar(&job.BaseBranch, "base", "", "init: branch a new thread starts from")
-	fs.StringVar(&job.FromThreadID, "from-thread", "", "init: fork this thread (its branch head and its agent session)")
-	fs.StringVar(&job.TargetJobID, "target", "", "cancel: the job id to stop")
-	fs.StringVar(&job.ToCommit, "to-commit", "", "revert: undo the thread's job commits after this commit")
-	fs.IntVar(&job.Steps, "steps", 0, "revert: undo the thread's last N job commits")
-	fs.StringVar(&job.Instruction, "instruction", "", "execute: what the agent should do")
-	mode := fs.String("mode", "", `execute: "execute" (default) or "plan" (read-only)`)
-	queue := fs.String("queue", "", "job queue URL (default: JOB_QUEUE_URL, or the running `worker local`)")
-	responses := fs.String("responses", "", "response queue URL (default: RESPONSE_QUEUE_URL, or the running `worker local`)")
-	endpoint := fs.String("endpoint", "", "AWS endpoint URL (default: AWS_ENDPOINT_URL, or the running `worker local`)")
-	state := fs.String("local-state", localStateFile, "the file `worker local` writes its queues to")
-	wait := fs.Duration("wait", 0, "wait this long for the final response and print it (0: do not wait)")
+	typ := fs.String("type", "execute", "job `type`: \"init\", \"execute\", \"cancel\" or \"revert\"")
+	fs.StringVar(&job.JobID, "job-id", "", "`job` id (default: a new UUID)")
+	fs.StringVar(&job.ClientID, "client", "", "client `id` (required)")
+	fs.StringVar(&job.UserID, "user", "", "user `id` (required)")
+	fs.StringVar(&job.ThreadID, "thread", "", "thread `id` (required but for cancel)")
+	fs.StringVar(&job.RepoURL, "repo", "", "init: repository `URL` (default: the worker's REPO_URL)")
+	fs.StringVar(&job.BaseBranch, "base", "", "init: the `branch` a new thread starts from")
+	fs.StringVar(&job.FromThreadID, "from-thread", "", "init: fork this `thread` (its branch head and its agent session)")
+	fs.StringVar(&job.TargetJobID, "target", "", "cancel: the `job` id to stop")
+	fs.StringVar(&job.ToCommit, "to-commit", "", "revert: undo the thread's job commits after this `commit`")
+	fs.IntVar(&job.Steps, "steps", 0, "revert: undo the thread's last `N` job commits")
+	fs.StringVar(&job.Instruction, "instruction", "", "execute: the instruction `text`: what the agent should do")
+	mode := fs.String("mode", "", "execute: `mode`, \"execute\" (default) or \"plan\" (read-only)")
+	queue := fs.String("queue", "", "job queue `URL` (default: JOB_QUEUE_URL, or the running worker local's)")
+	responses := fs.String("responses", "", "response queue `URL` (default: RESPONSE_QUEUE_URL, or the running worker local's)")
+	endpoint := fs.String("endpoint", "", "AWS endpoint `URL` (default: AWS_ENDPOINT_URL, or the running worker local's)")
+	state := fs.String("local-state", localStateFile, "the `file` worker local writes its queues to")
+	wait := fs.Duration("wait", 0, "wait this `long` for the final response and print it (0: do not wait)")
 	fs.Usage = func() {
 		fmt.Fprintln(c.Stderr, "Usage: worker send -type init|execute|cancel|revert -client C -user U [-thread T] [-instruction TEXT] [-target JOB] [-steps N] [-wait 5m]")
 		fs.PrintDefaults()
@@ -156,11 +159,19 @@ func (c *SendCommand) sqsClient(ctx context.Context, t sendTarget) (*sqs.Client,
 	}), nil
 }
 
+// unreachable reports whether err is a failure to reach the endpoint at
+// all (nothing listens, the connection broke), which can heal.
+func unreachable(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF)
+}
+
 // await reads the response queue until the job's final response arrives,
 // printing its progress. Responses to other jobs are left on the queue.
 func (c *SendCommand) await(ctx context.Context, client *sqs.Client, queueURL, jobID string, wait time.Duration) (jobs.Response, error) {
 	ctx, cancel := context.WithTimeout(ctx, wait)
 	defer cancel()
+	told := false
 	for {
 		out, err := client.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl: aws.String(queueURL), MaxNumberOfMessages: 10, WaitTimeSeconds: 5,
@@ -168,8 +179,25 @@ func (c *SendCommand) await(ctx context.Context, client *sqs.Client, queueURL, j
 		if ctx.Err() != nil {
 			return jobs.Response{}, fmt.Errorf("no final response for job %s within %s", jobID, wait)
 		}
+		if err != nil && unreachable(err) {
+			// `worker local` restarting, a network blip: the answer waits
+			// in the queue; go on waiting.
+			if !told {
+				fmt.Fprintf(c.Stderr, "the response queue is unreachable (%v); still waiting\n", err)
+				told = true
+			}
+			select {
+			case <-ctx.Done():
+			case <-time.After(time.Second):
+			}
+			continue
+		}
 		if err != nil {
 			return jobs.Response{}, fmt.Errorf("read the response queue: %w", err)
+		}
+		if told {
+			fmt.Fprintln(c.Stderr, "the response queue is reachable again")
+			told = false
 		}
 		others := false
 		for _, m := range out.Messages {

@@ -212,7 +212,9 @@ type Request struct {
 // Result is the outcome of a run, as reported in the `claude` object of an
 // execute response.
 type Result struct {
-	// SessionID is the session the run used: resume it next time.
+	// SessionID is the session the run used: resume it next time. Empty
+	// when the run made none (the CLI did not start, or ended before it
+	// named its session) and resumed none.
 	SessionID string `json:"sessionId"`
 	// Result is the agent's final text.
 	Result string `json:"result"`
@@ -492,9 +494,15 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	}
 	stderr := &tailBuffer{max: stderrTail}
 
+	// A CLI that never ran made no session: only one resumed as it is
+	// (not forked) is the thread's still.
+	notRun := Result{}
+	if resume && !req.ForkSession {
+		notRun.SessionID = req.SessionID
+	}
 	bin, err := r.bin()
 	if err != nil {
-		return Result{SessionID: req.SessionID}, &Error{Code: CodeAgentFailed, Message: r.redactor.String("start claude: " + err.Error()), Err: err}
+		return notRun, &Error{Code: CodeAgentFailed, Message: r.redactor.String("start claude: " + err.Error()), Err: err}
 	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", claudeMD, bin}, r.args(req, resume)...)...)
 	cmd.Dir = req.ProjectDir
@@ -517,9 +525,9 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 
 	if err := cmd.Start(); err != nil {
 		if ctx.Err() != nil {
-			return Result{SessionID: req.SessionID}, ctxError(ctx)
+			return notRun, ctxError(ctx)
 		}
-		return Result{SessionID: req.SessionID}, &Error{
+		return notRun, &Error{
 			Code:    CodeAgentFailed,
 			Message: r.redactor.String(fmt.Sprintf("start claude: %v", err)),
 			Err:     err,
@@ -549,7 +557,7 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	log.DebugContext(ctx, "agent processes gone", "wallMs", time.Since(start).Milliseconds())
 
 	sessionID, initAt, cr := parser.state()
-	res := Result{SessionID: req.SessionID}
+	res := notRun // a CLI that ended before it said its session wrote none
 	if sessionID != "" {
 		res.SessionID = sessionID
 	}

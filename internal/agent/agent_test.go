@@ -265,8 +265,35 @@ func TestRunFailures(t *testing.T) {
 					t.Errorf("failed Result has no session id: %+v", res)
 				}
 				e.assertNoProcessLeft()
+			} else if res.SessionID != "" {
+				t.Errorf("a CLI that never started returned session %q, which nothing wrote", res.SessionID)
 			}
 		})
+	}
+}
+
+// TestRunThatNeverStartedKeepsTheThreadsSession: a failed start returns no
+// session of its own (the next run must not try to resume one that was never
+// written, which costs a failed CLI start and says freshSession), and keeps
+// the session it was asked to resume.
+func TestRunThatNeverStartedKeepsTheThreadsSession(t *testing.T) {
+	e := newTestEnv(t)
+	missing := func(c *Config) { c.Bin = "/nonexistent/claude" }
+	res, err := e.runner(missing).Run(context.Background(), e.request("Do something"), nil)
+	if err == nil || res.SessionID != "" {
+		t.Fatalf("a run without its CLI: %+v, %v; want an error and no session", res, err)
+	}
+	e.srv.SetScript(fakeanthropic.Text("done"))
+	req := e.request("Do something")
+	req.SessionID = res.SessionID
+	first, err := e.runner(nil).Run(context.Background(), req, nil)
+	if err != nil || first.FreshSession || first.SessionID == "" {
+		t.Fatalf("the next run: %+v, %v; want a new session, not a failed resume", first, err)
+	}
+	req.SessionID = first.SessionID
+	again, err := e.runner(missing).Run(context.Background(), req, nil)
+	if err == nil || again.SessionID != first.SessionID {
+		t.Errorf("a failed start of a resumed session returned %q, want the thread's %q", again.SessionID, first.SessionID)
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"github.com/webordinary/claude-code-astro/internal/money"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 )
 
@@ -162,7 +163,7 @@ func (p *streamParser) line(b []byte) {
 			IsError:    l.IsError,
 			NumTurns:   l.NumTurns,
 			DurationMs: l.DurationMs,
-			CostUSD:    l.TotalCostUSD,
+			CostUSD:    money.Round(l.TotalCostUSD),
 			Result:     l.Result,
 			Errors:     l.Errors,
 			SessionID:  l.SessionID,

@@ -237,3 +237,17 @@ func TestSessionPath(t *testing.T) {
 		t.Errorf("SessionPath = %q, want %q", got, want)
 	}
 }
+
+// TestStreamParserRoundsCost: the CLI's cost, a float sum, is kept to six
+// decimals (0.00009, not 0.00008999999999999999) for the answer and the logs.
+func TestStreamParserRoundsCost(t *testing.T) {
+	p := &streamParser{log: slog.New(slog.DiscardHandler), started: time.Now()}
+	p.Write([]byte(`{"type":"result","subtype":"success","num_turns":1,"total_cost_usd":0.00008999999999999999,"session_id":"s-1"}` + "\n"))
+	_, _, res := p.state()
+	if res == nil {
+		t.Fatal("no result")
+	}
+	if b, _ := json.Marshal(res.CostUSD); string(b) != "0.00009" {
+		t.Errorf("cost prints as %s, want 0.00009", b)
+	}
+}

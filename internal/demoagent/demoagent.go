@@ -94,6 +94,7 @@ type message struct {
 type block struct {
 	Type    string          `json:"type"`
 	Text    string          `json:"text"`
+	Name    string          `json:"name"`    // a tool_use's tool
 	Content json.RawMessage `json:"content"` // a tool_result's: a string or text blocks
 }
 
@@ -162,10 +163,23 @@ var reminders = regexp.MustCompile(`(?s)<system-reminder>.*?</system-reminder>`)
 // heading is the first <h1> of a page.
 var heading = regexp.MustCompile(`(?s)<h1(\s[^>]*)?>(.*?)</h1>`)
 
-// decide is the whole demo agent: Read the page, Edit its first heading to
-// the instruction, say what it did.
+// unchanged is how the CLI answers a Read of a file it read before with the
+// same bounds and that has not changed since (its read dedup): no content,
+// "refer to the earlier tool_result".
+var unchanged = regexp.MustCompile(`(?i)file unchanged`)
+
+// rereadLimit is the line limit of a Read sent again after the CLI answered
+// "unchanged": other bounds than the Read it deduplicated (the CLI only
+// deduplicates a Read with the same offset and limit as the file's last).
+// A second re-read takes one more line, so no two Reads of one job match.
+const rereadLimit = 100000
+
+// decide is the whole demo agent: Read the page (again, with other bounds,
+// when the CLI answers "unchanged"), Edit its first heading to the
+// instruction, say what it did.
 func decide(req request) step {
-	prompt, turn := "", 0
+	prompt := ""
+	var calls []string // the tools called since the prompt
 	var lastResult string
 	for _, m := range req.Messages {
 		blocks := blocksOf(m.Content)
@@ -179,10 +193,18 @@ func decide(req request) step {
 		switch {
 		case m.Role == "user" && !isResult:
 			if t := strings.TrimSpace(reminders.ReplaceAllString(textOf(m.Content), "")); t != "" {
-				prompt, turn = t, 0
+				prompt, calls = t, nil
 			}
 		case m.Role == "assistant":
-			turn++
+			called := false
+			for _, b := range blocks {
+				if b.Type == "tool_use" {
+					calls, called = append(calls, b.Name), true
+				}
+			}
+			if !called {
+				calls = append(calls, "")
+			}
 		}
 	}
 	m := workingDir.FindStringSubmatch(textOf(req.System))
@@ -191,13 +213,21 @@ func decide(req request) step {
 	}
 	page := filepath.Join(m[1], Page)
 	want := headingText(prompt)
-	switch turn {
-	case 0:
+	last := ""
+	if len(calls) > 0 {
+		last = calls[len(calls)-1]
+	}
+	switch {
+	case len(calls) == 0:
 		return step{tool: &messagesapi.ToolUse{Name: "Read", Input: map[string]any{"file_path": page}}}
-	case 1:
+	case last == "Read":
 		content := numbered.ReplaceAllString(lastResult, "")
 		h := heading.FindStringSubmatch(content)
 		if h == nil {
+			if reads := countOf(calls, "Read"); unchanged.MatchString(lastResult) && reads < 3 {
+				return step{tool: &messagesapi.ToolUse{Name: "Read", Input: map[string]any{
+					"file_path": page, "offset": 1, "limit": rereadLimit + reads}}}
+			}
 			return step{text: "Demo agent: " + Page + " has no <h1> for me to change."}
 		}
 		old := h[0]
@@ -210,6 +240,17 @@ func decide(req request) step {
 	}
 	return step{text: fmt.Sprintf("Demo agent: the first heading of %s now says %q. This was the scripted demo agent of `worker local`: "+
 		"no model was asked, and it does only this. Set ANTHROPIC_API_KEY for the real agent.", Page, want)}
+}
+
+// countOf counts name in calls.
+func countOf(calls []string, name string) int {
+	n := 0
+	for _, c := range calls {
+		if c == name {
+			n++
+		}
+	}
+	return n
 }
 
 // headingText is the heading the demo writes: the instruction's first line,

@@ -58,6 +58,14 @@ type Server struct {
 	groups  map[string]string // MessageGroupId by MessageId, of FIFO messages not yet deleted
 	held    map[string]string // MessageId by receipt handle, to forget a deleted message's group
 	learned chan struct{}     // closed and replaced whenever groups grows
+	journal *journal          // the messages kept across restarts; nil unless Persist
+}
+
+// kept returns the journal, nil when messages are not kept.
+func (s *Server) kept() *journal {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.journal
 }
 
 // groupWait bounds how long a receive waits for the send of one of its FIFO
@@ -128,12 +136,19 @@ func (s *Server) handler(proxy *httputil.ReverseProxy) http.Handler {
 			proxy.ServeHTTP(rec, r)
 			if rec.status == http.StatusOK {
 				s.rememberGroups(body, rec.body.Bytes())
+				if j := s.kept(); j != nil {
+					j.sent(body, rec.body.Bytes())
+				}
 			}
 			return
 		}
 		s.forgetDeleted(action, body)
 		rec := &statusRecorder{ResponseWriter: w, status: http.StatusOK}
 		proxy.ServeHTTP(rec, r)
+		if j := s.kept(); j != nil && rec.status == http.StatusOK &&
+			(action == "AmazonSQS.DeleteMessage" || action == "AmazonSQS.DeleteMessageBatch") {
+			j.deleted(body)
+		}
 		var in struct {
 			QueueURL string `json:"QueueUrl"`
 		}
@@ -243,6 +258,9 @@ func (s *Server) fixReceive(resp *http.Response) error {
 		_ = json.Unmarshal(m["MessageId"], &id)
 		_ = json.Unmarshal(m["SequenceNumber"], &seq)
 		if text != nudgeBody {
+			if j := s.kept(); j != nil {
+				j.received(handle, id)
+			}
 			s.addAttributes(resp.Request.Context(), m, id, handle, seq)
 			kept = append(kept, m)
 			continue

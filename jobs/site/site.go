@@ -13,6 +13,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/agent"
 	"github.com/webordinary/claude-code-astro/internal/gateway"
+	"github.com/webordinary/claude-code-astro/internal/money"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/workspace"
@@ -282,14 +283,14 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	})
 	if result.SessionID != "" {
 		resp.Claude = &jobs.ClaudeResult{SessionID: result.SessionID, Result: result.Result, NumTurns: result.NumTurns,
-			CostUSD: result.CostUSD, DurationMs: result.DurationMs, IsError: result.IsError, FreshSession: result.FreshSession}
+			CostUSD: money.Round(result.CostUSD), DurationMs: result.DurationMs, IsError: result.IsError, FreshSession: result.FreshSession}
 		if lease != nil {
 			used, _ := lease.Usage()
 			resp.Claude.Usage = &jobs.Usage{InputTokens: used.InputTokens, OutputTokens: used.OutputTokens,
 				CacheReadTokens: used.CacheReadTokens, CacheWriteTokens: used.CacheWriteTokens}
 		}
 		record.SessionID = result.SessionID
-		record.CostUSD = result.CostUSD
+		record.CostUSD = money.Round(result.CostUSD)
 	}
 	if lease != nil && lease.BudgetExceeded() {
 		// The gateway stopped the agent at the budget: keep what it did.
