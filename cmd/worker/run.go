@@ -84,8 +84,9 @@ type serveOptions struct {
 	AWS    aws.Config
 	Stderr io.Writer
 	PATH   string
-	// Ready, when set, is called with the HTTP address once it listens.
-	Ready func(httpAddr string)
+	// Ready, when set, is called once the worker listens, with the HTTP
+	// address and the Claude Code CLI that tenants run.
+	Ready func(httpAddr, claudeBin string)
 }
 
 // serve runs the worker: secrets, workspaces, agent, preview, the HTTP port
@@ -110,6 +111,14 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	sb, err := sandbox.New(sandbox.Config{Root: cfg.WorkspacePath, UIDs: cfg.TenantUIDs})
 	if err != nil {
 		return fmt.Errorf("TENANT_UIDS: %w", err)
+	}
+	// What tenant processes run must be within their reach; the CLI is
+	// copied where it is when it is not.
+	claudeBin := cfg.ClaudeBin
+	if sb.Privileged() {
+		if claudeBin, err = tenantTools(cfg, opt.PATH, log); err != nil {
+			return err
+		}
 	}
 
 	apiKey, token, err := resolveSecrets(ctx, cfg, opt.AWS, red, log)
@@ -153,7 +162,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		return fmt.Errorf("WORKSPACE_PATH: %w", err)
 	}
 	runner := agent.NewRunner(agent.Config{
-		Bin: cfg.ClaudeBin, Model: cfg.ClaudeModel, MaxTurns: cfg.ClaudeMaxTurns,
+		Bin: claudeBin, Model: cfg.ClaudeModel, MaxTurns: cfg.ClaudeMaxTurns,
 		BaseURL: gw.BaseURL() + "/anthropic", PATH: opt.PATH, Redactor: red, Logger: log.With("component", "agent"),
 	})
 	activity := idle.New(cfg.AutoShutdown)
@@ -205,7 +214,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	}
 	log.Info("listening", "http_addr", ln.Addr().String(), "preview", cfg.AstroDevMode, "version", version())
 	if opt.Ready != nil {
-		opt.Ready(ln.Addr().String())
+		opt.Ready(ln.Addr().String(), claudeBin)
 	}
 
 	if cfg.AutoShutdown > 0 {
