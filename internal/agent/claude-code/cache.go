@@ -31,6 +31,9 @@ type Cache struct {
 	Dir string
 }
 
+// ErrUntrusted reports a cache directory that others could have changed.
+var ErrUntrusted = errors.New("the CLI cache is not safe")
+
 // DefaultCacheDir is the cache of a worker that runs as root; other users
 // get theirs under os.UserCacheDir.
 const DefaultCacheDir = "/var/cache/claude-code-astro"
@@ -59,7 +62,27 @@ func (c Cache) Path(key string) string { return filepath.Join(c.Dir, "claude-cod
 func (c Cache) Pinned() (string, bool) {
 	bin := filepath.Join(c.Path(Key()), binInPrefix)
 	fi, err := os.Stat(bin)
-	return bin, err == nil && fi.Mode().IsRegular()
+	return bin, err == nil && fi.Mode().IsRegular() && c.trusted(c.Path(Key())) == nil
+}
+
+// trusted checks that nobody but this process's user can have changed
+// what lies in dir: dir, and every directory from the cache's root down to
+// it, is this user's and writable by nobody else. A cache others may write
+// to would let one tenant replace the CLI every tenant runs.
+func (c Cache) trusted(dir string) error {
+	for d := dir; ; d = filepath.Dir(d) {
+		fi, err := os.Lstat(d)
+		if err != nil {
+			return err
+		}
+		st, ok := fi.Sys().(*syscall.Stat_t)
+		if !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o022 != 0 {
+			return fmt.Errorf("%w: %s must be a directory of uid %d that no one else may write to", ErrUntrusted, d, os.Geteuid())
+		}
+		if d == filepath.Clean(c.Dir) || d == filepath.Dir(d) {
+			return nil
+		}
+	}
 }
 
 // InstallOptions configure Cache.Install.
@@ -201,14 +224,19 @@ func (c Cache) Share(bin string) (string, error) {
 // the install's directory.
 func (c Cache) fill(key string, do func(tmp string) error) (string, error) {
 	final := c.Path(key)
-	if _, err := os.Stat(final); err == nil {
-		return final, nil
-	}
 	parent := filepath.Dir(final)
 	for _, d := range []string{c.Dir, parent} {
 		if err := mkdirOpen(d); err != nil {
 			return "", fmt.Errorf("create the CLI cache: %w", err)
 		}
+	}
+	if err := c.trusted(parent); err != nil {
+		return "", err
+	}
+	if err := c.trusted(final); err == nil {
+		return final, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return "", err
 	}
 	tmp, err := os.MkdirTemp(parent, ".tmp-"+key+"-")
 	if err != nil {
@@ -222,7 +250,7 @@ func (c Cache) fill(key string, do func(tmp string) error) (string, error) {
 		return "", fmt.Errorf("fill %s: %w", final, err)
 	}
 	if err := os.Rename(tmp, final); err != nil {
-		if _, statErr := os.Stat(final); statErr == nil {
+		if c.trusted(final) == nil {
 			return final, nil // another worker filled it first
 		}
 		return "", fmt.Errorf("fill %s: %w", final, err)
