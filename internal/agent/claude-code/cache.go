@@ -111,7 +111,7 @@ func (c Cache) Install(ctx context.Context, opt InstallOptions) (string, error) 
 	if err != nil {
 		return "", fmt.Errorf("install the Claude Code CLI: %w (install Node.js with npm)", err)
 	}
-	return c.fill(Key(), func(tmp string) error {
+	dir, err := c.fill(Key(), func(tmp string) error {
 		for name, b := range map[string][]byte{"package.json": packageJSON, "package-lock.json": lockfile} {
 			if err := os.WriteFile(filepath.Join(tmp, name), b, 0o644); err != nil {
 				return err
@@ -160,6 +160,10 @@ func (c Cache) Install(ctx context.Context, opt InstallOptions) (string, error) 
 		}
 		return nil
 	})
+	if err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, binInPrefix), nil
 }
 
 // Share copies the npm install holding bin (the prefix above its
