@@ -242,6 +242,15 @@ func (c Cache) fill(key string, do func(tmp string) error) (string, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return "", err
 	}
+	// What a worker killed while filling left (never one still being
+	// filled: none takes an hour).
+	if old, err := filepath.Glob(filepath.Join(parent, ".tmp-*")); err == nil {
+		for _, o := range old {
+			if fi, err := os.Lstat(o); err == nil && time.Since(fi.ModTime()) > time.Hour {
+				_ = os.RemoveAll(o) // best effort: it only takes room
+			}
+		}
+	}
 	tmp, err := os.MkdirTemp(parent, ".tmp-"+key+"-")
 	if err != nil {
 		return "", fmt.Errorf("create the CLI cache: %w", err)
