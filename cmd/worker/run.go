@@ -116,7 +116,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	// copied where it is when it is not.
 	claudeBin := cfg.ClaudeBin
 	if sb.Privileged() {
-		if claudeBin, err = tenantTools(cfg, opt.PATH, log); err != nil {
+		if claudeBin, err = tenantTools(ctx, cfg, opt.PATH, log); err != nil {
 			return err
 		}
 	}

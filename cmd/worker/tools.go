@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -24,7 +25,7 @@ import (
 // and the copy is what tenants run: nothing else is opened. Anything else
 // out of reach stops the worker with one line naming the path and the fix.
 // It returns the CLI to run.
-func tenantTools(cfg config.Config, path string, log *slog.Logger) (string, error) {
+func tenantTools(ctx context.Context, cfg config.Config, path string, log *slog.Logger) (string, error) {
 	for _, t := range []struct{ name, fix string }{
 		{"git", "install git where every user may run it (Debian's git package puts it in /usr/bin)"},
 		{"node", "install Node.js where every user may run it (for example under /usr/local), not under a private home directory"},
@@ -56,7 +57,7 @@ func tenantTools(cfg config.Config, path string, log *slog.Logger) (string, erro
 		return bin, nil
 	}
 	cache := claudecode.Cache{Dir: cacheDir(cfg)}
-	copied, err := cache.Share(bin)
+	copied, err := cache.Share(ctx, bin)
 	if err == nil {
 		err = cliReachable(copied)
 	}

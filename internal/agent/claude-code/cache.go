@@ -172,7 +172,7 @@ func (c Cache) Install(ctx context.Context, opt InstallOptions) (string, error) 
 // CLI. A prefix whose package.json and lockfile are the pinned ones is
 // stored under Key, where Install puts the pin; any other under a key of
 // its own path and the CLI's size and time, so a reinstall is copied anew.
-func (c Cache) Share(bin string) (string, error) {
+func (c Cache) Share(ctx context.Context, bin string) (string, error) {
 	abs, err := filepath.Abs(bin)
 	if err != nil {
 		return "", err
@@ -215,7 +215,7 @@ func (c Cache) Share(bin string) (string, error) {
 				}
 			}
 		}
-		return copyTree(filepath.Join(prefix, "node_modules"), filepath.Join(tmp, "node_modules"))
+		return copyTree(ctx, filepath.Join(prefix, "node_modules"), filepath.Join(tmp, "node_modules"))
 	}); err != nil {
 		return "", err
 	}
@@ -317,13 +317,16 @@ func openModes(root string) error {
 	})
 }
 
-// copyTree copies src to dst: directories, regular files (files hard-linked
+// copyTree copies src to dst, until ctx ends: directories, regular files (files hard-linked
 // to each other in src are hard-linked in dst: npm's install links the
 // CLI's binary into two packages) and symlinks as they are.
-func copyTree(src, dst string) error {
+func copyTree(ctx context.Context, src, dst string) error {
 	linked := map[[2]uint64]string{}
 	return filepath.WalkDir(src, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
+			return err
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
 		rel, err := filepath.Rel(src, p)

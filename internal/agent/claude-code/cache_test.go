@@ -1,6 +1,7 @@
 package claudecode_test
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"os"
@@ -74,7 +75,7 @@ func TestShareCopiesTheCLIOutOfAPrivateDirectory(t *testing.T) {
 				t.Fatalf("the layout is within tenants' reach: %s", bin)
 			}
 			cache := claudecode.Cache{Dir: filepath.Join(workspacetest.Reachable(t), "cache")}
-			copied, err := cache.Share(bin)
+			copied, err := cache.Share(context.Background(), bin)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -105,7 +106,7 @@ func TestShareCopiesTheCLIOutOfAPrivateDirectory(t *testing.T) {
 				t.Fatal(err)
 			}
 			// Shared again: the same copy, not a second one.
-			again, err := cache.Share(bin)
+			again, err := cache.Share(context.Background(), bin)
 			if err != nil || again != copied {
 				t.Errorf("a second Share gave %s, %v; want %s", again, err, copied)
 			}
@@ -122,7 +123,7 @@ func TestShareKeepsHardLinks(t *testing.T) {
 	private := t.TempDir()
 	bin := npmInstall(t, private, claudecode.PackageJSON(), claudecode.Lockfile())
 	cache := claudecode.Cache{Dir: filepath.Join(t.TempDir(), "cache")}
-	copied, err := cache.Share(bin)
+	copied, err := cache.Share(context.Background(), bin)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -199,14 +200,14 @@ func TestShareRefusesACacheOthersMayWrite(t *testing.T) {
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			cache := claudecode.Cache{Dir: filepath.Join(t.TempDir(), "cache")}
-			if _, err := cache.Share(bin); err != nil {
+			if _, err := cache.Share(context.Background(), bin); err != nil {
 				t.Fatal(err)
 			}
 			tt.spoil(t, cache.Path(claudecode.Key()))
 			if _, ok := cache.Pinned(); ok {
 				t.Error("Pinned() takes an install others could have changed")
 			}
-			if _, err := cache.Share(bin); !errors.Is(err, claudecode.ErrUntrusted) {
+			if _, err := cache.Share(context.Background(), bin); !errors.Is(err, claudecode.ErrUntrusted) {
 				t.Errorf("Share = %v, want ErrUntrusted", err)
 			}
 		})
