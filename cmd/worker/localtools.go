@@ -24,13 +24,18 @@ var npmEnv = []string{"HOME", "npm_config_cache", "npm_config_registry", "npm_co
 	"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY", "no_proxy"}
 
 // pinnedCLI returns the pinned Claude Code CLI: the checkout's own install
-// (`npm ci --prefix internal/agent/claude-code`), else the one in the
-// cache, else it installs it into the cache first, npm's progress on
+// (`npm ci --prefix internal/agent/claude-code`) when it is the pinned
+// version, else the one in the cache, else it installs it into the cache first, npm's progress on
 // stderr. The error says how to install it by hand.
 func (c *LocalCommand) pinnedCLI(ctx context.Context, cache claudecode.Cache) (string, error) {
 	if bin, err := filepath.Abs(claudecode.Bin); err == nil {
 		if _, err := os.Stat(bin); err == nil {
-			return bin, nil
+			v := claudecode.InstalledVersion(filepath.Dir(filepath.Dir(filepath.Dir(bin))))
+			if v == claudecode.Version() {
+				return bin, nil
+			}
+			fmt.Fprintf(c.Stderr, "worker local: %s holds the Claude Code CLI %q, not the pinned %s: using the pinned one from %s\n",
+				claudecode.Dir, v, claudecode.Version(), cache.Dir)
 		}
 	}
 	if bin, ok := cache.Pinned(); ok {

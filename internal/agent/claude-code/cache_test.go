@@ -213,3 +213,16 @@ func TestShareRefusesACacheOthersMayWrite(t *testing.T) {
 		})
 	}
 }
+
+// TestInstalledVersion reads what an npm prefix holds: a checkout whose
+// node_modules predates a bump holds another version than the pin.
+func TestInstalledVersion(t *testing.T) {
+	prefix := t.TempDir()
+	if v := claudecode.InstalledVersion(prefix); v != "" {
+		t.Errorf("an empty prefix holds %q", v)
+	}
+	write(t, filepath.Join(prefix, "node_modules", "@anthropic-ai", "claude-code", "package.json"), `{"name": "@anthropic-ai/claude-code", "version": "2.0.1"}`, 0o644)
+	if v := claudecode.InstalledVersion(prefix); v != "2.0.1" {
+		t.Errorf("InstalledVersion = %q, want 2.0.1", v)
+	}
+}

@@ -18,6 +18,8 @@ import (
 	_ "embed" // the pin, built into the worker
 	"encoding/hex"
 	"encoding/json"
+	"os"
+	"path/filepath"
 )
 
 // Dir is this directory, relative to the repository root.
@@ -57,6 +59,22 @@ func Version() string {
 		return ""
 	}
 	return lock.Packages["node_modules/"+packageName].Version
+}
+
+// InstalledVersion returns the version of the CLI installed in the npm
+// prefix dir (what its node_modules holds), or "" when none is.
+func InstalledVersion(prefix string) string {
+	b, err := os.ReadFile(filepath.Join(prefix, "node_modules", packageName, "package.json"))
+	if err != nil {
+		return ""
+	}
+	var pkg struct {
+		Version string `json:"version"`
+	}
+	if json.Unmarshal(b, &pkg) != nil {
+		return ""
+	}
+	return pkg.Version
 }
 
 // Key names the pin in a Cache: the version and a digest of package.json
