@@ -127,7 +127,7 @@ func TestDocumentsAgree(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	c.printWelcome(config.Default(), sendTarget{}, filepath.Join(wd, localStateFile), "127.0.0.1:8080", true)
+	c.printWelcome(config.Default(), sendTarget{}, filepath.Join(wd, localStateFile), "127.0.0.1:8080", true, welcomeNotes{})
 	printed := commands(out.String(), "go run ./cmd/worker send")
 	if len(printed) != 2 {
 		t.Fatalf("worker local printed %d send commands:\n%s", len(printed), out.String())
@@ -141,7 +141,7 @@ func TestDocumentsAgree(t *testing.T) {
 			t.Errorf("worker local prints %q, which the README does not show", p)
 		}
 	}
-	c.printWelcome(config.Default(), sendTarget{}, "/elsewhere/local.json", "127.0.0.1:8080", true)
+	c.printWelcome(config.Default(), sendTarget{}, "/elsewhere/local.json", "127.0.0.1:8080", true, welcomeNotes{})
 	if !strings.Contains(out.String(), "send -local-state /elsewhere/local.json") {
 		t.Error("worker local with -dir elsewhere does not tell send where its state is")
 	}

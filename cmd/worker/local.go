@@ -3,6 +3,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -45,7 +46,8 @@ type LocalCommand struct {
 func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	flags := flag.NewFlagSet("worker local", flag.ContinueOnError)
 	flags.SetOutput(c.Stderr)
-	dir := flags.String("dir", ".local", "folder for the workspaces, the example repo and the state file")
+	dir := flags.String("dir", ".local", "folder for the workspaces, the example repo and the state file "+
+		"(as root, the workspaces and the example repo go under WORKER_CACHE_DIR when other uids cannot pass through this folder)")
 	awsAddr := flags.String("aws-addr", "127.0.0.1:4566", "address of the embedded SQS emulator")
 	httpAddr := flags.String("http", "127.0.0.1:8080", "address of /health and the preview (HTTP_ADDR)")
 	site := flags.String("site", "examples/site", "the example site cloned by an init without repoUrl, when REPO_URL is not set")
@@ -60,8 +62,23 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
+	_, statErr := os.Stat(root)
 	if err := os.MkdirAll(root, 0o755); err != nil {
 		return fmt.Errorf("create %s: %w", root, err)
+	}
+	if errors.Is(statErr, fs.ErrNotExist) {
+		if err := os.Chmod(root, 0o755); err != nil { // whatever the umask
+			return fmt.Errorf("create %s: %w", root, err)
+		}
+	}
+	dirSet := false
+	flags.Visit(func(f *flag.Flag) { dirSet = dirSet || f.Name == "dir" })
+	cache := claudecode.Cache{Dir: cmp.Or(c.Getenv("WORKER_CACHE_DIR"), claudecode.DefaultDir(os.Geteuid(), c.Getenv))}
+	// Tenant uids clone the example repository and work in their
+	// workspaces: both must be within their reach.
+	tenantDir, moved, err := localTenantDir(root, dirSet, cache.Dir)
+	if err != nil {
+		return err
 	}
 
 	emu, err := localsqs.Start(*awsAddr)
@@ -100,7 +117,8 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 		overlay["ANTHROPIC_API_KEY_SECRET_ID"] = ""
 	}
 	defaults := map[string]string{
-		"WORKSPACE_PATH":        filepath.Join(root, "workspace"),
+		"WORKSPACE_PATH":        filepath.Join(tenantDir, "workspace"),
+		"WORKER_CACHE_DIR":      cache.Dir,
 		"AUTO_SHUTDOWN_MINUTES": "0",
 		"PREVIEW_BASE_URL":      localPreviewURL(*httpAddr),
 	}
@@ -112,14 +130,24 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 		}
 		defaults["PREVIEW_SECRET"] = key
 	}
-	if bin, err := filepath.Abs(claudecode.Bin); err == nil {
-		if _, err := os.Stat(bin); err == nil {
+	cliProblem := ""
+	if c.Getenv("CLAUDE_BIN") == "" {
+		bin, err := c.pinnedCLI(ctx, cache)
+		if err != nil && ctx.Err() != nil {
+			return nil // stopped (Ctrl-C) while installing
+		}
+		if err != nil {
+			cliProblem = err.Error()
+			fmt.Fprintf(c.Stderr, "worker local: %v\n", err)
+		} else {
 			defaults["CLAUDE_BIN"] = bin
 		}
 	}
 	if c.Getenv("REPO_URL") == "" {
-		if repo, err := exampleRepo(ctx, *site, root, c.Getenv("PATH")); err != nil {
+		if repo, err := exampleRepo(ctx, *site, tenantDir, c.Getenv("PATH")); err != nil {
 			fmt.Fprintf(c.Stderr, "worker local: no example repo (%v); init jobs need repoUrl\n", err)
+		} else if err := exampleReachable(repo); err != nil {
+			return err
 		} else if repo != "" {
 			defaults["REPO_URL"] = repo
 		}
@@ -145,8 +173,8 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer os.Remove(statePath)
 
-	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Hurry: c.Hurry, Ready: func(addr string) {
-		c.printWelcome(cfg, state, statePath, addr, *demo)
+	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Hurry: c.Hurry, Ready: func(addr, claudeBin string) {
+		c.printWelcome(cfg, state, statePath, addr, *demo, welcomeNotes{cli: claudeBin, cliProblem: cliProblem, moved: moved})
 	}})
 }
 
@@ -154,8 +182,23 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 // secret.
 const demoKey = "local-demo-agent-key"
 
-func (c *LocalCommand) printWelcome(cfg config.Config, st sendTarget, statePath, httpAddr string, demo bool) {
+// welcomeNotes are what worker local found at start, for its welcome.
+type welcomeNotes struct {
+	cli        string // the CLI tenants run
+	cliProblem string // why there is none
+	moved      string // why the workspaces are not under -dir
+}
+
+func (c *LocalCommand) printWelcome(cfg config.Config, st sendTarget, statePath, httpAddr string, demo bool, notes welcomeNotes) {
 	key := "set"
+	cli := notes.cli
+	if notes.cliProblem != "" {
+		cli = "NOT INSTALLED: execute jobs will fail. " + notes.cliProblem
+	}
+	workspaces := cfg.WorkspacePath
+	if notes.moved != "" {
+		workspaces += " (" + notes.moved + ")"
+	}
 	switch {
 	case demo:
 		key = "none: the DEMO AGENT answers execute jobs (no model: it sets " + demoagent.Page +
@@ -171,6 +214,7 @@ worker local is running (Ctrl-C stops it)
   response queue  %s
   workspaces      %s
   example repo    %s
+  Claude Code     %s
   agent           %s
   health          http://%s/health
   previews        %s (each user's own; open the previewUrl of a job's answer: it signs the browser in)
@@ -179,7 +223,7 @@ Send a job from another terminal:
   %s -type init -client acme -user alice -thread t1 -wait 5m
   %s -type execute -client acme -user alice -thread t1 -instruction "Change the heading to Hello" -wait 10m
 
-`, st.Endpoint, st.JobQueueURL, st.ResponseQueueURL, cfg.WorkspacePath, orNone(cfg.RepoURL), key, httpAddr, cfg.PreviewBaseURL, send, send)
+`, st.Endpoint, st.JobQueueURL, st.ResponseQueueURL, workspaces, orNone(cfg.RepoURL), cli, key, httpAddr, cfg.PreviewBaseURL, send, send)
 }
 
 // localStateFlag is the -local-state flag a send from the current

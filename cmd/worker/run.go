@@ -99,8 +99,9 @@ type serveOptions struct {
 	Stdout io.Writer
 	Stderr io.Writer
 	PATH   string
-	// Ready, when set, is called with the HTTP address once it listens.
-	Ready func(httpAddr string)
+	// Ready, when set, is called once the worker listens, with the HTTP
+	// address and the Claude Code CLI that tenants run.
+	Ready func(httpAddr, claudeBin string)
 	// Hurry, once closed, ends the drain of a stop at once.
 	Hurry <-chan struct{}
 }
@@ -127,6 +128,14 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	sb, err := sandbox.New(sandbox.Config{Root: cfg.WorkspacePath, UIDs: cfg.TenantUIDs})
 	if err != nil {
 		return fmt.Errorf("TENANT_UIDS: %w", err)
+	}
+	// What tenant processes run must be within their reach; the CLI is
+	// copied where it is when it is not.
+	claudeBin := cfg.ClaudeBin
+	if sb.Privileged() {
+		if claudeBin, err = tenantTools(ctx, cfg, opt.PATH, log); err != nil {
+			return err
+		}
 	}
 
 	apiKey, token, err := resolveSecrets(ctx, cfg, opt.AWS, red, log)
@@ -170,7 +179,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		return fmt.Errorf("WORKSPACE_PATH: %w", err)
 	}
 	runner := agent.NewRunner(agent.Config{
-		Bin: cfg.ClaudeBin, Model: cfg.ClaudeModel, MaxTurns: cfg.ClaudeMaxTurns,
+		Bin: claudeBin, Model: cfg.ClaudeModel, MaxTurns: cfg.ClaudeMaxTurns,
 		BaseURL: gw.BaseURL() + "/anthropic", PATH: opt.PATH, Redactor: red, Logger: log.With("component", "agent"),
 	})
 	activity := idle.New(cfg.AutoShutdown)
@@ -231,7 +240,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	}
 	log.Info("listening", "http_addr", ln.Addr().String(), "preview", cfg.AstroDevMode, "version", version(), "ecs_service", service)
 	if opt.Ready != nil {
-		opt.Ready(ln.Addr().String())
+		opt.Ready(ln.Addr().String(), claudeBin)
 	}
 
 	if cfg.AutoShutdown > 0 {

@@ -27,6 +27,7 @@ import (
 
 	"github.com/google/uuid"
 
+	claudecode "github.com/webordinary/claude-code-astro/internal/agent/claude-code"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 )
 
@@ -502,7 +503,9 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	}
 	bin, err := r.bin()
 	if err != nil {
-		return notRun, &Error{Code: CodeAgentFailed, Message: r.redactor.String("start claude: " + err.Error()), Err: err}
+		msg := "start claude: " + err.Error() + " (install the pinned CLI: npm ci --prefix " + claudecode.Dir +
+			", which worker local does by itself at start; or set CLAUDE_BIN)"
+		return notRun, &Error{Code: CodeAgentFailed, Message: r.redactor.String(msg), Err: err}
 	}
 	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", claudeMD, bin}, r.args(req, resume)...)...)
 	cmd.Dir = req.ProjectDir

@@ -75,7 +75,11 @@ type Config struct {
 	GitAuthorName  string
 	GitAuthorEmail string
 
-	ClaudeBin      string
+	ClaudeBin string
+	// CacheDir (WORKER_CACHE_DIR) is where the worker keeps a copy of the
+	// Claude Code CLI that tenant uids can reach, when CLAUDE_BIN lies out
+	// of their reach; empty means the default (claudecode.DefaultDir).
+	CacheDir       string
 	ClaudeModel    string
 	ClaudeMaxTurns int
 	// ClaudeMaxBudgetUSD is the most one job may spend (CLAUDE_MAX_BUDGET_USD);
@@ -190,6 +194,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.str("GIT_AUTHOR_NAME", &c.GitAuthorName)
 	p.str("GIT_AUTHOR_EMAIL", &c.GitAuthorEmail)
 	p.str("CLAUDE_BIN", &c.ClaudeBin)
+	p.str("WORKER_CACHE_DIR", &c.CacheDir)
 	p.str("CLAUDE_MODEL", &c.ClaudeModel)
 	p.integer("CLAUDE_MAX_TURNS", &c.ClaudeMaxTurns, 1, 1000)
 	p.dollars("CLAUDE_MAX_BUDGET_USD", &c.ClaudeMaxBudgetUSD)
@@ -229,6 +234,9 @@ func (c Config) Validate() error {
 	}
 	if c.NpmCacheDir != "" && !strings.HasPrefix(c.NpmCacheDir, "/") {
 		return &FieldError{"NPM_CACHE_DIR", "must be an absolute path"}
+	}
+	if c.CacheDir != "" && !strings.HasPrefix(c.CacheDir, "/") {
+		return &FieldError{"WORKER_CACHE_DIR", "must be an absolute path"}
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		return &FieldError{"HTTP_ADDR", "must be host:port or :port"}

@@ -91,6 +91,7 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"missing response queue", "RESPONSE_QUEUE_URL", "", "RESPONSE_QUEUE_URL"},
 		{"same queues", "RESPONSE_QUEUE_URL", jobQ, "RESPONSE_QUEUE_URL"},
 		{"relative workspace", "WORKSPACE_PATH", "ws", "WORKSPACE_PATH"},
+		{"relative cache", "WORKER_CACHE_DIR", "cache", "WORKER_CACHE_DIR"},
 		{"bad http addr", "HTTP_ADDR", "8080", "HTTP_ADDR"},
 		{"bad port", "ASTRO_PORT", "70000", "ASTRO_PORT"},
 		{"bad bool", "ASTRO_DEV_MODE", "yes please", "ASTRO_DEV_MODE"},

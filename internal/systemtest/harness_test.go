@@ -2,6 +2,7 @@ package systemtest
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -40,6 +41,11 @@ var repoRoot string
 // packages are fetched from the registry once per run.
 var npmCache string
 
+// cliCache is every worker's WORKER_CACHE_DIR: where a worker copies the
+// CLI when tenant uids cannot reach the checkout's (a clone under a 0700
+// directory), once per run.
+var cliCache string
+
 func TestMain(m *testing.M) {
 	os.Exit(run(m))
 }
@@ -58,6 +64,7 @@ func run(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	workerBin = filepath.Join(dir, "worker")
 	npmCache = filepath.Join(dir, "npm-cache")
+	cliCache = filepath.Join(dir, "cli-cache")
 	build := exec.Command("go", "build", "-race", "-o", workerBin, "./cmd/worker")
 	build.Dir = repoRoot
 	build.Stdout, build.Stderr = os.Stderr, os.Stderr
@@ -95,6 +102,9 @@ type harnessOptions struct {
 	// asUID, when not 0, runs the worker as that uid (and gid), a plain
 	// user: it owns the workspace root and HOME.
 	asUID uint32
+	// bin and dir, when set, are the worker binary to run and its working
+	// directory (default: the one built for the package, run here).
+	bin, dir string
 }
 
 func newHarness(t *testing.T, opt harnessOptions) *harness {
@@ -134,6 +144,7 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 		"ASTRO_DEV_MODE":            "false",
 		"AUTO_SHUTDOWN_MINUTES":     "0",
 		"CLAUDE_BIN":                repo.ClaudeBin(t),
+		"WORKER_CACHE_DIR":          cliCache,
 		"ANTHROPIC_API_KEY":         testAPIKey,
 		"ANTHROPIC_BASE_URL":        h.api.URL,
 		"REPO_URL":                  h.remote.URL,
@@ -207,7 +218,8 @@ func (h *harness) launch(extra map[string]string) *proc {
 			env[k] = v
 		}
 	}
-	cmd := exec.Command(workerBin, "run")
+	cmd := exec.Command(cmp.Or(h.opt.bin, workerBin), "run")
+	cmd.Dir = h.opt.dir
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}

@@ -33,7 +33,7 @@ func TestLocalModeRunsJobsFromSend(t *testing.T) {
 	dir := workspacetest.Reachable(t) // tenant uids pass through it to their workspaces
 	httpAddr := "127.0.0.1:" + strconv.Itoa(previewtest.FreePort(t))
 	env := []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NPM_CACHE_DIR=" + seededNpmCache(t),
+		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NPM_CACHE_DIR=" + seededNpmCache(t), "WORKER_CACHE_DIR=" + cliCache,
 		"ASTRO_PORT=" + strconv.Itoa(previewtest.FreePort(t)), "LOG_FORMAT=json",
 		"TENANT_UIDS=" + uidRange(sandboxtest.ClaimUIDs(t)),
 	}
