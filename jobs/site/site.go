@@ -109,7 +109,10 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 	defer s.enter(u.Tenant.Key)()
 	var lease *gateway.Lease
 	if s.cfg.Gateway != nil {
-		lease = s.cfg.Gateway.Lease(gateway.LeaseOptions{Tenant: u.Tenant.Key, JobID: job.JobID, BudgetUSD: s.budget(job)})
+		// Only an execute runs the agent: only it gets an API credential.
+		// A push may only create or fast-forward the job's own branch.
+		lease = s.cfg.Gateway.Lease(gateway.LeaseOptions{Tenant: u.Tenant.Key, JobID: job.JobID, BudgetUSD: s.budget(job),
+			API: job.Type == jobs.TypeExecute, ThreadID: job.ThreadID})
 		defer lease.Close() // the job's credentials stop working when it ends
 		u.Remote = func(repoURL string) (workspace.RemoteAccess, error) {
 			url, env, err := lease.GitRemote(repoURL)
