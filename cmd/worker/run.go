@@ -182,6 +182,25 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		return err
 	}
 
+	statusSocket := cfg.StatusSocket
+	if statusSocket == "" {
+		statusSocket = DefaultStatusSocket()
+	}
+	statusDone, err := listenStatus(svcCtx, statusSocket, func() healthReport {
+		rep := report(cfg, w, pv, activity, true)
+		rep.Status = "ok"
+		if len(rep.Problems) > 0 {
+			rep.Status = "unhealthy"
+		}
+		return rep
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		stopServices()
+		<-statusDone
+	}()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
@@ -273,8 +292,8 @@ func resolveSecrets(ctx context.Context, cfg config.Config, awsCfg aws.Config, r
 // else, each behind its preview token.
 func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/health", healthHandler(func(detailed bool) healthReport {
-		return report(cfg, w, pv, activity, detailed)
+	mux.Handle("/health", healthHandler(func() healthReport {
+		return report(cfg, w, pv, activity, false)
 	}))
 	if pv != nil {
 		proxy := preview.NewProxy(preview.ProxyConfig{Servers: pv.servers, Activity: activity, Logger: log.With("component", "proxy")})
@@ -287,8 +306,8 @@ func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 	return mux
 }
 
-// report builds /health's body; detailed adds what only loopback may see:
-// the tenants, their paths and branches, the dev servers.
+// report builds /health's body; detailed adds what only `worker status`
+// may see: the tenants, their paths and branches, the dev servers.
 func report(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, detailed bool) healthReport {
 	st := w.Stats()
 	r := healthReport{

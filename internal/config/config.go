@@ -91,6 +91,9 @@ type Config struct {
 	// TenantMaxFileMB is RLIMIT_FSIZE of tenant processes, in MiB
 	// (TENANT_MAX_FILE_MB): it caps a clone's pack.
 	TenantMaxFileMB int
+	// StatusSocket is the unix socket `worker status` reads tenant
+	// details from (STATUS_SOCKET); empty means DefaultStatusSocket.
+	StatusSocket string
 
 	JobTimeout         time.Duration
 	MaxConcurrentUsers int
@@ -177,6 +180,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.uidRange("TENANT_UIDS", &c.TenantUIDs)
 	p.integer("TENANT_MAX_PROCS", &c.TenantMaxProcs, 64, 1<<20)
 	p.integer("TENANT_MAX_FILE_MB", &c.TenantMaxFileMB, 16, 1<<20)
+	p.str("STATUS_SOCKET", &c.StatusSocket)
 	p.duration("JOB_TIMEOUT", &c.JobTimeout)
 	p.integer("MAX_CONCURRENT_USERS", &c.MaxConcurrentUsers, 1, 64)
 	p.level("LOG_LEVEL", &c.LogLevel)
@@ -203,6 +207,9 @@ func (c Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.WorkspacePath, "/") {
 		return &FieldError{"WORKSPACE_PATH", "must be an absolute path"}
+	}
+	if c.StatusSocket != "" && !strings.HasPrefix(c.StatusSocket, "/") {
+		return &FieldError{"STATUS_SOCKET", "must be an absolute path"}
 	}
 	if c.NpmCacheDir != "" && !strings.HasPrefix(c.NpmCacheDir, "/") {
 		return &FieldError{"NPM_CACHE_DIR", "must be an absolute path"}
