@@ -27,6 +27,7 @@ const (
 	CodeInstallFailed  Code = "install_failed"
 	CodeAgentFailed    Code = "agent_failed"
 	CodeBudgetExceeded Code = "budget_exceeded"
+	CodeQuotaExceeded  Code = "quota_exceeded"
 	CodeTimeout        Code = "timeout"
 	CodeCancelled      Code = "cancelled"
 	CodeInternal       Code = "internal"

@@ -159,7 +159,8 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	activity := idle.New(cfg.AutoShutdown)
 
 	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL,
-		Gateway: gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Logger: log.With("component", "jobs")}
+		Gateway: gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Logger: log.With("component", "jobs"),
+		Quota: workspace.Quota{Bytes: int64(cfg.TenantDiskMB) << 20, Inodes: int64(cfg.TenantMaxFiles)}}
 	var handler *site.Handler
 	var pv *previews
 	if cfg.AstroDevMode {

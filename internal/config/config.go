@@ -91,6 +91,12 @@ type Config struct {
 	// TenantMaxFileMB is RLIMIT_FSIZE of tenant processes, in MiB
 	// (TENANT_MAX_FILE_MB): it caps a clone's pack.
 	TenantMaxFileMB int
+	// TenantDiskMB is the most disk a user's workspace may use, in MiB
+	// (TENANT_DISK_MB).
+	TenantDiskMB int
+	// TenantMaxFiles is the most files (inodes) a user's workspace may
+	// hold (TENANT_MAX_FILES).
+	TenantMaxFiles int
 	// StatusSocket is the unix socket `worker status` reads tenant
 	// details from (STATUS_SOCKET); empty means DefaultStatusSocket.
 	StatusSocket string
@@ -136,6 +142,8 @@ func Default() Config {
 		TenantUIDs:         sandbox.DefaultUIDs,
 		TenantMaxProcs:     1024,
 		TenantMaxFileMB:    2048,
+		TenantDiskMB:       2048,
+		TenantMaxFiles:     200000,
 		JobTimeout:         15 * time.Minute,
 		MaxConcurrentUsers: 2,
 		LogLevel:           slog.LevelInfo,
@@ -180,6 +188,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.uidRange("TENANT_UIDS", &c.TenantUIDs)
 	p.integer("TENANT_MAX_PROCS", &c.TenantMaxProcs, 64, 1<<20)
 	p.integer("TENANT_MAX_FILE_MB", &c.TenantMaxFileMB, 16, 1<<20)
+	p.integer("TENANT_DISK_MB", &c.TenantDiskMB, 0, 1<<24)
+	p.integer("TENANT_MAX_FILES", &c.TenantMaxFiles, 0, 1<<31-1)
 	p.str("STATUS_SOCKET", &c.StatusSocket)
 	p.duration("JOB_TIMEOUT", &c.JobTimeout)
 	p.integer("MAX_CONCURRENT_USERS", &c.MaxConcurrentUsers, 1, 64)
