@@ -36,7 +36,7 @@ func TestDiskQuotaFailsTheJobAndKeepsTheWorkspaceUsable(t *testing.T) {
 	}, fakeanthropic.EditFile(page, "<h1>Hello</h1>", "<h1>Over quota</h1>", "Done.")...)...)
 	h.send(execJob("e1", "alice", "t1", "Write a big file"))
 	r := h.final("e1", 2*time.Minute)
-	if r.Status != jobs.StatusFailed || r.Error == nil || r.Error.Code != string(jobs.CodeQuotaExceeded) {
+	if r.Status != jobs.StatusFailed || r.Error == nil || r.Error.Code != jobs.CodeQuotaExceeded {
 		t.Fatalf("a job past its quota: %s %+v, want quota_exceeded", r.Status, r.Error)
 	}
 	if r.Commit != "" || head() != before || h.remote.Rev("thread-t1") != remoteBefore {
