@@ -107,9 +107,10 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	} else if err := sandbox.SetNotDumpable(); err != nil {
 		return err
 	}
-	sb, err := sandbox.New(sandbox.Config{Root: cfg.WorkspacePath, UIDs: cfg.TenantUIDs})
+	sb, err := sandbox.New(sandbox.Config{Root: cfg.WorkspacePath, UIDs: cfg.TenantUIDs,
+		Limits: sandbox.ChildLimits{DataBytes: uint64(cfg.TenantMaxMemoryMB) << 20, Nice: cfg.TenantNice}})
 	if err != nil {
-		return fmt.Errorf("TENANT_UIDS: %w", err)
+		return fmt.Errorf("start the tenant sandbox (TENANT_UIDS, TENANT_MAX_MEMORY_MB, TENANT_NICE): %w", err)
 	}
 
 	apiKey, token, err := resolveSecrets(ctx, cfg, opt.AWS, red, log)

@@ -97,6 +97,11 @@ type Config struct {
 	// TenantMaxFiles is the most files (inodes) a user's workspace may
 	// hold (TENANT_MAX_FILES).
 	TenantMaxFiles int
+	// TenantMaxMemoryMB is RLIMIT_DATA of each tenant process, in MiB
+	// (TENANT_MAX_MEMORY_MB); 0 means none.
+	TenantMaxMemoryMB int
+	// TenantNice is the niceness of tenant processes (TENANT_NICE).
+	TenantNice int
 	// StatusSocket is the unix socket `worker status` reads tenant
 	// details from (STATUS_SOCKET); empty means DefaultStatusSocket.
 	StatusSocket string
@@ -144,6 +149,8 @@ func Default() Config {
 		TenantMaxFileMB:    2048,
 		TenantDiskMB:       2048,
 		TenantMaxFiles:     200000,
+		TenantMaxMemoryMB:  2048,
+		TenantNice:         10,
 		JobTimeout:         15 * time.Minute,
 		MaxConcurrentUsers: 2,
 		LogLevel:           slog.LevelInfo,
@@ -190,6 +197,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.integer("TENANT_MAX_FILE_MB", &c.TenantMaxFileMB, 16, 1<<20)
 	p.integer("TENANT_DISK_MB", &c.TenantDiskMB, 0, 1<<24)
 	p.integer("TENANT_MAX_FILES", &c.TenantMaxFiles, 0, 1<<31-1)
+	p.integer("TENANT_MAX_MEMORY_MB", &c.TenantMaxMemoryMB, 0, 1<<24)
+	p.integer("TENANT_NICE", &c.TenantNice, 0, 19)
 	p.str("STATUS_SOCKET", &c.StatusSocket)
 	p.duration("JOB_TIMEOUT", &c.JobTimeout)
 	p.integer("MAX_CONCURRENT_USERS", &c.MaxConcurrentUsers, 1, 64)

@@ -361,7 +361,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	req := agent.Request{
 		Instruction: job.Instruction, Mode: mode,
 		ProjectDir: u.ProjectDir, ConfigDir: u.AgentDir, HomeDir: u.HomeDir, TmpDir: u.TmpDir,
-		SessionID: thread.SessionID, Credential: u.Tenant.Credential(),
+		SessionID: thread.SessionID, Credential: u.Tenant.Credential(), Limit: u.Tenant.Limit,
 	}
 	if req.SessionID == "" && thread.ForkedFrom != nil && thread.ForkedFrom.SessionID != "" {
 		// A fork's first job: the parent's conversation, as a new session.
