@@ -85,8 +85,9 @@ func (u *User) CheckQuota(ctx context.Context, q Quota) (Usage, error) {
 // next job can run: the working tree's uncommitted changes are discarded
 // (git reset --hard, git clean of untracked files) and TMPDIR emptied; when
 // that is not enough, the ignored files go too (node_modules is installed
-// again by the next job) and HOME's npm cache. Commits are kept. Everything
-// runs as the tenant.
+// again by the next job) and HOME's npm cache; and when even that is not
+// enough, the agent's sessions (the thread's next execute starts a fresh
+// one). Commits are kept. Everything runs as the tenant.
 func (u *User) Reclaim(ctx context.Context, q Quota) error {
 	var errs []error
 	if _, err := u.git(ctx, gitCall{args: []string{"reset", "--hard", "--quiet", "HEAD"}}); err != nil {
@@ -107,6 +108,15 @@ func (u *User) Reclaim(ctx context.Context, q Quota) error {
 		errs = append(errs, err)
 	}
 	if _, err := u.run(ctx, u.HomeDir, "rm", "-rf", "--", u.HomeDir+"/.npm"); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := u.CheckQuota(ctx, q); err == nil {
+		return errors.Join(errs...)
+	}
+	// The agent's transcripts hold what its tools wrote: the thread's next
+	// execute then starts a fresh session (freshSession).
+	u.log.WarnContext(ctx, "the workspace is still over its quota: removing the agent's sessions too")
+	if _, err := u.run(ctx, u.HomeDir, "find", u.AgentDir, "-mindepth", "1", "-delete"); err != nil {
 		errs = append(errs, err)
 	}
 	if _, err := u.CheckQuota(ctx, q); err != nil {
