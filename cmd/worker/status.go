@@ -53,6 +53,10 @@ func listenStatus(ctx context.Context, path string, report func() healthReport, 
 	if st, ok := fi.Sys().(*syscall.Stat_t); !fi.IsDir() || !ok || int(st.Uid) != os.Geteuid() || fi.Mode().Perm()&0o077 != 0 {
 		return nil, fmt.Errorf("STATUS_SOCKET: %s must be a directory of the worker's own uid that no one else may enter (mode 0700)", dir)
 	}
+	if c, err := net.DialTimeout("unix", path, time.Second); err == nil {
+		c.Close()
+		return nil, fmt.Errorf("STATUS_SOCKET: %s: another worker serves it", path)
+	}
 	if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("STATUS_SOCKET: remove a stale socket: %w", err)
 	}
