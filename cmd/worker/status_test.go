@@ -37,6 +37,10 @@ func TestStatusSocketServesOnlyTheWorkersUID(t *testing.T) {
 	}
 	t.Cleanup(func() { cancel(); <-done })
 
+	if _, err := listenStatus(ctx, path, func() healthReport { return healthReport{} }, logging.Discard()); err == nil {
+		t.Error("a second worker took the status socket of a running one")
+	}
+
 	var out, errOut bytes.Buffer
 	m := &Main{Stdout: &out, Stderr: &errOut, Getenv: func(string) string { return "" }}
 	if code := m.Run(context.Background(), []string{"status", "-socket", path}); code != 0 {
