@@ -55,3 +55,4 @@ func TestQuotaStopsAJobWhileItWrites(t *testing.T) {
 			committed(t, e, resp, page)
 		}})
 }
+
