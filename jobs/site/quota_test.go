@@ -55,4 +55,3 @@ func TestQuotaStopsAJobWhileItWrites(t *testing.T) {
 			committed(t, e, resp, page)
 		}})
 }
-
