@@ -175,7 +175,7 @@ func fastForward(ctx context.Context, pack []byte, oldID, newID string) (bool, e
 		}
 		return out, nil
 	}
-	if _, err := git(nil, "init", "--bare", "--quiet"); err != nil {
+	if _, err := git(nil, "init", "--bare", "--quiet", "--template="); err != nil {
 		return false, fmt.Errorf("check the push: %w", err)
 	}
 	if _, err := git(pack, "index-pack", "--stdin"); err != nil {
