@@ -31,9 +31,9 @@ type GateConfig struct {
 // Gate lets through only requests that carry a valid preview token for the
 // preview they ask for, in the query (TokenParam, as in a previewUrl) or in
 // the cookie that such a request gets: the first request with a token sets
-// an HttpOnly cookie scoped to its host (Secure, SameSite=None and
-// Partitioned on https, so the preview also works in an iframe of another
-// site) and is redirected to the same URL without the token, which so stays
+// an HttpOnly cookie scoped to its host (on https named __Host-preview_token,
+// Secure, SameSite=None and Partitioned, so that no other host can set it
+// and the preview also works in an iframe of another site) and is redirected to the same URL without the token, which so stays
 // out of history and logs. Any other request, a WebSocket upgrade included,
 // gets 401 and a short page and goes no further. Create it with NewGate.
 type Gate struct {
@@ -95,17 +95,33 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), id), token, expires)))
 		return
 	}
-	c, err := r.Cookie(CookieName)
-	if err != nil {
-		g.refuse(w, r, "no preview token or cookie")
+	cookie, expires, id, ok := g.fromCookies(r, want)
+	if !ok {
+		g.refuse(w, r, "no valid preview token or cookie for this preview")
 		return
 	}
-	id, expires, ok := g.cfg.Tokens.Verify(c.Value)
-	if !ok || (want != "" && id != want) {
-		g.refuse(w, r, "invalid, expired or another preview's cookie")
-		return
+	g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), id), cookie, expires)))
+}
+
+// fromCookies returns the preview a request's cookies open: every preview
+// cookie is tried (the __Host- one first), not just the first of a name,
+// so a cookie another preview's site set on the parent domain, which the
+// browser may send first, cannot shadow this preview's own. With want set,
+// only a token of that preview counts. It returns the cookie's value, when
+// its token expires, and the preview.
+func (g *Gate) fromCookies(r *http.Request, want string) (value string, expires time.Time, id string, ok bool) {
+	cookies := r.Cookies()
+	for _, name := range []string{HostCookieName, CookieName} {
+		for _, c := range cookies {
+			if c.Name != name {
+				continue
+			}
+			if id, expires, ok := g.cfg.Tokens.Verify(c.Value); ok && (want == "" || id == want) {
+				return c.Value, expires, id, true
+			}
+		}
 	}
-	g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), id), c.Value, expires)))
+	return "", time.Time{}, "", false
 }
 
 // setCookie gives the browser the token as a cookie of this host.
@@ -113,7 +129,8 @@ func (g *Gate) setCookie(w http.ResponseWriter, r *http.Request, token string, e
 	c := &http.Cookie{Name: CookieName, Value: token, Path: "/", HttpOnly: true,
 		MaxAge: max(1, int(time.Until(expires).Seconds())), SameSite: http.SameSiteLaxMode}
 	if isHTTPS(r) {
-		c.Secure, c.SameSite, c.Partitioned = true, http.SameSiteNoneMode, true
+		// __Host-: no other host, a sibling preview included, can set it.
+		c.Name, c.Secure, c.SameSite, c.Partitioned = HostCookieName, true, http.SameSiteNoneMode, true
 	}
 	http.SetCookie(w, c)
 }

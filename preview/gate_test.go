@@ -1,7 +1,11 @@
 package preview_test
 
 import (
+	"context"
+	"io"
+	"net"
 	"net/http"
+	"net/http/cookiejar"
 	"net/http/httptest"
 	"net/url"
 	"strings"
@@ -109,7 +113,8 @@ func TestGate(t *testing.T) {
 	// the preview works in an iframe of upstream's own https app.
 	rec = do(http.MethodGet, aliceHost, "/?"+preview.TokenParam+"="+url.QueryEscape(tok), http.Header{"X-Forwarded-Proto": {"https"}})
 	c := rec.Result().Cookies()
-	if len(c) != 1 || !c[0].Secure || c[0].SameSite != http.SameSiteNoneMode || !c[0].Partitioned {
+	if len(c) != 1 || c[0].Name != preview.HostCookieName || !c[0].Secure || c[0].Path != "/" || c[0].Domain != "" ||
+		c[0].SameSite != http.SameSiteNoneMode || !c[0].Partitioned {
 		t.Errorf("cookie over https: %+v", c)
 	}
 
@@ -152,5 +157,78 @@ func TestGate(t *testing.T) {
 	single.ServeHTTP(rec, req)
 	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "preview "+bob) {
 		t.Errorf("one host, bob's cookie: %d %s", rec.Code, rec.Body)
+	}
+}
+
+// TestParentDomainCookieCannotShadowAPreview: alice's site sets a
+// preview_token cookie on the parent domain, which the browser sends to
+// every preview, and first (it is older). Bob's preview still opens with
+// his own link, his host cookie beside hers; and on https his cookie is a
+// __Host- one, which no other host can set at all. The client is a real
+// HTTP client with a cookie jar that orders cookies as browsers do.
+func TestParentDomainCookieCannotShadowAPreview(t *testing.T) {
+	tokens := preview.NewTokens([]byte("secret"), time.Hour)
+	alice, bob := preview.ID("acme", "alice"), preview.ID("acme", "bob")
+	const domain = "preview.test"
+	srv := httptest.NewServer(preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: true,
+		Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			id, _ := preview.PreviewID(r.Context())
+			if id == alice { // alice's own site code
+				http.SetCookie(w, &http.Cookie{Name: preview.CookieName, Value: tokens.Issue(alice), Domain: domain, Path: "/"})
+				http.SetCookie(w, &http.Cookie{Name: preview.HostCookieName, Value: tokens.Issue(alice), Domain: domain, Path: "/"})
+			}
+			w.Write([]byte("preview " + id))
+		})}))
+	t.Cleanup(srv.Close)
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	client := &http.Client{Jar: jar, Transport: &http.Transport{DialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, network, srv.Listener.Addr().String()) // every *.preview.test is this server
+	}}}
+	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	open := func(id, query string) (int, string) {
+		resp, err := client.Get("http://" + id + "." + domain + ":" + port + "/" + query)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b strings.Builder
+		_, _ = io.Copy(&b, resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	if code, body := open(alice, "?"+preview.TokenParam+"="+url.QueryEscape(tokens.Issue(alice))); code != http.StatusOK || body != "preview "+alice {
+		t.Fatalf("alice's preview: %d %q", code, body)
+	}
+	bobURL, _ := url.Parse("http://" + bob + "." + domain + ":" + port + "/")
+	if n := len(jar.Cookies(bobURL)); n == 0 {
+		t.Fatal("alice's parent-domain cookie did not reach bob's host: the test proves nothing")
+	}
+	if code, body := open(bob, "?"+preview.TokenParam+"="+url.QueryEscape(tokens.Issue(bob))); code != http.StatusOK || body != "preview "+bob {
+		t.Errorf("bob's preview with his link, beside alice's parent-domain cookie: %d %q", code, body)
+	}
+	if code, body := open(bob, ""); code != http.StatusOK || body != "preview "+bob {
+		t.Errorf("bob's preview again, by his cookie: %d %q", code, body)
+	}
+
+	// The header a browser sends on https: alice's older parent-domain
+	// cookie first, then bob's __Host- cookie.
+	g := gate(t, tokens, true)
+	req := httptest.NewRequest(http.MethodGet, "/", nil)
+	req.Host = bob + "." + domain
+	req.Header.Set("X-Forwarded-Proto", "https")
+	req.Header.Set("Cookie", preview.CookieName+"="+tokens.Issue(alice)+"; "+preview.HostCookieName+"="+tokens.Issue(bob))
+	rec := httptest.NewRecorder()
+	g.ServeHTTP(rec, req)
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), "preview "+bob) {
+		t.Errorf("https, alice's cookie first: %d %s", rec.Code, rec.Body)
+	}
+	// Only alice's: still refused on bob's host.
+	req.Header.Set("Cookie", preview.CookieName+"="+tokens.Issue(alice)+"; "+preview.HostCookieName+"="+tokens.Issue(alice))
+	rec = httptest.NewRecorder()
+	g.ServeHTTP(rec, req)
+	if rec.Code != http.StatusUnauthorized {
+		t.Errorf("alice's cookies alone on bob's host: %d, want 401", rec.Code)
 	}
 }

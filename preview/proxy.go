@@ -164,13 +164,13 @@ func isPageLoad(r *http.Request) bool {
 	return false
 }
 
-// dropPreviewCookie removes the preview cookie from a request to the dev
+// dropPreviewCookie removes the preview cookies from a request to the dev
 // server, keeping the site's own cookies.
 func dropPreviewCookie(r *http.Request) {
 	cookies := r.Cookies()
 	r.Header.Del("Cookie")
 	for _, c := range cookies {
-		if c.Name != CookieName {
+		if !isPreviewCookie(c.Name) {
 			r.AddCookie(c)
 		}
 	}

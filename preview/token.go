@@ -13,8 +13,19 @@ import (
 // previewUrl (Vite's own HMR socket uses "token").
 const TokenParam = "preview_token"
 
-// CookieName is the cookie a preview token is exchanged for.
+// CookieName is the cookie a preview token is exchanged for over plain
+// http (local use).
 const CookieName = "preview_token"
+
+// HostCookieName is the cookie a preview token is exchanged for over
+// https. Browsers accept a __Host- cookie only from the host itself (Secure,
+// Path=/, no Domain attribute), so a sibling preview's site cannot set one
+// on the parent domain that shadows it.
+const HostCookieName = "__Host-" + CookieName
+
+// isPreviewCookie reports whether a cookie of that name may carry a preview
+// token.
+func isPreviewCookie(name string) bool { return name == CookieName || name == HostCookieName }
 
 // DefaultTokenTTL is how long a preview token opens its preview when
 // PREVIEW_TOKEN_TTL is not set.

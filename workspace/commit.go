@@ -166,7 +166,7 @@ func (u *User) Push(ctx context.Context, threadID string) (pushed bool, reason s
 	// The recorded repository, named on the command line: the repository's
 	// own config (origin, insteadOf, a push URL) cannot send it elsewhere.
 	_, err = u.git(ctx, gitCall{env: access.Env,
-		args: []string{"push", "--quiet", "--", access.URL, "refs/heads/" + b + ":refs/heads/" + b}})
+		args: []string{"push", "--quiet", "--no-thin", "--", access.URL, "refs/heads/" + b + ":refs/heads/" + b}})
 	if err == nil {
 		// What git push to origin would have recorded: the branch as the
 		// remote now has it.

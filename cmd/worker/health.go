@@ -5,13 +5,13 @@ package main
 
 import (
 	"encoding/json"
-	"net"
 	"net/http"
 	"time"
 )
 
-// healthReport is the body of /health. The fields marked "loopback" are
-// empty (left out) for requests from anywhere else.
+// healthReport is the body of /health, and with its tenant fields that of
+// `worker status`. /health leaves the tenant fields out for every request,
+// loopback included: tenant processes share loopback.
 type healthReport struct {
 	Status         string     `json:"status"` // "ok" or "unhealthy"
 	Version        string     `json:"version"`
@@ -24,8 +24,8 @@ type healthReport struct {
 	// that can heal: the network, throttling); empty when it is not.
 	Retrying string `json:"retrying,omitempty"`
 
-	// Loopback only: the latest job's tenant and workspace, and every
-	// running preview.
+	// `worker status` only: the latest job's tenant and workspace, and
+	// every running preview.
 	Workspace string          `json:"workspace,omitempty"`
 	ClientID  string          `json:"clientId,omitempty"`
 	UserID    string          `json:"userId,omitempty"`
@@ -60,17 +60,16 @@ type jobCounts struct {
 }
 
 // healthHandler serves the report that report returns: 200 when its
-// Problems are empty, 503 otherwise; detailed for requests from loopback
-// (the container's HEALTHCHECK, `worker healthcheck`, an operator on the
-// host), which alone may see tenants, paths and branches.
-func healthHandler(report func(detailed bool) healthReport) http.Handler {
+// Problems are empty, 503 otherwise. It never holds tenant details, for any
+// client: they are on the status socket (status.go).
+func healthHandler(report func() healthReport) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if r.Method != http.MethodGet && r.Method != http.MethodHead {
 			w.Header().Set("Allow", "GET, HEAD")
 			http.Error(w, "method not allowed", http.StatusMethodNotAllowed)
 			return
 		}
-		rep := report(fromLoopback(r))
+		rep := report()
 		code := http.StatusOK
 		rep.Status = "ok"
 		if len(rep.Problems) > 0 {
@@ -84,16 +83,6 @@ func healthHandler(report func(detailed bool) healthReport) http.Handler {
 			_ = json.NewEncoder(w).Encode(rep) // the client went away: nothing to do
 		}
 	})
-}
-
-// fromLoopback reports whether r came from this machine.
-func fromLoopback(r *http.Request) bool {
-	host, _, err := net.SplitHostPort(r.RemoteAddr)
-	if err != nil {
-		return false
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // timePtr returns &t in UTC, or nil for the zero time.

@@ -20,21 +20,15 @@ func TestHealthHandler(t *testing.T) {
 		status     string
 		detailed   bool
 	}{
-		{"healthy, from loopback", nil, "127.0.0.1:40000", 200, "ok", true},
-		{"stuck, from loopback", []string{"poll loop stuck"}, "[::1]:40000", 503, "unhealthy", true},
+		{"healthy, from loopback", nil, "127.0.0.1:40000", 200, "ok", false},
+		{"stuck, from loopback", []string{"poll loop stuck"}, "[::1]:40000", 503, "unhealthy", false},
 		{"healthy, from elsewhere", nil, "203.0.113.7:40000", 200, "ok", false},
 		{"stuck, from elsewhere", []string{"poll loop stuck"}, "10.0.0.5:40000", 503, "unhealthy", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			h := healthHandler(func(detailed bool) healthReport {
-				r := healthReport{Version: "v1", Jobs: jobCounts{InFlight: 1, Succeeded: 2, Failed: 3}, LastActivityAt: timePtr(now), Problems: tt.problems}
-				if detailed {
-					r.Workspace, r.ClientID, r.UserID, r.ThreadID, r.Branch = "/workspace/acme/alice", "acme", "alice", "t1", "thread-t1"
-					r.Astro = &astroState{State: "ready"}
-					r.Previews = []previewReport{{Preview: "acme-alice-x", ClientID: "acme", UserID: "alice", State: "ready"}}
-				}
-				return r
+			h := healthHandler(func() healthReport {
+				return healthReport{Version: "v1", Jobs: jobCounts{InFlight: 1, Succeeded: 2, Failed: 3}, LastActivityAt: timePtr(now), Problems: tt.problems}
 			})
 			req := httptest.NewRequest("GET", "/health", nil)
 			req.RemoteAddr = tt.remoteAddr
@@ -54,7 +48,7 @@ func TestHealthHandler(t *testing.T) {
 			}
 			for _, key := range tenant {
 				if _, ok := body[key]; ok != tt.detailed {
-					t.Errorf("body has %q: %v, want %v (tenant details for loopback only): %s", key, ok, tt.detailed, rec.Body)
+					t.Errorf("body has %q: %v, want %v (no tenant details over TCP): %s", key, ok, tt.detailed, rec.Body)
 				}
 			}
 			if body["status"] != tt.status {
@@ -70,7 +64,7 @@ func TestHealthHandler(t *testing.T) {
 
 func TestHandlerMethod(t *testing.T) {
 	rec := httptest.NewRecorder()
-	healthHandler(func(bool) healthReport { return healthReport{} }).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/health", nil))
+	healthHandler(func() healthReport { return healthReport{} }).ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/health", nil))
 	if rec.Code != http.StatusMethodNotAllowed {
 		t.Errorf("POST /health = %d", rec.Code)
 	}

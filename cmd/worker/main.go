@@ -8,6 +8,7 @@
 //	worker local        everything on this machine: an embedded SQS emulator, no AWS account
 //	worker send         put a job (init, execute, cancel, revert) on the queue, optionally wait for its answer
 //	worker healthcheck  exit 0 when GET /health answers 200 (the image's HEALTHCHECK)
+//	worker status       the running worker's tenants and dev servers (as root: from its status socket)
 //	worker version      print the version
 package main
 
@@ -86,6 +87,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = (&SendCommand{Main: m}).Run(ctx, args)
 	case "healthcheck":
 		err = (&HealthcheckCommand{Main: m}).Run(ctx, args)
+	case "status":
+		err = (&StatusCommand{Main: m}).Run(ctx, args)
 	case "version":
 		fmt.Fprintln(m.Stdout, version())
 	case "help":
@@ -122,6 +125,7 @@ Commands:
   run          the container's process (default): jobs from JOB_QUEUE_URL, answers on RESPONSE_QUEUE_URL
 `+localUsage+`  send         put a job (init, execute, cancel, revert) on the job queue; -wait for its answer
   healthcheck  exit 0 when the worker's GET /health answers 200
+  status       the running worker's tenants, workspaces and dev servers (from its root-only status socket)
   version      print the version
 
 Configuration is read from the environment; see README.md.

@@ -125,9 +125,10 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	} else if err := sandbox.SetNotDumpable(); err != nil {
 		return err
 	}
-	sb, err := sandbox.New(sandbox.Config{Root: cfg.WorkspacePath, UIDs: cfg.TenantUIDs})
+	sb, err := sandbox.New(sandbox.Config{Root: cfg.WorkspacePath, UIDs: cfg.TenantUIDs,
+		Limits: sandbox.ChildLimits{DataBytes: uint64(cfg.TenantMaxMemoryMB) << 20, Nice: cfg.TenantNice}})
 	if err != nil {
-		return fmt.Errorf("TENANT_UIDS: %w", err)
+		return fmt.Errorf("start the tenant sandbox (TENANT_UIDS, TENANT_MAX_MEMORY_MB, TENANT_NICE): %w", err)
 	}
 	// What tenant processes run must be within their reach; the CLI is
 	// copied where it is when it is not.
@@ -192,7 +193,8 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	}
 
 	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL,
-		Gateway: gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Logger: log.With("component", "jobs")}
+		Gateway: gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Logger: log.With("component", "jobs"),
+		Quota: workspace.Quota{Bytes: int64(cfg.TenantDiskMB) << 20, Inodes: int64(cfg.TenantMaxFiles)}}
 	var handler *site.Handler
 	var pv *previews
 	if cfg.AstroDevMode {
@@ -217,6 +219,25 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	}
 	wg.Go(func() { met.Every(runCtx, time.Minute, func() []metrics.Value { return taskGauges(cfg, w, pv) }) })
 
+	statusSocket := cfg.StatusSocket
+	if statusSocket == "" {
+		statusSocket = DefaultStatusSocket()
+	}
+	statusDone, err := listenStatus(svcCtx, statusSocket, func() healthReport {
+		rep := report(cfg, w, pv, activity, true)
+		rep.Status = "ok"
+		if len(rep.Problems) > 0 {
+			rep.Status = "unhealthy"
+		}
+		return rep
+	}, log)
+	if err != nil {
+		return err
+	}
+	defer func() {
+		stopServices()
+		<-statusDone
+	}()
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
@@ -316,8 +337,8 @@ func resolveSecrets(ctx context.Context, cfg config.Config, awsCfg aws.Config, r
 // else, each behind its preview token.
 func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
-	mux.Handle("/health", healthHandler(func(detailed bool) healthReport {
-		return report(cfg, w, pv, activity, detailed)
+	mux.Handle("/health", healthHandler(func() healthReport {
+		return report(cfg, w, pv, activity, false)
 	}))
 	if pv != nil {
 		proxy := preview.NewProxy(preview.ProxyConfig{Servers: pv.servers, Activity: activity, ViewMax: cfg.PreviewViewMax, Logger: log.With("component", "proxy")})
@@ -330,8 +351,8 @@ func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 	return mux
 }
 
-// report builds /health's body; detailed adds what only loopback may see:
-// the tenants, their paths and branches, the dev servers.
+// report builds /health's body; detailed adds what only `worker status`
+// may see: the tenants, their paths and branches, the dev servers.
 func report(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, detailed bool) healthReport {
 	st := w.Stats()
 	r := healthReport{

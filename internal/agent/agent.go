@@ -208,6 +208,9 @@ type Request struct {
 	// HomeDir, TmpDir) must exist and be the tenant's; the runner creates
 	// none of them.
 	Credential *syscall.Credential
+	// Limit, when set, is applied to the CLI's command before it starts:
+	// the tenant's resource limits (sandbox.Tenant.Limit).
+	Limit func(*exec.Cmd)
 }
 
 // Result is the outcome of a run, as reported in the `claude` object of an
@@ -514,6 +517,9 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	cmd.Stdout = parser
 	cmd.Stderr = stderr
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: req.Credential}
+	if req.Limit != nil {
+		req.Limit(cmd)
+	}
 	var tree atomic.Pointer[procTree]
 	cmd.Cancel = func() error {
 		// The CLI and every command its tools started (they run in

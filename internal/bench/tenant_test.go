@@ -37,7 +37,7 @@ func benchGateway(b *testing.B, e *env) {
 		b.Fatal(err)
 	}
 	b.Cleanup(func() { cancel(); <-done })
-	lease := g.Lease(gateway.LeaseOptions{Tenant: "acme/bench"})
+	lease := g.Lease(gateway.LeaseOptions{API: true, Tenant: "acme/bench"})
 	defer lease.Close()
 	body, _ := json.Marshal(map[string]any{"model": "claude-sonnet-4-5", "max_tokens": 1000, "stream": true,
 		"tools":    []map[string]any{{"name": "Read"}},

@@ -98,6 +98,20 @@ type Config struct {
 	// TenantMaxFileMB is RLIMIT_FSIZE of tenant processes, in MiB
 	// (TENANT_MAX_FILE_MB): it caps a clone's pack.
 	TenantMaxFileMB int
+	// TenantDiskMB is the most disk a user's workspace may use, in MiB
+	// (TENANT_DISK_MB).
+	TenantDiskMB int
+	// TenantMaxFiles is the most files (inodes) a user's workspace may
+	// hold (TENANT_MAX_FILES).
+	TenantMaxFiles int
+	// TenantMaxMemoryMB is RLIMIT_DATA of each tenant process, in MiB
+	// (TENANT_MAX_MEMORY_MB); 0 means none.
+	TenantMaxMemoryMB int
+	// TenantNice is the niceness of tenant processes (TENANT_NICE).
+	TenantNice int
+	// StatusSocket is the unix socket `worker status` reads tenant
+	// details from (STATUS_SOCKET); empty means DefaultStatusSocket.
+	StatusSocket string
 
 	JobTimeout         time.Duration
 	MaxConcurrentUsers int
@@ -157,6 +171,10 @@ func Default() Config {
 		TenantUIDs:         sandbox.DefaultUIDs,
 		TenantMaxProcs:     1024,
 		TenantMaxFileMB:    2048,
+		TenantDiskMB:       2048,
+		TenantMaxFiles:     200000,
+		TenantMaxMemoryMB:  2048,
+		TenantNice:         10,
 		JobTimeout:         15 * time.Minute,
 		MaxConcurrentUsers: 2,
 		LogLevel:           slog.LevelInfo,
@@ -203,6 +221,11 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.uidRange("TENANT_UIDS", &c.TenantUIDs)
 	p.integer("TENANT_MAX_PROCS", &c.TenantMaxProcs, 64, 1<<20)
 	p.integer("TENANT_MAX_FILE_MB", &c.TenantMaxFileMB, 16, 1<<20)
+	p.integer("TENANT_DISK_MB", &c.TenantDiskMB, 0, 1<<24)
+	p.integer("TENANT_MAX_FILES", &c.TenantMaxFiles, 0, 1<<31-1)
+	p.integer("TENANT_MAX_MEMORY_MB", &c.TenantMaxMemoryMB, 0, 1<<24)
+	p.integer("TENANT_NICE", &c.TenantNice, 0, 19)
+	p.str("STATUS_SOCKET", &c.StatusSocket)
 	p.duration("JOB_TIMEOUT", &c.JobTimeout)
 	p.integer("MAX_CONCURRENT_USERS", &c.MaxConcurrentUsers, 1, 64)
 	p.level("LOG_LEVEL", &c.LogLevel)
@@ -231,6 +254,9 @@ func (c Config) Validate() error {
 	}
 	if !strings.HasPrefix(c.WorkspacePath, "/") {
 		return &FieldError{"WORKSPACE_PATH", "must be an absolute path"}
+	}
+	if c.StatusSocket != "" && !strings.HasPrefix(c.StatusSocket, "/") {
+		return &FieldError{"STATUS_SOCKET", "must be an absolute path"}
 	}
 	if c.NpmCacheDir != "" && !strings.HasPrefix(c.NpmCacheDir, "/") {
 		return &FieldError{"NPM_CACHE_DIR", "must be an absolute path"}

@@ -30,8 +30,12 @@ func TestFromEnvDefaults(t *testing.T) {
 	}
 	if c.WorkspacePath != "/workspace" || c.HTTPAddr != ":8080" || c.AstroPort != 4321 || !c.AstroDevMode ||
 		c.AutoShutdown != 5*time.Minute || c.ClaudeBin != "claude" || c.ClaudeMaxTurns != 30 ||
-		c.JobTimeout != 15*time.Minute || c.MaxConcurrentUsers != 2 || c.LogLevel != slog.LevelInfo || c.LogFormat != "auto" {
+		c.JobTimeout != 15*time.Minute || c.MaxConcurrentUsers != 2 || c.LogLevel != slog.LevelInfo || c.LogFormat != "auto" ||
+		c.TenantDiskMB != 2048 {
 		t.Errorf("defaults differ from CONTRACT.md: %+v", c)
+	}
+	if c.TenantMaxFiles != 200000 || c.TenantMaxMemoryMB != 2048 || c.TenantNice != 10 || c.StatusSocket != "" {
+		t.Errorf("tenant limit defaults differ from README.md: %+v", c)
 	}
 }
 
@@ -120,6 +124,11 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"repo scp transport helper", "REPO_URL", "git@host::x", "REPO_URL"},
 		{"both keys", "ANTHROPIC_API_KEY_SECRET_ID", "arn:secret", "ANTHROPIC_API_KEY_SECRET_ID"},
 		{"token host url", "GIT_TOKEN_HOSTS", "https://github.com/", "GIT_TOKEN_HOSTS"},
+		{"disk quota negative", "TENANT_DISK_MB", "-1", "TENANT_DISK_MB"},
+		{"files word", "TENANT_MAX_FILES", "many", "TENANT_MAX_FILES"},
+		{"memory negative", "TENANT_MAX_MEMORY_MB", "-5", "TENANT_MAX_MEMORY_MB"},
+		{"nice too high", "TENANT_NICE", "20", "TENANT_NICE"},
+		{"relative status socket", "STATUS_SOCKET", "status.sock", "STATUS_SOCKET"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

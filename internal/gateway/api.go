@@ -68,6 +68,16 @@ func apiKeyOf(r *http.Request) string {
 	return ""
 }
 
+// The Messages API paths the gateway forwards (below apiPrefix); every
+// other path (files, batches, models, the organisation's endpoints) is
+// refused.
+const (
+	messagesPath    = "/v1/messages"
+	countTokensPath = "/v1/messages/count_tokens"
+)
+
+var apiPaths = map[string]bool{messagesPath: true, countTokensPath: true}
+
 // apiCall is what the API part hands from ServeHTTP to its transport.
 type apiCall struct {
 	lease *Lease
@@ -105,19 +115,18 @@ func (g *Gateway) newAPIProxy() http.Handler {
 		},
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		l, ok := g.lease(apiKeyOf(r))
+		l, ok := g.lease(g.apiLeases, apiKeyOf(r))
 		if !ok {
 			g.refuse(w, r, http.StatusUnauthorized, "no valid job credential", "")
 			return
 		}
-		if g.cfg.APIKey.Value() == "" {
-			g.refuse(w, r, http.StatusUnauthorized, "the worker has no API key (ANTHROPIC_API_KEY)", l.opts.Tenant)
+		path := strings.TrimPrefix(r.URL.Path, apiPrefix)
+		if !apiPaths[path] || r.Method != http.MethodPost {
+			g.refuse(w, r, http.StatusNotFound, "only POST /v1/messages and /v1/messages/count_tokens are forwarded", l.opts.Tenant)
 			return
 		}
-		if spent, budget, over := l.overBudget(); over {
-			g.log.Warn("gateway: job budget spent; refusing its API call", "tenant", l.opts.Tenant, "job_id", l.opts.JobID,
-				"spent_usd", spent, "budget_usd", budget)
-			g.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("budget exceeded: the job spent $%.4f of its $%.4f", spent, budget), l.opts.Tenant)
+		if g.cfg.APIKey.Value() == "" {
+			g.refuse(w, r, http.StatusUnauthorized, "the worker has no API key (ANTHROPIC_API_KEY)", l.opts.Tenant)
 			return
 		}
 		body, err := io.ReadAll(io.LimitReader(r.Body, maxAPIBody+1))
@@ -125,7 +134,21 @@ func (g *Gateway) newAPIProxy() http.Handler {
 			g.refuse(w, r, http.StatusBadRequest, "request body unreadable or too large", l.opts.Tenant)
 			return
 		}
-		body = l.capOutput(body)
+		var reservation float64
+		if path == messagesPath {
+			var why string
+			body, reservation, why = l.reserve(body)
+			if why != "" {
+				spent, budget := l.spent()
+				g.log.Warn("gateway: job budget spent; refusing its API call", "tenant", l.opts.Tenant, "job_id", l.opts.JobID,
+					"spent_usd", spent, "budget_usd", budget, "reason", why)
+				g.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("budget exceeded: the job spent $%.4f of its $%.4f (%s)", spent, budget, why), l.opts.Tenant)
+				return
+			}
+		}
+		// Settled once the answer has been read (its usage counted) or
+		// has failed: the call's reservation is released.
+		defer l.release(reservation)
 		r.Body = io.NopCloser(bytes.NewReader(body))
 		r.ContentLength = int64(len(body))
 		ctx := context.WithValue(r.Context(), apiCallKey{}, &apiCall{lease: l, body: body})
@@ -167,51 +190,68 @@ func (t *apiTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	return send(t.g.cfg.APIKey.Value())
 }
 
-// overBudget reports whether the lease's budget is spent, and marks it so.
-func (l *Lease) overBudget() (spent, budget float64, over bool) {
+// spent returns what the lease's answered calls cost, and its budget.
+func (l *Lease) spent() (spent, budget float64) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if l.opts.BudgetUSD <= 0 || l.cost < l.opts.BudgetUSD {
-		return l.cost, l.opts.BudgetUSD, false
-	}
-	l.exceeded = true
-	return l.cost, l.opts.BudgetUSD, true
+	return l.cost, l.opts.BudgetUSD
 }
 
-// capOutput lowers a Messages request's max_tokens so that its output
-// cannot cost more than what is left of the budget: a call cannot overshoot
-// by its output. Other bodies are returned as they are.
-func (l *Lease) capOutput(body []byte) []byte {
-	l.mu.Lock()
-	left := l.opts.BudgetUSD - l.cost
-	budgeted := l.opts.BudgetUSD > 0
-	l.mu.Unlock()
-	if !budgeted {
-		return body
+// bytesPerToken estimates a request's input tokens from its size: about four
+// bytes of JSON or English text make a token.
+const bytesPerToken = 4
+
+// reserve takes a Messages call's worst case from what is left of the
+// lease's budget before it is forwarded: its input, estimated from the
+// body's size at the higher of the model's input and cache-write prices,
+// plus its max_tokens of output at the output price. A max_tokens that what
+// is left cannot buy is lowered to what it buys; a call whose input alone
+// does not fit, or whose body names no model and max_tokens, is refused
+// (why says why) and marks the budget exceeded. Without a budget nothing is
+// reserved. Release the reservation when the call has been answered.
+func (l *Lease) reserve(body []byte) (out []byte, reservation float64, why string) {
+	if l.opts.BudgetUSD <= 0 {
+		return body, 0, ""
 	}
 	var req map[string]json.RawMessage
-	if json.Unmarshal(body, &req) != nil {
-		return body
-	}
 	var model string
 	var maxTokens int64
-	if json.Unmarshal(req["model"], &model) != nil || json.Unmarshal(req["max_tokens"], &maxTokens) != nil || maxTokens <= 0 {
-		return body
+	if json.Unmarshal(body, &req) != nil || json.Unmarshal(req["model"], &model) != nil ||
+		json.Unmarshal(req["max_tokens"], &maxTokens) != nil || maxTokens <= 0 {
+		return nil, 0, "a budgeted call needs a JSON body with model and max_tokens"
 	}
-	perToken := l.g.cfg.Pricing.For(model).Output / 1e6
-	if perToken <= 0 {
-		return body
+	price := l.g.cfg.Pricing.For(model)
+	input := float64(len(body)/bytesPerToken+1) * max(price.Input, price.CacheWrite) / 1e6
+	perToken := price.Output / 1e6
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	left := l.opts.BudgetUSD - l.cost - l.reserved - input
+	if left <= 0 || (perToken > 0 && left < perToken) {
+		l.exceeded = true
+		return nil, 0, "what is left does not cover the call"
 	}
-	allowed := int64(math.Floor(left / perToken))
-	if allowed >= maxTokens {
-		return body
+	if perToken > 0 {
+		if allowed := int64(math.Floor(left / perToken)); allowed < maxTokens {
+			maxTokens = allowed
+			req["max_tokens"], _ = json.Marshal(maxTokens)
+			if b, err := json.Marshal(req); err == nil {
+				body = b
+			}
+		}
 	}
-	req["max_tokens"], _ = json.Marshal(max(allowed, 1))
-	out, err := json.Marshal(req)
-	if err != nil {
-		return body
+	reservation = input + float64(maxTokens)*perToken
+	l.reserved += reservation
+	return body, reservation, ""
+}
+
+// release returns a call's reservation once its cost has been counted.
+func (l *Lease) release(reservation float64) {
+	if reservation == 0 {
+		return
 	}
-	return out
+	l.mu.Lock()
+	l.reserved = max(0, l.reserved-reservation)
+	l.mu.Unlock()
 }
 
 // countUsage reads the usage of an answer as it streams through, and adds

@@ -40,22 +40,28 @@ func newGateway(t *testing.T, api *fakeanthropic.Server, mod func(*gateway.Confi
 	return g
 }
 
-// message posts a Messages API request through the gateway as the CLI does.
-func message(t *testing.T, base, key string, maxTokens int) (int, string) {
-	t.Helper()
+// messageBody is a Messages API request as the CLI sends it.
+func messageBody(maxTokens int) []byte {
 	body, _ := json.Marshal(map[string]any{
 		"model": "claude-sonnet-4-5", "max_tokens": maxTokens, "stream": true,
 		"tools":    []map[string]any{{"name": "Read"}},
 		"messages": []map[string]any{{"role": "user", "content": "Hello"}},
 	})
-	req, _ := http.NewRequest(http.MethodPost, base+"/v1/messages?beta=true", bytes.NewReader(body))
+	return body
+}
+
+// message posts a Messages API request through the gateway as the CLI does.
+func message(t *testing.T, base, key string, maxTokens int) (int, string) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, base+"/v1/messages?beta=true", bytes.NewReader(messageBody(maxTokens)))
 	req.Header.Set("Content-Type", "application/json")
 	if key != "" {
 		req.Header.Set("X-Api-Key", key)
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		t.Error(err)
+		return 0, ""
 	}
 	defer resp.Body.Close()
 	b, _ := io.ReadAll(resp.Body)
@@ -69,7 +75,7 @@ func TestAPIGatewaySwapsTheJobCredentialForTheKey(t *testing.T) {
 	api := fakeanthropic.New(t, fakeanthropic.Text("Hello back"))
 	api.RequireKey(realKey)
 	g := newGateway(t, api, nil)
-	lease := g.Lease(gateway.LeaseOptions{Tenant: "acme/alice", JobID: "j1"})
+	lease := g.Lease(gateway.LeaseOptions{API: true, Tenant: "acme/alice", JobID: "j1"})
 	defer lease.Close()
 	if strings.Contains(lease.APIKey(), realKey) || lease.APIKey() == "" {
 		t.Fatalf("the job's credential %q is not its own", lease.APIKey())
@@ -105,7 +111,7 @@ func TestAPIGatewaySwapsTheJobCredentialForTheKey(t *testing.T) {
 func TestAPIGatewayRefusesOtherCredentials(t *testing.T) {
 	api := fakeanthropic.New(t)
 	g := newGateway(t, api, nil)
-	ended := g.Lease(gateway.LeaseOptions{Tenant: "acme/alice"})
+	ended := g.Lease(gateway.LeaseOptions{API: true, Tenant: "acme/alice"})
 	ended.Close()
 	base := g.BaseURL() + "/anthropic"
 	for name, key := range map[string]string{"none": "", "made up": "job-0123", "the real key": realKey, "an ended job's": ended.APIKey()} {
@@ -119,9 +125,11 @@ func TestAPIGatewayRefusesOtherCredentials(t *testing.T) {
 	}
 }
 
-// TestAPIGatewayStopsAJobAtItsBudget: calls go through until the job's
-// cost reaches its budget, then are refused without reaching the upstream;
-// a call's max_tokens is lowered to what the rest of the budget buys.
+// TestAPIGatewayStopsAJobAtItsBudget: a call's worst case (its input,
+// estimated from its size, and its max_tokens) is reserved before it is
+// forwarded, its max_tokens lowered to what the rest of the budget buys;
+// once what is left cannot cover a call, calls are refused without reaching
+// the upstream.
 func TestAPIGatewayStopsAJobAtItsBudget(t *testing.T) {
 	api := fakeanthropic.New(t)
 	pricing, err := gateway.ParsePricing(`{"claude-sonnet-4-5": {"input": 1000000, "output": 1000000, "cacheRead": 0, "cacheWrite": 0}}`)
@@ -129,14 +137,17 @@ func TestAPIGatewayStopsAJobAtItsBudget(t *testing.T) {
 		t.Fatal(err)
 	}
 	g := newGateway(t, api, func(c *gateway.Config) { c.Pricing = pricing })
-	lease := g.Lease(gateway.LeaseOptions{Tenant: "acme/alice", BudgetUSD: 40}) // a dollar a token: the first call (about 45 tokens) spends it
+	// A dollar a token: the first call's input (about 45 tokens) and the
+	// output the rest buys spend it.
+	lease := g.Lease(gateway.LeaseOptions{API: true, Tenant: "acme/alice", BudgetUSD: 70})
 	defer lease.Close()
 	if status, body := message(t, lease.APIBaseURL(), lease.APIKey(), 1000); status != http.StatusOK {
 		t.Fatalf("first call: %d %s", status, body)
 	}
 	first := api.Requests()[0]
-	if mt := int(first.JSON["max_tokens"].(float64)); mt != 40 {
-		t.Errorf("first call's max_tokens = %d, want 40 (what $40 buys at $1 a token)", mt)
+	input := len(messageBody(1000))/4 + 1
+	if mt := int(first.JSON["max_tokens"].(float64)); mt != 70-input {
+		t.Errorf("first call's max_tokens = %d, want %d (what $70 buys at $1 a token after its %d input tokens)", mt, 70-input, input)
 	}
 	if lease.BudgetExceeded() {
 		t.Fatal("budget exceeded before any call was refused")
@@ -149,7 +160,7 @@ func TestAPIGatewayStopsAJobAtItsBudget(t *testing.T) {
 		t.Errorf("exceeded %v, upstream requests %d: the refused call must not reach it", lease.BudgetExceeded(), len(api.Requests()))
 	}
 	// Another job's lease is not affected.
-	other := g.Lease(gateway.LeaseOptions{Tenant: "acme/bob", BudgetUSD: 1000})
+	other := g.Lease(gateway.LeaseOptions{API: true, Tenant: "acme/bob", BudgetUSD: 1000})
 	defer other.Close()
 	if status, _ := message(t, other.APIBaseURL(), other.APIKey(), 100); status != http.StatusOK {
 		t.Errorf("another job: %d", status)
@@ -178,7 +189,7 @@ func TestAPIGatewayPicksUpARotatedKey(t *testing.T) {
 	api := fakeanthropic.New(t)
 	api.RequireKey(oldKey)
 	g := newGateway(t, api, func(c *gateway.Config) { c.APIKey = key })
-	lease := g.Lease(gateway.LeaseOptions{Tenant: "acme/alice"})
+	lease := g.Lease(gateway.LeaseOptions{API: true, Tenant: "acme/alice"})
 	defer lease.Close()
 	if status, _ := message(t, lease.APIBaseURL(), lease.APIKey(), 100); status != http.StatusOK {
 		t.Fatalf("before the rotation: %d", status)

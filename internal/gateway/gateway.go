@@ -3,13 +3,22 @@
 // the Messages API to the real upstream with the real API key, and git's
 // smart HTTP to a workspace's recorded repository with the real git token.
 //
-// A job gets a Lease: two random credentials of its own (one for the API,
-// one for git), valid until the lease ends. The Claude Code CLI is given the
+// A job gets a Lease: random credentials of its own, one per part (the API
+// credential only for a job that runs the agent), each good for its own
+// part only and only until the lease ends. The Claude Code CLI is given the
 // gateway as ANTHROPIC_BASE_URL and the API credential as its key; git, run
 // as the tenant, is given the gateway's URL and the git credential in its
 // environment. The gateway checks the credential, swaps it for the real
-// secret, counts the job's token usage and enforces its budget, and refuses
-// (401) anything else. The real secrets exist only in the worker.
+// secret, and refuses (401) anything else. The real secrets exist only in
+// the worker.
+//
+// Least privilege: the API part forwards only POST /v1/messages and
+// /v1/messages/count_tokens, and reserves a call's worst case against the
+// job's budget before forwarding it (settled to the reported usage after),
+// so concurrent calls cannot overspend it. The git part reaches the one
+// repository the job named; a push may only create or fast-forward the
+// job's own branch refs/heads/thread-{ThreadID} (the pkt-line commands are
+// read, and the pack checked for the fast-forward, before it is forwarded).
 package gateway
 
 import (
@@ -69,8 +78,9 @@ type Gateway struct {
 	git       http.Handler
 	baseURL   string // http://127.0.0.1:PORT, once listening
 
-	mu     sync.Mutex
-	leases map[string]*Lease // by API credential and by git credential
+	mu        sync.Mutex
+	apiLeases map[string]*Lease // by API credential
+	gitLeases map[string]*Lease // by git credential
 }
 
 // New returns a Gateway.
@@ -84,7 +94,8 @@ func New(cfg Config) *Gateway {
 	if cfg.Pricing == nil {
 		cfg.Pricing = DefaultPricing()
 	}
-	g := &Gateway{cfg: cfg, log: cfg.Logger, transport: cfg.Transport, leases: map[string]*Lease{}}
+	g := &Gateway{cfg: cfg, log: cfg.Logger, transport: cfg.Transport,
+		apiLeases: map[string]*Lease{}, gitLeases: map[string]*Lease{}}
 	if g.log == nil {
 		g.log = slog.New(slog.DiscardHandler)
 	}
@@ -160,8 +171,16 @@ type LeaseOptions struct {
 	Tenant string
 	// JobID names the job, for logs.
 	JobID string
+	// API gives the job an API credential: only a job that runs the agent
+	// needs one. Without it APIKey is empty and no API call is forwarded.
+	API bool
+	// ThreadID names the one branch a push may update:
+	// refs/heads/thread-{ThreadID}, created or fast-forwarded. Empty means
+	// the job may fetch but never push.
+	ThreadID string
 	// BudgetUSD, when above zero, is the most the job's API calls may
-	// cost: once they cost that much, further calls are refused.
+	// cost: each call's worst case is reserved before it is forwarded, and
+	// a call that does not fit in what is left is refused.
 	BudgetUSD float64
 }
 
@@ -177,16 +196,22 @@ type Lease struct {
 	closed   bool
 	repoURL  string // the one repository git may reach, once named
 	usage    Usage
-	cost     float64
+	cost     float64 // settled: what answered calls cost
+	reserved float64 // the worst case of calls under way
 	exceeded bool
 }
 
 // Lease starts a job's lease. End it with Close.
 func (g *Gateway) Lease(opts LeaseOptions) *Lease {
-	l := &Lease{g: g, opts: opts, apiKey: "job-" + randomToken(), gitToken: "job-" + randomToken()}
+	l := &Lease{g: g, opts: opts, gitToken: "git-" + randomToken()}
+	if opts.API {
+		l.apiKey = "api-" + randomToken()
+	}
 	g.mu.Lock()
-	g.leases[l.apiKey] = l
-	g.leases[l.gitToken] = l
+	if l.apiKey != "" {
+		g.apiLeases[l.apiKey] = l
+	}
+	g.gitLeases[l.gitToken] = l
 	g.mu.Unlock()
 	return l
 }
@@ -204,12 +229,13 @@ func (l *Lease) Close() {
 	l.closed = true
 	l.mu.Unlock()
 	l.g.mu.Lock()
-	delete(l.g.leases, l.apiKey)
-	delete(l.g.leases, l.gitToken)
+	delete(l.g.apiLeases, l.apiKey)
+	delete(l.g.gitLeases, l.gitToken)
 	l.g.mu.Unlock()
 }
 
-// APIKey is the job's API credential: the CLI's ANTHROPIC_API_KEY.
+// APIKey is the job's API credential: the CLI's ANTHROPIC_API_KEY. It is
+// empty for a lease without LeaseOptions.API.
 func (l *Lease) APIKey() string { return l.apiKey }
 
 // APIBaseURL is the CLI's ANTHROPIC_BASE_URL.
@@ -231,13 +257,14 @@ func (l *Lease) BudgetExceeded() bool {
 	return l.exceeded
 }
 
-// lease returns the open lease a credential belongs to.
-func (g *Gateway) lease(credential string) (*Lease, bool) {
+// lease returns the open lease a credential of one part (apiLeases or
+// gitLeases) belongs to: a credential of the other part is no credential.
+func (g *Gateway) lease(part map[string]*Lease, credential string) (*Lease, bool) {
 	if credential == "" {
 		return nil, false
 	}
 	g.mu.Lock()
-	l, ok := g.leases[credential]
+	l, ok := part[credential]
 	g.mu.Unlock()
 	return l, ok
 }

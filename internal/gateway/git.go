@@ -90,7 +90,7 @@ func (g *Gateway) newGitProxy() http.Handler {
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		cred, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-		l, ok := g.lease(cred)
+		l, ok := g.lease(g.gitLeases, cred)
 		if !ok {
 			g.refuse(w, r, http.StatusUnauthorized, "no valid job credential for git", "")
 			return
@@ -99,6 +99,11 @@ func (g *Gateway) newGitProxy() http.Handler {
 		q := r.URL.Query()
 		if !gitServices[service] || (service == "/info/refs" && q.Get("service") != "git-upload-pack" && q.Get("service") != "git-receive-pack") {
 			g.refuse(w, r, http.StatusNotFound, "not a git smart-HTTP request", l.opts.Tenant)
+			return
+		}
+		push := service == "/git-receive-pack" || q.Get("service") == "git-receive-pack"
+		if push && l.opts.ThreadID == "" {
+			g.refuse(w, r, http.StatusForbidden, "this job pushes nothing", l.opts.Tenant)
 			return
 		}
 		l.mu.Lock()
@@ -110,7 +115,28 @@ func (g *Gateway) newGitProxy() http.Handler {
 			return
 		}
 		call := &gitCall{lease: l, upstream: upstream, withAuth: g.cfg.GitToken.Value() != "" && TokenAllowed(g.cfg.TokenHosts, upstream)}
-		if call.withAuth && g.cfg.GitToken.Refreshes() && r.ContentLength >= 0 && r.ContentLength <= maxRetryBody {
+		if service == "/git-receive-pack" {
+			// The whole push is read and checked before any of it is
+			// forwarded: its ref updates, and the pack for a fast-forward.
+			body, err := readPushBody(r.Body, r.Header.Get("Content-Encoding"))
+			if err == nil {
+				err = checkPush(r.Context(), body, l.opts.ThreadID)
+			}
+			if err != nil {
+				status := http.StatusBadRequest
+				if errors.Is(err, errPushRefused) {
+					status = http.StatusForbidden
+				}
+				g.refuse(w, r, status, err.Error(), l.opts.Tenant)
+				return
+			}
+			r.Header.Del("Content-Encoding")
+			r.Body = io.NopCloser(bytes.NewReader(body))
+			r.ContentLength = int64(len(body))
+			if len(body) <= maxRetryBody {
+				call.body = body
+			}
+		} else if call.withAuth && g.cfg.GitToken.Refreshes() && r.ContentLength >= 0 && r.ContentLength <= maxRetryBody {
 			if call.body, err = io.ReadAll(io.LimitReader(r.Body, maxRetryBody+1)); err != nil || len(call.body) > maxRetryBody {
 				g.refuse(w, r, http.StatusBadRequest, "request body unreadable", l.opts.Tenant)
 				return

@@ -68,7 +68,7 @@ func (w *gitWorld) job() (*workspace.User, *gateway.Lease) {
 	if err != nil {
 		w.t.Fatal(err)
 	}
-	lease := w.gw.Lease(gateway.LeaseOptions{Tenant: "acme/alice"})
+	lease := w.gw.Lease(gateway.LeaseOptions{Tenant: "acme/alice", ThreadID: "t1"})
 	w.t.Cleanup(lease.Close)
 	u.Remote = func(repoURL string) (workspace.RemoteAccess, error) {
 		url, env, err := lease.GitRemote(repoURL)

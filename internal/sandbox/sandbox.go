@@ -42,12 +42,17 @@ type Config struct {
 	// Unprivileged forces single-tenant mode even when the process could
 	// switch uids (tests of that mode).
 	Unprivileged bool
+	// Limits bound each tenant process (TENANT_MAX_MEMORY_MB,
+	// TENANT_NICE); Tenant.Apply and Tenant.Limit set them on a command.
+	Limits ChildLimits
 }
 
 // Sandbox hands out tenants. It is safe for concurrent use.
 type Sandbox struct {
 	privileged bool
 	uids       *Allocator
+
+	limits ChildLimits
 
 	mu     sync.Mutex
 	tenant map[string]*Tenant // by key, once known
@@ -63,7 +68,10 @@ func New(cfg Config) (*Sandbox, error) {
 	if err := cfg.UIDs.validate(); err != nil {
 		return nil, err
 	}
-	s := &Sandbox{privileged: !cfg.Unprivileged && CanSwitchUIDs(), tenant: map[string]*Tenant{}}
+	if err := cfg.Limits.Resolve(); err != nil {
+		return nil, err
+	}
+	s := &Sandbox{privileged: !cfg.Unprivileged && CanSwitchUIDs(), tenant: map[string]*Tenant{}, limits: cfg.Limits}
 	if s.privileged {
 		a, err := NewAllocator(cfg.Root, cfg.UIDs)
 		if err != nil {
@@ -91,7 +99,7 @@ func (s *Sandbox) Tenant(clientID, userID string) (*Tenant, error) {
 			return nil, fmt.Errorf("tenant %s: %w (it serves %s)", key, ErrSingleTenant, s.single)
 		}
 		s.single = key
-		t := &Tenant{Key: key, UID: uint32(os.Getuid()), GID: uint32(os.Getgid())}
+		t := &Tenant{Key: key, UID: uint32(os.Getuid()), GID: uint32(os.Getgid()), limits: s.limits}
 		s.tenant[key] = t
 		return t, nil
 	}
@@ -99,7 +107,7 @@ func (s *Sandbox) Tenant(clientID, userID string) (*Tenant, error) {
 	if err != nil {
 		return nil, fmt.Errorf("allocate a uid for tenant %s: %w", key, err)
 	}
-	t := &Tenant{Key: key, UID: uid, GID: uid, separate: true}
+	t := &Tenant{Key: key, UID: uid, GID: uid, separate: true, limits: s.limits}
 	s.tenant[key] = t
 	return t, nil
 }
@@ -112,6 +120,7 @@ type Tenant struct {
 	UID, GID uint32
 	// separate is true when UID is the tenant's own, not the worker's.
 	separate bool
+	limits   ChildLimits
 }
 
 // Separate reports whether the tenant runs under a uid of its own.
@@ -127,13 +136,20 @@ func (t *Tenant) Credential() *syscall.Credential {
 	return &syscall.Credential{Uid: t.UID, Gid: t.GID, Groups: []uint32{}}
 }
 
-// Apply makes cmd run as the tenant. It keeps the rest of cmd.SysProcAttr.
+// Apply makes cmd run as the tenant, under the sandbox's ChildLimits. It
+// keeps the rest of cmd.SysProcAttr. Call it once, after cmd's Path and
+// Args are final.
 func (t *Tenant) Apply(cmd *exec.Cmd) {
 	if cmd.SysProcAttr == nil {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
 	}
 	cmd.SysProcAttr.Credential = t.Credential()
+	t.Limit(cmd)
 }
+
+// Limit makes cmd run under the sandbox's ChildLimits, for a command whose
+// credential is set otherwise (the agent's). Call it once.
+func (t *Tenant) Limit(cmd *exec.Cmd) { t.limits.Wrap(cmd) }
 
 // Own gives path (not following a symlink) to the tenant: owner uid, group
 // gid. On an unprivileged sandbox it does nothing.

@@ -166,7 +166,7 @@ func TestEndToEndTwoUsersTwoThreads(t *testing.T) {
 		t.Fatalf("last job: %+v", r.Error)
 	}
 	b.WaitText("#title", "ann on a1, shown live", 60*time.Second)
-	if _, body := p.health(); body["userId"] != "ann" || body["threadId"] != "a1" {
-		t.Errorf("/health names %v/%v, want ann/a1", body["userId"], body["threadId"])
+	if body := p.workerStatus(); body["userId"] != "ann" || body["threadId"] != "a1" {
+		t.Errorf("worker status names %v/%v, want ann/a1", body["userId"], body["threadId"])
 	}
 }

@@ -179,6 +179,8 @@ type proc struct {
 	addr   string
 	done   chan struct{}
 	status int
+	// socket is the worker's STATUS_SOCKET.
+	socket string
 }
 
 // start runs the worker with the harness environment plus extra.
@@ -218,12 +220,18 @@ func (h *harness) launch(extra map[string]string) *proc {
 			env[k] = v
 		}
 	}
+	if env["STATUS_SOCKET"] == "" {
+		// A status socket of its own: workers of tests running at once
+		// would share the default one. Its parent is one the worker's uid
+		// can write (it creates the 0700 directory of the socket).
+		env["STATUS_SOCKET"] = filepath.Join(workspacetest.Reachable(h.t), "status", "status.sock")
+	}
 	cmd := exec.Command(cmp.Or(h.opt.bin, workerBin), "run")
 	cmd.Dir = h.opt.dir
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
-	p := &proc{t: h.t, cmd: cmd, logs: &logbuf.Buffer{}, done: make(chan struct{})}
+	p := &proc{t: h.t, cmd: cmd, logs: &logbuf.Buffer{}, done: make(chan struct{}), socket: env["STATUS_SOCKET"]}
 	cmd.Stdout = p.logs
 	cmd.Stderr = p.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
@@ -300,6 +308,21 @@ func (p *proc) health() (int, map[string]any) {
 		p.t.Fatalf("/health body %q: %v", b, err)
 	}
 	return resp.StatusCode, body
+}
+
+// workerStatus returns what `worker status` prints: the tenant details /health
+// never shows.
+func (p *proc) workerStatus() map[string]any {
+	p.t.Helper()
+	out, err := exec.Command(workerBin, "status", "-socket", p.socket).Output()
+	if err != nil {
+		p.t.Fatalf("worker status: %v", err)
+	}
+	var body map[string]any
+	if err := json.Unmarshal(out, &body); err != nil {
+		p.t.Fatalf("worker status printed %q: %v", out, err)
+	}
+	return body
 }
 
 // send puts a job on the job queue.

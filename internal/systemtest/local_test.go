@@ -36,6 +36,7 @@ func TestLocalModeRunsJobsFromSend(t *testing.T) {
 		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NPM_CACHE_DIR=" + seededNpmCache(t), "WORKER_CACHE_DIR=" + cliCache,
 		"ASTRO_PORT=" + strconv.Itoa(previewtest.FreePort(t)), "LOG_FORMAT=json",
 		"TENANT_UIDS=" + uidRange(sandboxtest.ClaimUIDs(t)),
+		"STATUS_SOCKET=" + filepath.Join(t.TempDir(), "status", "status.sock"),
 	}
 	local := exec.Command(workerBin, "local", "-dir", dir, "-http", httpAddr, "-aws-addr", "127.0.0.1:0")
 	local.Dir = repoRoot

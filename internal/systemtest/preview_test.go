@@ -49,10 +49,10 @@ func (h *harness) previewHost(user string) string {
 	return preview.ID("acme", user) + "." + previewDomain + ":" + port
 }
 
-// previewOf returns user's entry in /health's previews, nil when their dev
+// previewOf returns user's entry in worker status's previews, nil when their dev
 // server does not run.
 func (p *proc) previewOf(user string) map[string]any {
-	_, body := p.health()
+	body := p.workerStatus()
 	list, _ := body["previews"].([]any)
 	for _, e := range list {
 		if m, _ := e.(map[string]any); m != nil && m["userId"] == user {

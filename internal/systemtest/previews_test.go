@@ -108,7 +108,7 @@ func TestPreviewsPerUser(t *testing.T) {
 		t.Fatalf("worker exited with %d on SIGTERM", code)
 	}
 	p = h.start(map[string]string{"PREVIEW_MAX_SERVERS": "1"})
-	if _, body := p.health(); len(body["previews"].([]any)) != 0 {
+	if body := p.workerStatus(); len(body["previews"].([]any)) != 0 {
 		t.Fatalf("previews running after a restart with no job: %v", body["previews"])
 	}
 	for i, u := range []string{"alice", "bob", "alice"} {

@@ -137,9 +137,19 @@ func TestExecuteEditsCommitsAndPushes(t *testing.T) {
 	if len(named) < 6 {
 		t.Errorf("expected job log lines missing; saw %v", named)
 	}
+	// Tenant details: never on /health over TCP, loopback included (every
+	// tenant's processes share loopback); `worker status`, as root, has them.
 	code, body := p.health()
-	if code != 200 || body["clientId"] != "acme" || body["userId"] != "alice" || body["branch"] != "thread-t1" {
+	if code != 200 || body["status"] != "ok" {
 		t.Errorf("/health %d %v", code, body)
+	}
+	for _, key := range []string{"clientId", "userId", "threadId", "branch", "workspace", "previews", "astro"} {
+		if _, ok := body[key]; ok {
+			t.Errorf("/health over loopback TCP shows %q: %v", key, body)
+		}
+	}
+	if st := p.workerStatus(); st["clientId"] != "acme" || st["userId"] != "alice" || st["branch"] != "thread-t1" {
+		t.Errorf("worker status: %v", st)
 	}
 	if c, _ := p.stop(syscall.SIGTERM, 25*time.Second); c != 0 {
 		t.Errorf("exit code %d after SIGTERM", c)

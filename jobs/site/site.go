@@ -60,8 +60,22 @@ type Config struct {
 	// MaxBudgetUSD is the most one job may spend (CLAUDE_MAX_BUDGET_USD);
 	// 0 means no limit. A job's own maxBudgetUsd never raises it.
 	MaxBudgetUSD float64
-	Logger       *slog.Logger
+	// Quota bounds each user's workspace (TENANT_DISK_MB,
+	// TENANT_MAX_FILES); zero means none. It is checked every QuotaEvery
+	// while a job runs (past it the job stops) and before an execute
+	// commits; a job past it fails with quota_exceeded, nothing committed,
+	// and its changes are discarded so the next job can run.
+	Quota workspace.Quota
+	// QuotaEvery is how often the quota is checked during a job; 0 means
+	// DefaultQuotaEvery.
+	QuotaEvery time.Duration
+	Logger     *slog.Logger
 }
+
+// DefaultQuotaEvery is how often a running job's workspace is measured
+// when Config.QuotaEvery is 0. Each check walks the workspace (du): tens
+// of milliseconds on a local disk, seconds on EFS for a large node_modules.
+const DefaultQuotaEvery = 15 * time.Second
 
 // stopTimeout bounds killing a tenant's leftover processes after a job.
 const stopTimeout = 10 * time.Second
@@ -110,22 +124,101 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 	defer s.enter(u.Tenant.Key)()
 	var lease *gateway.Lease
 	if s.cfg.Gateway != nil {
-		lease = s.cfg.Gateway.Lease(gateway.LeaseOptions{Tenant: u.Tenant.Key, JobID: job.JobID, BudgetUSD: s.budget(job)})
+		// Only an execute runs the agent: only it gets an API credential.
+		// A push may only create or fast-forward the job's own branch.
+		lease = s.cfg.Gateway.Lease(gateway.LeaseOptions{Tenant: u.Tenant.Key, JobID: job.JobID, BudgetUSD: s.budget(job),
+			API: job.Type == jobs.TypeExecute, ThreadID: job.ThreadID})
 		defer lease.Close() // the job's credentials stop working when it ends
 		u.Remote = func(repoURL string) (workspace.RemoteAccess, error) {
 			url, env, err := lease.GitRemote(repoURL)
 			return workspace.RemoteAccess{URL: url, Env: env}, err
 		}
 	}
+	ctx, stopQuota := s.watchQuota(ctx, u)
+	var resp jobs.Response
 	switch job.Type {
 	case jobs.TypeInit:
-		return s.init(ctx, u, job)
+		resp, err = s.init(ctx, u, job)
 	case jobs.TypeExecute:
-		return s.execute(ctx, u, job, lease, progress)
+		resp, err = s.execute(ctx, u, job, lease, progress)
 	case jobs.TypeRevert:
-		return s.revert(ctx, u, job)
+		resp, err = s.revert(ctx, u, job)
+	default:
+		err = jobs.Errorf(jobs.CodeInvalidJob, "unknown job type %q", job.Type)
 	}
-	return jobs.Response{}, jobs.Errorf(jobs.CodeInvalidJob, "unknown job type %q", job.Type)
+	stopQuota()
+	if cause := context.Cause(ctx); err != nil && errors.Is(cause, workspace.ErrQuotaExceeded) && !isCode(err, jobs.CodeQuotaExceeded) {
+		// The watcher stopped the job: its error is the stop's.
+		err = s.overQuota(ctx, u, cause)
+	}
+	return resp, err
+}
+
+// failQuota records an execute that went past its workspace's quota as
+// failed, discards its changes and returns its quota_exceeded error.
+func (s *Handler) failQuota(ctx context.Context, u *workspace.User, job jobs.Job, record workspace.JobRecord, cause error) error {
+	err := s.overQuota(ctx, u, cause)
+	record.Status, record.ErrorCode, record.FinishedAt = "failed", string(jobs.CodeQuotaExceeded), time.Now().UTC()
+	if _, rerr := u.RecordJob(job.ThreadID, record); rerr != nil {
+		s.log.WarnContext(ctx, "cannot record the job", "error", rerr)
+	}
+	return err
+}
+
+// isCode reports whether err is a *jobs.Error of code.
+func isCode(err error, code jobs.Code) bool {
+	var je *jobs.Error
+	return errors.As(err, &je) && je.Code == code
+}
+
+// watchQuota measures the user's workspace every QuotaEvery until stop is
+// called, and cancels the returned context (its cause wrapping
+// workspace.ErrQuotaExceeded) once it holds more than the quota: a job
+// writing past it is stopped while it runs, not only after.
+func (s *Handler) watchQuota(ctx context.Context, u *workspace.User) (context.Context, func()) {
+	ctx, cancel := context.WithCancelCause(ctx)
+	if s.cfg.Quota == (workspace.Quota{}) {
+		return ctx, func() { cancel(nil) }
+	}
+	every := s.cfg.QuotaEvery
+	if every <= 0 {
+		every = DefaultQuotaEvery
+	}
+	done, stopped := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(stopped)
+		t := time.NewTicker(every)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-ctx.Done():
+				return
+			case <-t.C:
+			}
+			if _, err := u.CheckQuota(ctx, s.cfg.Quota); errors.Is(err, workspace.ErrQuotaExceeded) {
+				s.log.WarnContext(ctx, "stopping the job: its workspace is over its quota", "error", err)
+				cancel(err)
+				return
+			}
+		}
+	}()
+	return ctx, func() {
+		close(done)
+		<-stopped
+	}
+}
+
+// overQuota discards the job's changes so the workspace is usable again
+// (workspace.Reclaim), and returns the job's quota_exceeded error.
+func (s *Handler) overQuota(ctx context.Context, u *workspace.User, cause error) error {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	if err := u.Reclaim(rctx, s.cfg.Quota); err != nil {
+		s.log.WarnContext(ctx, "cannot bring the workspace back under its quota", "error", err)
+	}
+	return jobs.Errorf(jobs.CodeQuotaExceeded, "%s: the job's changes were discarded and nothing was committed", cause)
 }
 
 // budget returns the job's spending limit: the smaller of its own and
@@ -269,7 +362,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	req := agent.Request{
 		Instruction: job.Instruction, Mode: mode,
 		ProjectDir: u.ProjectDir, ConfigDir: u.AgentDir, HomeDir: u.HomeDir, TmpDir: u.TmpDir,
-		SessionID: thread.SessionID, Credential: u.Tenant.Credential(),
+		SessionID: thread.SessionID, Credential: u.Tenant.Credential(), Limit: u.Tenant.Limit,
 	}
 	if req.SessionID == "" && thread.ForkedFrom != nil && thread.ForkedFrom.SessionID != "" {
 		// A fork's first job: the parent's conversation, as a new session.
@@ -291,6 +384,9 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 		}
 		record.SessionID = result.SessionID
 		record.CostUSD = money.Round(result.CostUSD)
+	}
+	if cause := context.Cause(ctx); errors.Is(cause, workspace.ErrQuotaExceeded) {
+		return resp, s.failQuota(ctx, u, job, record, cause)
 	}
 	if lease != nil && lease.BudgetExceeded() {
 		// The gateway stopped the agent at the budget: keep what it did.
@@ -321,6 +417,9 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	// commit instead of running the instruction again on top of its edits.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
+	if _, err := u.CheckQuota(ctx, s.cfg.Quota); errors.Is(err, workspace.ErrQuotaExceeded) {
+		return resp, s.failQuota(ctx, u, job, record, err)
+	}
 	if job.Mode != jobs.ModePlan {
 		commit, err := u.Commit(ctx, job.ThreadID, job.JobID, job.Instruction)
 		if err != nil {
@@ -449,6 +548,8 @@ func classify(err error) error {
 		errors.Is(err, workspace.ErrBaseBranchNotFound), errors.Is(err, workspace.ErrThreadNotFound),
 		errors.Is(err, workspace.ErrThreadExists), errors.Is(err, workspace.ErrBadRevert):
 		code = jobs.CodeInvalidJob
+	case errors.Is(err, workspace.ErrQuotaExceeded):
+		code = jobs.CodeQuotaExceeded
 	case errors.Is(err, workspace.ErrRevertConflict):
 		code = jobs.CodeGitFailed
 	case errors.As(err, &ie):

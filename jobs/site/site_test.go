@@ -112,6 +112,7 @@ type env struct {
 	agent   *fakeAgent
 	preview *fakePreviewer
 	h       *site.Handler
+	ws      *workspace.Workspaces
 	client  string
 	user    string
 	u       *workspace.User // the user's paths, for the assertions
@@ -140,6 +141,7 @@ func newEnv(t *testing.T, g *workspacetest.Git, user string) *env {
 		client: "sitetest",
 		user:   fmt.Sprintf("%s-%d", user, os.Getpid()),
 	}
+	e.ws = ws
 	e.h = site.New(site.Config{Workspaces: ws, Agent: e.agent, Preview: e.preview, PreviewURL: previewURL})
 	if e.u, err = ws.User(e.client, e.user); err != nil {
 		t.Fatal(err)

@@ -1,0 +1,4 @@
+package gateway
+
+// CheckPush is checkPush, for the tests of hand-made push requests.
+var CheckPush = checkPush
