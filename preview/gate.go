@@ -92,7 +92,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, to.String(), http.StatusFound)
 			return
 		}
-		g.cfg.Next.ServeHTTP(w, r.WithContext(WithPreviewID(r.Context(), id)))
+		g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), id), token, expires)))
 		return
 	}
 	c, err := r.Cookie(CookieName)
@@ -100,12 +100,12 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, "no preview token or cookie")
 		return
 	}
-	id, _, ok := g.cfg.Tokens.Verify(c.Value)
+	id, expires, ok := g.cfg.Tokens.Verify(c.Value)
 	if !ok || (want != "" && id != want) {
 		g.refuse(w, r, "invalid, expired or another preview's cookie")
 		return
 	}
-	g.cfg.Next.ServeHTTP(w, r.WithContext(WithPreviewID(r.Context(), id)))
+	g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), id), c.Value, expires)))
 }
 
 // setCookie gives the browser the token as a cookie of this host.

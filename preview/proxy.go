@@ -11,6 +11,7 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gorilla/websocket"
@@ -19,9 +20,10 @@ import (
 // Activity is told about every request the Proxy serves, so that an idle
 // timer can tell when nobody watches the preview. Begin is called when a
 // request starts and the returned end func when its handler returns; for a
-// WebSocket upgrade (Vite's HMR socket) that is when the socket closes, so an
-// open preview counts as activity for its whole life. Implementations must be
-// safe for concurrent use.
+// WebSocket upgrade (Vite's HMR socket) that is when the socket closes, or
+// ViewMax after its browser's last page load if that comes first: a tab left
+// open is no activity for ever. Implementations must be safe for concurrent
+// use.
 type Activity interface {
 	Begin() (end func())
 }
@@ -41,6 +43,12 @@ type ProxyConfig struct {
 	Upstream func() (*url.URL, bool)
 	// Activity, if not nil, is told about every request.
 	Activity Activity
+	// ViewMax (PREVIEW_VIEW_MAX) is how long after its browser's last page
+	// load an open WebSocket still counts as a view, for Activity and for
+	// the dev server's idle stop. Zero means DefaultViewMax. Whatever it
+	// is, a socket is closed when the token or cookie that opened it
+	// expires.
+	ViewMax time.Duration
 	// Logger receives proxy errors. Nil discards them.
 	Logger *slog.Logger
 	// RetryAfter is how long the "starting" page waits before it retries.
@@ -61,6 +69,7 @@ type Proxy struct {
 	servers    *Servers
 	upstream   func() (*url.URL, bool)
 	activity   Activity
+	views      *views
 	log        *slog.Logger
 	retryAfter time.Duration
 	page       []byte
@@ -77,6 +86,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		servers:    cfg.Servers,
 		upstream:   cfg.Upstream,
 		activity:   cfg.Activity,
+		views:      newViews(cfg.ViewMax),
 		log:        cfg.Logger,
 		retryAfter: cfg.RetryAfter,
 	}
@@ -216,12 +226,27 @@ func (p *Proxy) restartHMR(w http.ResponseWriter, r *http.Request, why string) {
 
 // ServeHTTP forwards r to the dev server, or serves the "starting" page.
 func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	end := func() {}
 	if p.activity != nil {
-		end := p.activity.Begin()
-		defer end()
+		end = p.activity.Begin()
 	}
 	u, ok, viewed := p.route(r)
-	defer viewed()
+	var once sync.Once
+	release := func() { once.Do(func() { end(); viewed() }) }
+	defer release()
+	if isPageLoad(r) {
+		p.views.loaded(browserOf(r.Context()))
+	} else if r.Header.Get("Upgrade") != "" {
+		// A socket counts as a view up to ViewMax after its browser's last
+		// page load, and lives no longer than its token.
+		stop := p.views.hold(browserOf(r.Context()), release)
+		defer stop()
+		if exp, ok := CredentialExpiry(r.Context()); ok {
+			ctx, cancel := context.WithDeadline(r.Context(), exp)
+			defer cancel()
+			r = r.WithContext(ctx)
+		}
+	}
 	if !ok || u == nil {
 		if p.servers != nil && isPageLoad(r) {
 			id, _ := PreviewID(r.Context())

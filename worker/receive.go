@@ -21,17 +21,18 @@ import (
 
 // lane holds one user's messages, run in order.
 type lane struct {
-	queue []*delivery
+	queue   []*delivery
+	running bool // under Worker.mu: its head holds a slot and runs
 }
 
 // receive long-polls the job queue until ctx is done; jobs run under run.
 func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 	bo := backoff.Backoff{Min: w.cfg.BackoffMin, Max: w.cfg.BackoffMax}
 	for ctx.Err() == nil {
-		free := w.cfg.MaxHeld - w.held()
-		if free <= 0 {
+		want := w.want()
+		if want <= 0 {
 			w.lastLoop.Store(time.Now().UnixNano()) // busy, not stuck
-			select {                                // every slot holds a message: wait for one to finish
+			select {                                // nothing more can start: wait for a lane to free
 			case <-w.slotFree:
 			case <-time.After(5 * time.Second):
 			case <-ctx.Done():
@@ -41,7 +42,7 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 		w.pollEnds.Store(time.Now().Add(w.cfg.WaitTime + time.Second).UnixNano())
 		out, err := w.sqs.ReceiveMessage(ctx, &sqs.ReceiveMessageInput{
 			QueueUrl:                    aws.String(w.cfg.JobQueueURL),
-			MaxNumberOfMessages:         int32(min(free, 10)),
+			MaxNumberOfMessages:         int32(want),
 			WaitTimeSeconds:             int32(w.cfg.WaitTime / time.Second),
 			MessageSystemAttributeNames: []types.MessageSystemAttributeName{types.MessageSystemAttributeNameAll},
 		})
@@ -65,11 +66,32 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 	}
 }
 
-// held returns how many received messages are not yet deleted or released.
-func (w *Worker) held() int {
+// want returns how many messages the receive loop may ask for now: one
+// per free lane (a lane is a user with a message here, running or waiting),
+// so a backlog stays visible to other workers and to the scaler. With
+// every lane running and nothing waiting, it asks for one: the spare, so a
+// cancel still reaches a full worker; the spare waits for the first free
+// lane (or in its user's lane). While anything waits, it asks for none.
+func (w *Worker) want() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	return len(w.inflight)
+	if free := w.cfg.MaxConcurrentUsers - len(w.lanes); free > 0 {
+		return min(free, 10)
+	}
+	for _, l := range w.lanes {
+		if !l.running || len(l.queue) > 0 {
+			return 0
+		}
+	}
+	return 1
+}
+
+// signalFree wakes the receive loop when it waits for want to grow.
+func (w *Worker) signalFree() {
+	select {
+	case w.slotFree <- struct{}{}:
+	default:
+	}
 }
 
 // accept decodes a message and queues it in its user's lane; a cancel runs
@@ -157,6 +179,7 @@ func (w *Worker) runLane(ctx, run context.Context, key string, l *lane) {
 		if len(l.queue) == 0 || ctx.Err() != nil {
 			delete(w.lanes, key)
 			w.mu.Unlock()
+			w.signalFree()
 			return
 		}
 		d := l.queue[0]
@@ -167,7 +190,14 @@ func (w *Worker) runLane(ctx, run context.Context, key string, l *lane) {
 			w.releaseAfter(d, w.stopRelease()) // stopping: not started, another worker takes it
 			continue
 		}
+		w.mu.Lock()
+		l.running = true
+		w.mu.Unlock()
+		w.signalFree() // a spare may be asked for now
 		completed := w.process(run, d)
+		w.mu.Lock()
+		l.running = false
+		w.mu.Unlock()
 		<-w.sem
 		if !completed && w.fifoJobs() && ctx.Err() == nil {
 			// The group's order must hold: what came after an unfinished

@@ -224,10 +224,7 @@ func (w *Worker) forget(d *delivery, waitBeats bool) {
 		w.beats.Wait()
 	}
 	w.mu.Unlock()
-	select {
-	case w.slotFree <- struct{}{}:
-	default:
-	}
+	w.signalFree()
 }
 
 // heartbeat keeps every held message invisible, refreshing at half the

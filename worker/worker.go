@@ -62,8 +62,10 @@ type Config struct {
 	Redactor *redact.Redactor
 	Logger   *slog.Logger
 
-	MaxConcurrentUsers int           // jobs of different users at once; default 2
-	MaxHeld            int           // messages received and not finished; default 10 per user slot
+	// MaxConcurrentUsers is how many users' jobs run at once, default 2:
+	// the worker asks the queue for no more messages than it has free
+	// lanes (plus one spare when all run), so it holds only what runs.
+	MaxConcurrentUsers int
 	WaitTime           time.Duration // long poll; default 20s
 	// VisibilityTimeout is the job queue's; 0 reads it from the queue.
 	VisibilityTimeout time.Duration
@@ -112,12 +114,12 @@ type Worker struct {
 	fifo bool
 
 	sem      chan struct{} // one token per running job
-	slotFree chan struct{} // signalled when a held message is done
+	slotFree chan struct{} // signalled when a lane may have freed (see want)
 
 	mu       sync.Mutex
 	beats    *sync.Cond                         // on mu: a heartbeat call ended
 	inflight map[string]*delivery               // by receipt handle: received, not yet deleted or released
-	lanes    map[string]*lane                   // by user key
+	lanes    map[string]*lane                   // by user key: users with a message here
 	active   map[string]context.CancelCauseFunc // running jobs by user key and job id: what stops each
 
 	// pipeline is what happens to one delivery, up to its final answer.
@@ -172,12 +174,6 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 	}
 	if cfg.MaxConcurrentUsers <= 0 {
 		cfg.MaxConcurrentUsers = 2
-	}
-	if cfg.MaxHeld <= 0 {
-		// Room for a full receive batch (10) per user slot: one user's burst
-		// cannot hold every slot and keep another user's job from being
-		// received (SQS returns no more of a group while it is in flight).
-		cfg.MaxHeld = 10 * cfg.MaxConcurrentUsers
 	}
 	if cfg.WaitTime <= 0 {
 		cfg.WaitTime = 20 * time.Second

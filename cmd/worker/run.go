@@ -11,7 +11,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -19,13 +18,11 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
-	"github.com/aws/aws-sdk-go-v2/service/ecs"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
 
 	"github.com/webordinary/claude-code-astro/internal/agent"
 	"github.com/webordinary/claude-code-astro/internal/config"
-	"github.com/webordinary/claude-code-astro/internal/ecstask"
 	"github.com/webordinary/claude-code-astro/internal/gateway"
 	"github.com/webordinary/claude-code-astro/internal/idle"
 	"github.com/webordinary/claude-code-astro/internal/ledger"
@@ -157,6 +154,13 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		BaseURL: gw.BaseURL() + "/anthropic", PATH: opt.PATH, Redactor: red, Logger: log.With("component", "agent"),
 	})
 	activity := idle.New(cfg.AutoShutdown)
+	service := inService(ctx, cfg, log)
+	keeper := protection(cfg, service, log)
+	jobActivity := activities{activity}
+	if keeper != nil {
+		jobActivity = append(jobActivity, keeper)
+		wg.Go(func() { keeper.Run(svcCtx) })
+	}
 
 	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL,
 		Gateway: gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Logger: log.With("component", "jobs")}
@@ -175,7 +179,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	sqsClient := sqs.NewFromConfig(opt.AWS)
 	w, err := worker.New(sqsClient, worker.Config{
 		JobQueueURL: cfg.JobQueueURL, ResponseQueueURL: cfg.ResponseQueueURL,
-		Handler: handler, Ledger: ledger.New(cfg.WorkspacePath), Activity: activity, Redactor: red,
+		Handler: handler, Ledger: ledger.New(cfg.WorkspacePath), Activity: jobActivity, Redactor: red,
 		Logger: log, MaxConcurrentUsers: cfg.MaxConcurrentUsers, JobTimeout: cfg.JobTimeout,
 	})
 	if err != nil {
@@ -203,13 +207,13 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		log.Warn("the worker is not root, so it cannot run tenants under uids of their own: it serves ONE tenant (the first job's client/user) and refuses others",
 			"uid", os.Geteuid())
 	}
-	log.Info("listening", "http_addr", ln.Addr().String(), "preview", cfg.AstroDevMode, "version", version())
+	log.Info("listening", "http_addr", ln.Addr().String(), "preview", cfg.AstroDevMode, "version", version(), "ecs_service", service)
 	if opt.Ready != nil {
 		opt.Ready(ln.Addr().String())
 	}
 
 	if cfg.AutoShutdown > 0 {
-		wg.Go(func() { idleStop(runCtx, stop, cfg, opt.AWS, activity, log) })
+		wg.Go(func() { idleStop(runCtx, stop, cfg, service, opt.AWS, activity, log) })
 	}
 	done := make(chan error, 1)
 	go func() { done <- w.Run(runCtx) }()
@@ -277,7 +281,7 @@ func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 		return report(cfg, w, pv, activity, detailed)
 	}))
 	if pv != nil {
-		proxy := preview.NewProxy(preview.ProxyConfig{Servers: pv.servers, Activity: activity, Logger: log.With("component", "proxy")})
+		proxy := preview.NewProxy(preview.ProxyConfig{Servers: pv.servers, Activity: activity, ViewMax: cfg.PreviewViewMax, Logger: log.With("component", "proxy")})
 		mux.Handle("/", preview.NewGate(preview.GateConfig{Tokens: pv.tokens, PerHost: pv.perHost(), Next: proxy, Logger: log.With("component", "proxy")}))
 	} else {
 		mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
@@ -328,30 +332,4 @@ func report(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 		}
 	}
 	return r
-}
-
-// idleStop waits until the worker is idle, then stops its ECS task (when on
-// ECS) and ends the run.
-func idleStop(ctx context.Context, stop context.CancelFunc, cfg config.Config, awsCfg aws.Config, activity *idle.Tracker, log *slog.Logger) {
-	if err := activity.Wait(ctx); err != nil {
-		return
-	}
-	reason := "idle for " + strconv.FormatFloat(cfg.AutoShutdown.Minutes(), 'f', -1, 64) + " minutes"
-	log.Info("idle: shutting down", "reason", reason, "on_ecs", cfg.ECSMetadataURI != "")
-	// Stop receiving first, so no job starts only to be cut short by the
-	// task's own stop; serve waits for this goroutine before it exits.
-	stop()
-	if cfg.ECSMetadataURI != "" {
-		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 15*time.Second)
-		task, err := ecstask.FromMetadata(sctx, nil, cfg.ECSMetadataURI)
-		if err == nil {
-			err = ecstask.Stop(sctx, ecs.NewFromConfig(awsCfg), task, reason)
-		}
-		cancel()
-		if err != nil {
-			log.Error("cannot stop the ECS task; exiting anyway", "error", err)
-		} else {
-			log.Info("ECS task stop requested", "task", task.TaskARN, "cluster", task.Cluster)
-		}
-	}
 }

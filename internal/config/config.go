@@ -53,6 +53,9 @@ type Config struct {
 	PreviewMaxServers int
 	// PreviewIdle stops a dev server nobody viewed for that long.
 	PreviewIdle time.Duration
+	// PreviewViewMax (PREVIEW_VIEW_MAX) is how long after its browser's
+	// last page load an open preview socket still counts as activity.
+	PreviewViewMax time.Duration
 	// AutoShutdown is the idle time before the worker stops itself; 0 never.
 	AutoShutdown time.Duration
 
@@ -100,7 +103,22 @@ type Config struct {
 
 	// ECSMetadataURI is ECS_CONTAINER_METADATA_URI_V4, empty off ECS.
 	ECSMetadataURI string
+	// ECSAgentURI is ECS_AGENT_URI (set by ECS): the agent's endpoint for
+	// task scale-in protection.
+	ECSAgentURI string
+	// ECSTaskMode (ECS_TASK_MODE) says how the task was started: TaskService
+	// (in an ECS service: scale-in protection, never StopTask),
+	// TaskStandalone (RunTask: StopTask when idle) or TaskAuto (a service
+	// when the task metadata names one).
+	ECSTaskMode string
 }
+
+// ECS_TASK_MODE values.
+const (
+	TaskAuto       = "auto"
+	TaskService    = "service"
+	TaskStandalone = "standalone"
+)
 
 // PreviewPlaceholder stands for a user's preview id in PREVIEW_BASE_URL.
 const PreviewPlaceholder = "{preview}"
@@ -130,6 +148,8 @@ func Default() Config {
 		SecretRefresh:      15 * time.Minute,
 		PreviewTokenTTL:    12 * time.Hour,
 		PreviewIdle:        10 * time.Minute,
+		PreviewViewMax:     30 * time.Minute,
+		ECSTaskMode:        TaskAuto,
 		TenantUIDs:         sandbox.DefaultUIDs,
 		TenantMaxProcs:     1024,
 		TenantMaxFileMB:    2048,
@@ -157,6 +177,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.duration("PREVIEW_TOKEN_TTL", &c.PreviewTokenTTL)
 	p.integer("PREVIEW_MAX_SERVERS", &c.PreviewMaxServers, 1, 1000)
 	p.minutes("PREVIEW_IDLE_MINUTES", &c.PreviewIdle)
+	p.duration("PREVIEW_VIEW_MAX", &c.PreviewViewMax)
 	p.minutes("AUTO_SHUTDOWN_MINUTES", &c.AutoShutdown)
 	p.str("ANTHROPIC_API_KEY", &c.AnthropicAPIKey)
 	p.str("ANTHROPIC_API_KEY_SECRET_ID", &c.AnthropicAPIKeySecretID)
@@ -182,6 +203,8 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.level("LOG_LEVEL", &c.LogLevel)
 	p.str("LOG_FORMAT", &c.LogFormat)
 	p.str("ECS_CONTAINER_METADATA_URI_V4", &c.ECSMetadataURI)
+	p.str("ECS_AGENT_URI", &c.ECSAgentURI)
+	p.str("ECS_TASK_MODE", &c.ECSTaskMode)
 	if p.err != nil {
 		return Config{}, p.err
 	}
@@ -226,6 +249,9 @@ func (c Config) Validate() error {
 	if c.PreviewIdle <= 0 {
 		return &FieldError{"PREVIEW_IDLE_MINUTES", "must be above 0"}
 	}
+	if c.PreviewViewMax <= 0 {
+		return &FieldError{"PREVIEW_VIEW_MAX", "must be a positive duration such as 30m"}
+	}
 	if c.AnthropicAPIKey != "" && c.AnthropicAPIKeySecretID != "" {
 		return &FieldError{"ANTHROPIC_API_KEY_SECRET_ID", "set either ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID, not both"}
 	}
@@ -260,6 +286,19 @@ func (c Config) Validate() error {
 		if u, err := url.Parse(c.ECSMetadataURI); err != nil || u.Scheme != "http" || u.Host == "" {
 			return &FieldError{"ECS_CONTAINER_METADATA_URI_V4", "must be an http URL"}
 		}
+	}
+	if c.ECSAgentURI != "" {
+		if u, err := url.Parse(c.ECSAgentURI); err != nil || u.Scheme != "http" || u.Host == "" {
+			return &FieldError{"ECS_AGENT_URI", "must be an http URL"}
+		}
+	}
+	switch c.ECSTaskMode {
+	case TaskAuto, TaskService, TaskStandalone:
+	default:
+		return &FieldError{"ECS_TASK_MODE", `must be "auto", "service" or "standalone"`}
+	}
+	if c.ECSTaskMode == TaskService && (c.ECSAgentURI == "" || c.ECSMetadataURI == "") {
+		return &FieldError{"ECS_TASK_MODE", "is service, but ECS_AGENT_URI or ECS_CONTAINER_METADATA_URI_V4 is not set: not on ECS"}
 	}
 	return nil
 }

@@ -59,12 +59,16 @@ func TestFromEnvPreview(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if c.PreviewViewMax != 30*time.Minute || c.ECSTaskMode != TaskAuto {
+		t.Errorf("PREVIEW_VIEW_MAX %s, ECS_TASK_MODE %q; want 30m, auto", c.PreviewViewMax, c.ECSTaskMode)
+	}
 	if c.PreviewTokenTTL != 12*time.Hour || c.PreviewIdle != 10*time.Minute || c.MaxPreviewServers() != 3 {
 		t.Errorf("preview defaults: ttl %s, idle %s, servers %d; want 12h, 10m, MAX_CONCURRENT_USERS+1 = 3",
 			c.PreviewTokenTTL, c.PreviewIdle, c.MaxPreviewServers())
 	}
 	for k, v := range map[string]string{"PREVIEW_BASE_URL": "https://{preview}.preview.example.com/", "PREVIEW_SECRET": "s",
-		"PREVIEW_TOKEN_TTL": "30m", "PREVIEW_MAX_SERVERS": "5", "PREVIEW_IDLE_MINUTES": "2.5", "MAX_CONCURRENT_USERS": "7"} {
+		"PREVIEW_TOKEN_TTL": "30m", "PREVIEW_MAX_SERVERS": "5", "PREVIEW_IDLE_MINUTES": "2.5", "MAX_CONCURRENT_USERS": "7",
+		"PREVIEW_VIEW_MAX": "90s"} {
 		base[k] = v
 	}
 	c, err = FromEnv(env(base))
@@ -72,7 +76,7 @@ func TestFromEnvPreview(t *testing.T) {
 		t.Fatal(err)
 	}
 	if c.PreviewBaseURL != "https://{preview}.preview.example.com/" || c.PreviewSecret != "s" || c.PreviewTokenTTL != 30*time.Minute ||
-		c.MaxPreviewServers() != 5 || c.PreviewIdle != 150*time.Second {
+		c.MaxPreviewServers() != 5 || c.PreviewIdle != 150*time.Second || c.PreviewViewMax != 90*time.Second {
 		t.Errorf("preview overrides not applied: %+v", c)
 	}
 }
@@ -105,6 +109,11 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"token ttl number", "PREVIEW_TOKEN_TTL", "12", "PREVIEW_TOKEN_TTL"},
 		{"no preview servers", "PREVIEW_MAX_SERVERS", "0", "PREVIEW_MAX_SERVERS"},
 		{"preview idle zero", "PREVIEW_IDLE_MINUTES", "0", "PREVIEW_IDLE_MINUTES"},
+		{"view max number", "PREVIEW_VIEW_MAX", "30", "PREVIEW_VIEW_MAX"},
+		{"view max zero", "PREVIEW_VIEW_MAX", "0s", "PREVIEW_VIEW_MAX"},
+		{"agent uri", "ECS_AGENT_URI", "agent", "ECS_AGENT_URI"},
+		{"task mode word", "ECS_TASK_MODE", "fleet", "ECS_TASK_MODE"},
+		{"service off ECS", "ECS_TASK_MODE", "service", "ECS_TASK_MODE"},
 		{"repo with creds", "REPO_URL", "https://x:ghp_abc@github.com/a/b", "REPO_URL"},
 		{"repo file: relative", "REPO_URL", "file:relative", "REPO_URL"},
 		{"repo scp transport helper", "REPO_URL", "git@host::x", "REPO_URL"},

@@ -20,6 +20,10 @@ import (
 type Task struct {
 	Cluster string `json:"Cluster"`
 	TaskARN string `json:"TaskARN"`
+	// ServiceName is the ECS service that started the task, empty for a
+	// standalone task; ECS documents it for tasks on EC2 (agent 1.63.1 or
+	// later), not on Fargate, where ECS_TASK_MODE says it.
+	ServiceName string `json:"ServiceName,omitempty"`
 }
 
 // MetadataTimeout bounds the metadata request.

@@ -60,6 +60,14 @@ func (t *Tracker) notifyLocked() {
 	t.changed = make(chan struct{})
 }
 
+// Changed returns a channel closed at the next activity (a Begin, an
+// end, a Touch).
+func (t *Tracker) Changed() <-chan struct{} {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.changed
+}
+
 // LastActivity returns when activity last began or ended.
 func (t *Tracker) LastActivity() time.Time {
 	t.mu.Lock()
