@@ -118,7 +118,7 @@ func (t *Table) Take(ctx context.Context, want Lease, ttl time.Duration) (Lease,
 		attrOwner: str(l.Owner), attrAddr: str(l.Addr), attrEpoch: num(l.Epoch), attrExpiresAt: num(l.ExpiresAt.Unix()),
 	}
 	in := &dynamodb.PutItemInput{TableName: aws.String(t.name), Item: item,
-		ConditionExpression: aws.String("attribute_not_exists(#p)"),
+		ConditionExpression:      aws.String("attribute_not_exists(#p)"),
 		ExpressionAttributeNames: map[string]string{"#p": attrPreview},
 	}
 	if found {
