@@ -166,8 +166,9 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		Gateway: gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Logger: log.With("component", "jobs")}
 	var handler *site.Handler
 	var pv *previews
+	lc := &leases{} // LEASE_TABLE: taken once the HTTP port listens
 	if cfg.AstroDevMode {
-		pv, err = newPreviews(ctx, cfg, opt.AWS, ws, opt.PATH, func(key string) bool { return handler.Busy(key) }, red, log)
+		pv, err = newPreviews(ctx, cfg, opt.AWS, ws, opt.PATH, func(key string) bool { return handler.Busy(key) }, lc, red, log)
 		if err != nil {
 			return err
 		}
@@ -200,6 +201,30 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 			log.Error("HTTP server failed", "error", err)
 		}
 	})
+	if pv != nil {
+		holder, err := lc.start(ctx, cfg, opt.AWS, ln.Addr().String(), keeper, func(id string) {
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := pv.servers.Stop(sctx, id); err != nil {
+				log.Warn("stop the dev server of a preview taken over", "preview", id, "error", err)
+			}
+		}, log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		if holder != nil {
+			wg.Go(func() { holder.Run(svcCtx) })
+			// A stop ends the leases at once: routers then wake the
+			// previews on other workers while this one drains.
+			wg.Go(func() {
+				<-runCtx.Done()
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				holder.Close(cctx)
+			})
+		}
+	}
 	if confined != nil {
 		log.Info("worker confined: tenants run under uids of their own", "capabilities", confined.Caps, "tenant_uids", cfg.TenantUIDs.String(),
 			"tenant_max_procs", confined.MaxProcs, "tenant_max_file_bytes", confined.MaxFileBytes)
