@@ -6,6 +6,7 @@
 //
 //	worker [run]        the container's process (the default)
 //	worker local        everything on this machine: an embedded SQS emulator, no AWS account
+//	worker router       route previews to the workers serving them (a fleet)
 //	worker send         put an init or execute job on the queue, optionally wait for its answer
 //	worker healthcheck  exit 0 when GET /health answers 200 (the image's HEALTHCHECK)
 //	worker version      print the version
@@ -63,6 +64,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = (&LocalCommand{Main: m}).Run(ctx, args)
 	case "send":
 		err = (&SendCommand{Main: m}).Run(ctx, args)
+	case "router":
+		err = (&RouterCommand{Main: m}).Run(ctx, args)
 	case "healthcheck":
 		err = (&HealthcheckCommand{Main: m}).Run(ctx, args)
 	case "version":
@@ -91,6 +94,7 @@ func (m *Main) usage() {
 Commands:
   run          the container's process (default): jobs from JOB_QUEUE_URL, answers on RESPONSE_QUEUE_URL
   local        run everything here: an embedded SQS emulator, the worker, the preview
+  router       route each preview host to the worker serving it (a fleet: LEASE_TABLE)
   send         put an init or execute job on the job queue; -wait for its answer
   healthcheck  exit 0 when the worker's GET /health answers 200
   version      print the version

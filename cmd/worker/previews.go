@@ -44,7 +44,7 @@ func newPreviews(ctx context.Context, cfg config.Config, awsCfg aws.Config, ws *
 	p.servers = preview.NewServers(preview.ServersConfig{
 		BasePort: cfg.AstroPort, PATH: path, MaxServers: cfg.MaxPreviewServers(), IdleAfter: cfg.PreviewIdle,
 		Lookup: func(ctx context.Context, id string) (preview.Target, error) { return lookupPreview(ws, id) },
-		Claim: lc.claim,
+		Claim:  lc.claim,
 		Stopped: func(t preview.Target) {
 			lc.stopped(t)
 			if busy(t.Key) {
