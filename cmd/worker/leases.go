@@ -24,8 +24,9 @@ import (
 // of the previews this worker serves. The zero value (no LEASE_TABLE) claims
 // nothing: one worker serves every preview, as before fleets.
 type leases struct {
-	mu     sync.Mutex
-	holder *lease.Holder // nil until the HTTP port listens, and without LEASE_TABLE
+	mu        sync.Mutex
+	holder    *lease.Holder   // nil until the HTTP port listens, and without LEASE_TABLE
+	takenOver map[string]bool // previews whose lease another worker took, until their dev server stopped
 }
 
 // start makes the holder once the worker's HTTP port is known: its owner id
@@ -80,6 +81,9 @@ func (l *leases) get() *lease.Holder {
 
 // claim takes t's user's lease before their dev server starts here.
 func (l *leases) claim(ctx context.Context, t preview.Target) error {
+	l.mu.Lock()
+	delete(l.takenOver, t.ID) // served here again
+	l.mu.Unlock()
 	h := l.get()
 	if h == nil {
 		return nil
@@ -93,13 +97,30 @@ func (l *leases) claim(ctx context.Context, t preview.Target) error {
 	return nil
 }
 
-// stopped ends t's user's lease: their dev server stopped here.
-func (l *leases) stopped(t preview.Target) {
+// lost notes that another worker took preview id's lease over.
+func (l *leases) lost(id string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.takenOver == nil {
+		l.takenOver = map[string]bool{}
+	}
+	l.takenOver[id] = true
+}
+
+// stopped ends t's user's lease: their dev server stopped here. It reports
+// whether the lease had been taken over: another worker serves the user
+// now, and the tenant's processes there are not this worker's to stop.
+func (l *leases) stopped(t preview.Target) (takenOver bool) {
+	l.mu.Lock()
+	takenOver = l.takenOver[t.ID]
+	delete(l.takenOver, t.ID)
+	l.mu.Unlock()
 	h := l.get()
-	if h == nil {
-		return
+	if h == nil || takenOver {
+		return takenOver
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
 	h.End(ctx, t.ID)
+	return false
 }

@@ -46,7 +46,9 @@ func newPreviews(ctx context.Context, cfg config.Config, awsCfg aws.Config, ws *
 		Lookup: func(ctx context.Context, id string) (preview.Target, error) { return lookupPreview(ws, id) },
 		Claim:  lc.claim,
 		Stopped: func(t preview.Target) {
-			lc.stopped(t)
+			if lc.stopped(t) {
+				return // taken over: the tenant's processes are another task's business now
+			}
 			if busy(t.Key) {
 				return // the job's end stops what the tenant left
 			}

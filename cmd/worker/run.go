@@ -203,6 +203,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	})
 	if pv != nil {
 		holder, err := lc.start(ctx, cfg, opt.AWS, ln.Addr().String(), keeper, func(id string) {
+			lc.lost(id)
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			if err := pv.servers.Stop(sctx, id); err != nil {

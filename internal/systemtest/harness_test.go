@@ -196,6 +196,12 @@ var listeningRE = regexp.MustCompile(`"msg":"listening","http_addr":"([^"]+)"`)
 // launch starts the worker without waiting for it.
 func (h *harness) launch(extra map[string]string) *proc {
 	h.t.Helper()
+	return h.launchArgs([]string{"run"}, extra)
+}
+
+// launchArgs starts the worker binary with args (its subcommand first).
+func (h *harness) launchArgs(args []string, extra map[string]string) *proc {
+	h.t.Helper()
 	env := map[string]string{}
 	for k, v := range h.env {
 		env[k] = v
@@ -207,7 +213,7 @@ func (h *harness) launch(extra map[string]string) *proc {
 			env[k] = v
 		}
 	}
-	cmd := exec.Command(workerBin, "run")
+	cmd := exec.Command(workerBin, args...)
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
