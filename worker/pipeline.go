@@ -101,6 +101,9 @@ func (w *Worker) process(ctx context.Context, d *delivery) bool {
 	}
 	d.startedAt = time.Now()
 	v := w.pipeline(ctx, d)
+	if d.handled != nil {
+		d.handled()
+	}
 	switch v.kind {
 	case deleteIt:
 		return w.delete(d)

@@ -21,8 +21,11 @@ import (
 
 // lane holds one user's messages, run in order.
 type lane struct {
-	queue   []*delivery
-	running bool // under Worker.mu: its head holds a slot and runs
+	queue []*delivery
+	// answering is set (under Worker.mu) once the running job's handler
+	// has returned: the lane only answers and deletes, and counts as free
+	// for the next receive, which so overlaps those calls.
+	answering bool
 }
 
 // receive long-polls the job queue until ctx is done; jobs run under run.
@@ -67,23 +70,26 @@ func (w *Worker) receive(ctx, run context.Context, lanes *sync.WaitGroup) {
 }
 
 // want returns how many messages the receive loop may ask for now: one
-// per free lane (a lane is a user with a message here, running or waiting),
-// so a backlog stays visible to other workers and to the scaler. With
-// every lane running and nothing waiting, it asks for one: the spare, so a
-// cancel still reaches a full worker; the spare waits for the first free
-// lane (or in its user's lane). While anything waits, it asks for none.
+// per free lane (a lane is a user with a message here, running or waiting
+// for a slot; one whose job only has its answer and delete left counts as
+// free), so a backlog stays visible to other workers and to the scaler. With every lane busy it asks for none, cancels included: a
+// cancel then waits in the queue, counted in the backlog, until a lane
+// frees here or on another worker. (A spare message taken for cancels
+// would be the last of a backlog as often as not, held here while another
+// worker has a free lane.) With MaxHeld set it prefetches instead.
 func (w *Worker) want() int {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	if free := w.cfg.MaxConcurrentUsers - len(w.lanes); free > 0 {
-		return min(free, 10)
+	if w.cfg.MaxHeld > 0 {
+		return min(w.cfg.MaxHeld-len(w.inflight), 10)
 	}
+	busy := 0
 	for _, l := range w.lanes {
-		if !l.running || len(l.queue) > 0 {
-			return 0
+		if !l.answering || len(l.queue) > 0 {
+			busy++
 		}
 	}
-	return 1
+	return min(max(w.cfg.MaxConcurrentUsers-busy, 0), 10)
 }
 
 // signalFree wakes the receive loop when it waits for want to grow.
@@ -184,20 +190,20 @@ func (w *Worker) runLane(ctx, run context.Context, key string, l *lane) {
 		}
 		d := l.queue[0]
 		l.queue = l.queue[1:]
+		l.answering = false
 		w.mu.Unlock()
+		d.handled = func() {
+			w.mu.Lock()
+			l.answering = true
+			w.mu.Unlock()
+			w.signalFree()
+		}
 
 		if !w.acquire(ctx, d) {
 			w.releaseAfter(d, w.stopRelease()) // stopping: not started, another worker takes it
 			continue
 		}
-		w.mu.Lock()
-		l.running = true
-		w.mu.Unlock()
-		w.signalFree() // a spare may be asked for now
 		completed := w.process(run, d)
-		w.mu.Lock()
-		l.running = false
-		w.mu.Unlock()
 		<-w.sem
 		if !completed && w.fifoJobs() && ctx.Err() == nil {
 			// The group's order must hold: what came after an unfinished

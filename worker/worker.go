@@ -64,9 +64,16 @@ type Config struct {
 
 	// MaxConcurrentUsers is how many users' jobs run at once, default 2:
 	// the worker asks the queue for no more messages than it has free
-	// lanes (plus one spare when all run), so it holds only what runs.
+	// lanes, so it holds only what runs (and what came with it in one
+	// answer for the same user).
 	MaxConcurrentUsers int
-	WaitTime           time.Duration // long poll; default 20s
+	// MaxHeld, when above 0, makes the worker prefetch instead: it asks
+	// for up to 10 messages at a time while it holds fewer than MaxHeld,
+	// and keeps them all invisible. That hoards a backlog other workers
+	// and the scaler cannot see; it is here to measure against. 0, the
+	// default, holds only what runs.
+	MaxHeld  int
+	WaitTime time.Duration // long poll; default 20s
 	// VisibilityTimeout is the job queue's; 0 reads it from the queue.
 	VisibilityTimeout time.Duration
 	JobTimeout        time.Duration // a job's hard limit; default 15m
@@ -155,6 +162,9 @@ type delivery struct {
 	startedAt  time.Time // when its lane began it: after any wait behind the user's earlier jobs
 	attempt    int
 	log        *slog.Logger
+	// handled, when set, is called once the pipeline has decided what
+	// becomes of the message, before its answer and delete.
+	handled func()
 
 	// Under Worker.mu: gone is set once the message is deleted or released
 	// (the heartbeat leaves it alone); beating counts heartbeat calls that

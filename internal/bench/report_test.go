@@ -84,6 +84,9 @@ func specs() []Spec {
 		{ID: "16a", Name: "container image: size podman reports (uncompressed), and its largest layers", Goal: "< 1 GiB"},
 		{ID: "16b", Name: "container image: podman run to the first 200 from /health, Docker's default capabilities, median of 3 (max)", Goal: "< 5 s"},
 		{ID: "16c", Name: "container image: podman build of the Dockerfile, stand-in bases cached"},
+		{ID: "17a", Name: "fleet spread: eight users' 4 s jobs waiting, two workers (MAX_CONCURRENT_USERS 2), the second started 1 s late: first start to last answer, against the ideal of every lane busy from the start", Goal: fmt.Sprintf("< %gx the ideal", spreadGoal)},
+		{ID: "17b", Name: "what holding only what runs costs one worker: row 4's measure against the same worker prefetching 10 messages per lane, best of 3 each", Goal: fmt.Sprintf(">= %gx the prefetching worker", fewerMessagesGoal)},
+		{ID: "17c", Name: "a job's wait from zero tasks, the worker's part: the job waiting, exec of the worker binary to the job's answer on the response queue, median of 5 (max)"},
 	}
 }
 
@@ -112,6 +115,7 @@ func sections() []section {
 		{"Previews", []string{"14a", "14b", "14c", "14d"}, benchPreviews},
 		{"Cancel", []string{"15a", "15b"}, benchCancel},
 		{"Image", []string{"16a", "16b", "16c"}, benchImage},
+		{"Fleet", []string{"17a", "17b", "17c"}, benchFleet},
 	}
 }
 
