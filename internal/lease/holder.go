@@ -135,7 +135,8 @@ func (h *Holder) renew(ctx context.Context) {
 	}
 	h.mu.Unlock()
 	for _, l := range leases {
-		rctx, cancel := context.WithTimeout(ctx, h.cfg.TTL/3)
+		// A renewal may take until the lease would expire.
+		rctx, cancel := context.WithDeadline(ctx, later(l.ExpiresAt, time.Now().Add(h.cfg.TTL/3)))
 		renewed, err := h.cfg.Table.Renew(rctx, l, h.cfg.TTL)
 		cancel()
 		switch {
@@ -187,4 +188,12 @@ func (h *Holder) protectLocked() {
 		h.release()
 		h.release = nil
 	}
+}
+
+// later returns the later of a and b.
+func later(a, b time.Time) time.Time {
+	if a.After(b) {
+		return a
+	}
+	return b
 }

@@ -33,7 +33,7 @@ type fleet struct {
 	routerPort int
 }
 
-const fleetLeaseTTL = 3 * time.Second
+const fleetLeaseTTL = 6 * time.Second
 
 var routingRE = regexp.MustCompile(`"msg":"routing previews"`)
 
@@ -154,7 +154,7 @@ func TestFleetRoutesEachPreviewToItsWorker(t *testing.T) {
 		}
 		aliceID := preview.ID("acme", "alice")
 		wait.For(t, fleetLeaseTTL, "worker 0 to stop alice's dev server", func() bool {
-			return strings.Contains(f.workers[0].logs.String(), `"msg":"stopping a dev server","preview":"`+aliceID)
+			return strings.Contains(f.workers[0].logs.String(), `"msg":"stopping a dev server","component":"preview","preview":"`+aliceID)
 		})
 		took := pages["alice"].WaitText("#title", "Alice on worker three", 60*time.Second)
 		t.Logf("alice's open page showed the edit from worker 2 %s after the job was sent (%s after its answer)",
