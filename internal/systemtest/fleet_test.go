@@ -2,7 +2,11 @@ package systemtest
 
 import (
 	"context"
+	"encoding/json"
 	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
@@ -12,11 +16,14 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/lease"
 	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
+	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
+	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
+	"github.com/webordinary/claude-code-astro/workspace/workspacetest"
 )
 
 // fleet is three workers and a router on one workspace root and one lease
@@ -197,4 +204,65 @@ func TestFleetRoutesEachPreviewToItsWorker(t *testing.T) {
 		}
 		w.wait(30 * time.Second)
 	})
+}
+
+// TestLocalFleet runs `worker local -workers 2`: two workers, a router on
+// the -http port and the lease table in the embedded emulator; an init's
+// previewUrl names the router, which serves alice's site from the worker
+// that ran her job.
+func TestLocalFleet(t *testing.T) {
+	t.Parallel()
+	dir := workspacetest.Reachable(t)
+	httpAddr := "127.0.0.1:" + strconv.Itoa(previewtest.FreePort(t))
+	local := exec.Command(workerBin, "local", "-workers", "2", "-dir", dir, "-http", httpAddr, "-aws-addr", "127.0.0.1:0")
+	local.Dir = repoRoot
+	local.Env = []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir(), "NPM_CACHE_DIR=" + seededNpmCache(t),
+		"ASTRO_PORT=" + strconv.Itoa(previewtest.FreePort(t)), "LOG_FORMAT=json",
+		"TENANT_UIDS=" + uidRange(sandboxtest.ClaimUIDs(t)),
+	}
+	var out, logs logbuf.Buffer
+	local.Stdout, local.Stderr = &out, &logs
+	local.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := local.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- local.Wait() }()
+	t.Cleanup(func() {
+		_ = local.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-done:
+		case <-time.After(40 * time.Second):
+			_ = syscall.Kill(-local.Process.Pid, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			t.Logf("worker local printed:\n%s\nlogs:\n%s", out.String(), logs.String())
+		}
+	})
+	wait.For(t, 90*time.Second, "the local fleet to say it runs", func() bool {
+		return strings.Contains(out.String(), "A fleet: 2 workers")
+	})
+	send := exec.Command(workerBin, "send", "-local-state", filepath.Join(dir, "local.json"),
+		"-type", "init", "-client", "acme", "-user", "alice", "-thread", "t1", "-job-id", "fleet-1", "-wait", "3m")
+	send.Dir = repoRoot
+	send.Env = []string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}
+	stdout, err := send.Output()
+	if err != nil {
+		t.Fatalf("worker send: %v\n%s", err, stdout)
+	}
+	var r jobs.Response
+	if err := json.Unmarshal(stdout, &r); err != nil || r.Status != jobs.StatusSucceeded {
+		t.Fatalf("init: %s", stdout)
+	}
+	_, port, _ := strings.Cut(httpAddr, ":")
+	if want := "http://" + preview.ID("acme", "alice") + ".localhost:" + port + "/?"; !strings.HasPrefix(r.PreviewURL, want) {
+		t.Fatalf("previewUrl %q, want the router's %s...", r.PreviewURL, want)
+	}
+	if page := openLocalPreview(t, httpAddr, r.PreviewURL); !strings.Contains(page, "Welcome to Example Site") {
+		t.Errorf("alice's preview through the router shows:\n%.500s", page)
+	}
+	if !strings.Contains(logs.String(), `"msg":"preview lease taken"`) {
+		t.Error("no worker took alice's lease")
+	}
 }
