@@ -20,6 +20,9 @@ import (
 	"github.com/webordinary/claude-code-astro/preview"
 )
 
+// closeServiceRestart is WebSocket close code 1012 (service restart).
+const closeServiceRestart = 1012
+
 // leases is the worker's side of the lease table (LEASE_TABLE): the leases
 // of the previews this worker serves. The zero value (no LEASE_TABLE) claims
 // nothing: one worker serves every preview, as before fleets.

@@ -30,6 +30,9 @@ type previews struct {
 	servers *preview.Servers
 	tokens  *preview.Tokens
 	base    string // PREVIEW_BASE_URL
+	// sockets are the open preview sockets, closed with 1012 when another
+	// worker takes a preview's lease over.
+	sockets preview.Sockets
 }
 
 // newPreviews returns the previews of the users of ws. busy says whether a

@@ -204,6 +204,11 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	if pv != nil {
 		holder, err := lc.start(ctx, cfg, opt.AWS, ln.Addr().String(), keeper, func(id string) {
 			lc.lost(id)
+			// The open pages first: 1012 makes Vite's client poll (through
+			// the router, to the new owner) and reload.
+			if n := pv.sockets.Close(id, closeServiceRestart, "the preview moved to another worker"); n > 0 {
+				log.Info("closed the preview's sockets: the pages reload from its new worker", "preview", id, "sockets", n)
+			}
 			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
 			defer cancel()
 			if err := pv.servers.Stop(sctx, id); err != nil {
@@ -308,7 +313,7 @@ func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 	}))
 	if pv != nil {
 		proxy := preview.NewProxy(preview.ProxyConfig{Servers: pv.servers, Activity: activity, ViewMax: cfg.PreviewViewMax, Logger: log.With("component", "proxy")})
-		mux.Handle("/", preview.NewGate(preview.GateConfig{Tokens: pv.tokens, PerHost: pv.perHost(), Next: proxy, Logger: log.With("component", "proxy")}))
+		mux.Handle("/", preview.NewGate(preview.GateConfig{Tokens: pv.tokens, PerHost: pv.perHost(), Next: pv.sockets.Wrap(proxy), Logger: log.With("component", "proxy")}))
 	} else {
 		mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
 			http.Error(rw, "The preview is off on this worker (ASTRO_DEV_MODE=false).", http.StatusServiceUnavailable)
