@@ -163,6 +163,9 @@ func TestFleetRoutesEachPreviewToItsWorker(t *testing.T) {
 		wait.For(t, fleetLeaseTTL, "worker 0 to stop alice's dev server", func() bool {
 			return strings.Contains(f.workers[0].logs.String(), `"msg":"stopping a dev server","component":"preview","preview":"`+aliceID)
 		})
+		if !strings.Contains(f.workers[0].logs.String(), `"msg":"closed the preview's sockets`) {
+			t.Error("worker 0 did not close alice's open socket (1012) when her lease moved")
+		}
 		took := pages["alice"].WaitText("#title", "Alice on worker three", 60*time.Second)
 		t.Logf("alice's open page showed the edit from worker 2 %s after the job was sent (%s after its answer)",
 			time.Since(start).Round(time.Millisecond), took.Round(time.Millisecond))
