@@ -11,7 +11,10 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/preview"
+	"github.com/webordinary/claude-code-astro/preview/previewtest"
 )
 
 // TestSocketsCloseWith1012 opens a WebSocket through the gate and the proxy
@@ -77,5 +80,36 @@ func TestSocketsCloseWith1012(t *testing.T) {
 	}
 	if n := sockets.Close(preview.ID("acme", "alice"), websocket.CloseServiceRestart, ""); n != 0 {
 		t.Errorf("closed %d sockets again", n)
+	}
+}
+
+// TestBrowserReloadsAfter1012 checks what a takeover relies on, on Astro 5
+// (Vite 6) and Astro 7 (Vite 8): a page open in Chromium whose HMR socket
+// the worker closes with 1012 reconnects by itself (Vite's client polls,
+// then reloads the page), with no reload by the test.
+func TestBrowserReloadsAfter1012(t *testing.T) {
+	for _, s := range previewtest.Sites() {
+		t.Run(s.Name, func(t *testing.T) {
+			site := s.Prepare(t)
+			b := browser.Start(t)
+			ds := newDevServerFor(t, s)
+			var sockets preview.Sockets
+			proxy := preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Logger: testLogger(t)})
+			base := serveProxy(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				sockets.Wrap(proxy).ServeHTTP(w, r.WithContext(preview.WithPreviewID(r.Context(), "p")))
+			}))
+			target(t, ds, site)
+			b.Open(base.String())
+			b.WaitText("#title", heading, 30*time.Second)
+			b.WaitConsole(viteConnected, 1, 15*time.Second)
+			wait.For(t, 10*time.Second, "the page's HMR socket to be recorded", func() bool {
+				return sockets.Close("p", websocket.CloseServiceRestart, "the preview moved") == 1
+			})
+			took := time.Now()
+			b.WaitConsole(viteConnected, 2, 30*time.Second)
+			t.Logf("the page reconnected %s after the 1012 close", time.Since(took).Round(time.Millisecond))
+			setHeading(t, site, "Edited after the move")
+			b.WaitText("#title", "Edited after the move", 30*time.Second)
+		})
 	}
 }
