@@ -265,3 +265,22 @@ func TestRouterHealth(t *testing.T) {
 		t.Errorf("a preview host's /health without a token: %d, want 401", resp.StatusCode)
 	}
 }
+
+func TestRouterHealthWithoutTheTable(t *testing.T) {
+	emu := sqstest.Start(t)
+	missing := lease.NewTable(emu.DynamoDB(), "no-such-lease-table")
+	rt := httptest.NewServer(preview.NewRouter(preview.RouterConfig{
+		Tokens: preview.NewTokens([]byte("k"), time.Hour), Domain: routerDomain, Leases: missing,
+		Health: func(ctx context.Context) error { _, _, err := missing.Get(ctx, "-"); return err },
+	}))
+	defer rt.Close()
+	resp, err := http.Get(rt.URL + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "unhealthy") {
+		t.Errorf("/health with no lease table: %d %s, want 503", resp.StatusCode, body)
+	}
+}
