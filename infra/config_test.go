@@ -78,7 +78,24 @@ func TestWorkerConfigAcceptsTaskDefinition(t *testing.T) {
 			}
 		}
 	}
-	resolve := func(v any) (string, error) {
+	var resolve func(v any) (string, error)
+	resolve = func(v any) (string, error) {
+		if m, ok := v.(map[string]any); ok {
+			if args, ok := m["Fn::If"].([]any); ok && len(args) == 3 {
+				return resolve(args[2]) // the defaults' branch (no PreviewCertificateArn: no fleet routers)
+			}
+			if tpl, ok := m["Fn::Sub"].(string); ok {
+				var err error
+				out := regexp.MustCompile(`\$\{([^}]+)\}`).ReplaceAllStringFunc(tpl, func(ref string) string {
+					val, rerr := resolve(map[string]any{"Ref": ref[2 : len(ref)-1]})
+					if rerr != nil {
+						err = rerr
+					}
+					return val
+				})
+				return out, err
+			}
+		}
 		switch r := describeResource(v); {
 		case r == "Ref:AWS::Region":
 			return "us-east-1", nil
@@ -110,6 +127,7 @@ func TestWorkerConfigAcceptsTaskDefinition(t *testing.T) {
 
 	env := imageEnv(t)
 	env["ECS_CONTAINER_METADATA_URI_V4"] = "http://169.254.170.2/v4/0123456789abcdef-1234567890"
+	env["ECS_AGENT_URI"] = "http://169.254.170.2/api/0123456789abcdef-1234567890" // set by ECS, as the metadata URI
 	defs, _ := resourceProps(t, raw, "TaskDefinition")["ContainerDefinitions"].([]any)
 	container, _ := defs[0].(map[string]any)
 	vars, _ := container["Environment"].([]any)
