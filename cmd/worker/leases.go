@@ -92,12 +92,29 @@ func (l *leases) claim(ctx context.Context, t preview.Target) error {
 		return nil
 	}
 	client, user, _ := strings.Cut(t.Key, "/")
+	byJob := ctx.Value(jobTargetKey{}) != nil
 	ctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if _, err := h.Take(ctx, t.ID, client, user); err != nil {
+	take := h.TakeFree // a page load here: never from a worker that holds it
+	if byJob {
+		take = h.Take // the lease follows the user's latest job
+	}
+	if _, err := take(ctx, t.ID, client, user); err != nil {
 		return fmt.Errorf("take the preview lease: %w", err)
 	}
 	return nil
+}
+
+// jobTargetKey marks the context of a job's Target.
+type jobTargetKey struct{}
+
+// jobPreviewer is the site handler's Previewer: a job's Target takes the
+// user's lease over, wherever it was.
+type jobPreviewer struct{ *preview.Servers }
+
+// Target marks ctx as a job's and targets the user's dev server.
+func (p jobPreviewer) Target(ctx context.Context, t preview.Target) error {
+	return p.Servers.Target(context.WithValue(ctx, jobTargetKey{}, true), t)
 }
 
 // lost notes that another worker took preview id's lease over.

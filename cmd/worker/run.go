@@ -172,7 +172,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		if err != nil {
 			return err
 		}
-		siteCfg.Preview, siteCfg.PreviewURL = pv.servers, pv.url
+		siteCfg.Preview, siteCfg.PreviewURL = jobPreviewer{pv.servers}, pv.url
 		wg.Go(func() { pv.servers.Run(svcCtx) })
 	}
 	handler = site.New(siteCfg)

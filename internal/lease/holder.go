@@ -54,9 +54,27 @@ func NewHolder(cfg HolderConfig) *Holder {
 // TTL returns a lease's lifetime.
 func (h *Holder) TTL() time.Duration { return h.cfg.TTL }
 
-// Take takes (or renews) preview's lease for this worker.
+// Take takes (or renews) preview's lease for this worker, from whoever
+// held it: a job of the user runs here.
 func (h *Holder) Take(ctx context.Context, preview, clientID, userID string) (Lease, error) {
-	l, err := h.cfg.Table.Take(ctx, Lease{Preview: preview, ClientID: clientID, UserID: userID, Owner: h.cfg.Owner, Addr: h.cfg.Addr}, h.cfg.TTL)
+	return h.take(ctx, preview, clientID, userID, true)
+}
+
+// TakeFree takes (or renews) preview's lease only when no other worker
+// holds it live (Table.TakeFree): a page load, not a job, wants it here.
+func (h *Holder) TakeFree(ctx context.Context, preview, clientID, userID string) (Lease, error) {
+	return h.take(ctx, preview, clientID, userID, false)
+}
+
+func (h *Holder) take(ctx context.Context, preview, clientID, userID string, takeover bool) (Lease, error) {
+	want := Lease{Preview: preview, ClientID: clientID, UserID: userID, Owner: h.cfg.Owner, Addr: h.cfg.Addr}
+	var l Lease
+	var err error
+	if takeover {
+		l, err = h.cfg.Table.Take(ctx, want, h.cfg.TTL)
+	} else {
+		l, err = h.cfg.Table.TakeFree(ctx, want, h.cfg.TTL)
+	}
 	if err != nil {
 		return Lease{}, err
 	}

@@ -99,11 +99,26 @@ func (t *Table) Get(ctx context.Context, preview string) (l Lease, found bool, e
 // read, so of two workers taking one lease at once exactly one wins; the
 // other gets ErrTaken.
 func (t *Table) Take(ctx context.Context, want Lease, ttl time.Duration) (Lease, error) {
+	return t.take(ctx, want, ttl, true)
+}
+
+// TakeFree is Take, but only when no other worker holds a live lease on
+// want.Preview (ErrTaken then): a page load that reached a worker late (a
+// router's cached route) must not take a preview back from the worker that
+// ran its user's latest job.
+func (t *Table) TakeFree(ctx context.Context, want Lease, ttl time.Duration) (Lease, error) {
+	return t.take(ctx, want, ttl, false)
+}
+
+func (t *Table) take(ctx context.Context, want Lease, ttl time.Duration, takeover bool) (Lease, error) {
 	cur, found, err := t.Get(ctx, want.Preview)
 	if err != nil {
 		return Lease{}, err
 	}
 	now := t.now()
+	if !takeover && found && cur.Owner != want.Owner && cur.Live(now) {
+		return Lease{}, fmt.Errorf("take the lease of %s: %w", want.Preview, ErrTaken)
+	}
 	l := want
 	l.ExpiresAt = expiry(now, ttl)
 	l.Epoch = 1

@@ -185,3 +185,30 @@ func TestHolderRenewsAndLosesATakenLease(t *testing.T) {
 		t.Fatalf("item after the old holder's end: %+v", item)
 	}
 }
+
+// TestTakeFreeLeavesALiveLease: a page load's take never takes a preview
+// from the worker that holds it live; once that lease ended it does.
+func TestTakeFreeLeavesALiveLease(t *testing.T) {
+	ctx := context.Background()
+	tab := newTable(t, "leases-free")
+	a := lease.Lease{Preview: "acme-dora-x", ClientID: "acme", UserID: "dora", Owner: "worker-a", Addr: "127.0.0.1:1"}
+	b := a
+	b.Owner, b.Addr = "worker-b", "127.0.0.1:2"
+	held, err := tab.Take(ctx, a, time.Minute)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tab.TakeFree(ctx, b, time.Minute); !errors.Is(err, lease.ErrTaken) {
+		t.Fatalf("TakeFree of a live lease of another worker: %v, want ErrTaken", err)
+	}
+	if again, err := tab.TakeFree(ctx, a, time.Minute); err != nil || again.Epoch != held.Epoch {
+		t.Fatalf("TakeFree by its owner: %+v %v, want a renewal at epoch %d", again, err, held.Epoch)
+	}
+	if err := tab.End(ctx, held); err != nil {
+		t.Fatal(err)
+	}
+	got, err := tab.TakeFree(ctx, b, time.Minute)
+	if err != nil || got.Epoch != held.Epoch+1 || got.Owner != "worker-b" {
+		t.Fatalf("TakeFree of an ended lease: %+v %v", got, err)
+	}
+}
