@@ -136,6 +136,10 @@ var getAttributes = map[string][]string{
 	"AWS::EFS::AccessPoint":    {"Arn", "AccessPointId"},
 	"AWS::EFS::MountTarget":    {"IpAddress", "Id"},
 	"AWS::ECS::Service":        {"Name", "ServiceArn"},
+	"AWS::DynamoDB::Table":     {"Arn", "StreamArn"},
+	"AWS::ElasticLoadBalancingV2::LoadBalancer": {"CanonicalHostedZoneID", "DNSName", "LoadBalancerArn", "LoadBalancerFullName",
+		"LoadBalancerName", "SecurityGroups"},
+	"AWS::ElasticLoadBalancingV2::TargetGroup": {"LoadBalancerArns", "TargetGroupArn", "TargetGroupFullName", "TargetGroupName"},
 }
 
 // TestTemplateReferencesResolve checks every Ref, Fn::GetAtt, Fn::Sub

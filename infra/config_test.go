@@ -78,12 +78,25 @@ func TestWorkerConfigAcceptsTaskDefinition(t *testing.T) {
 			}
 		}
 	}
-	resolve := func(v any) (string, error) {
-		r := describeResource(v)
-		if name, ok := strings.CutPrefix(r, "Sub:${"); ok && strings.Count(r, "$") == 1 && strings.HasSuffix(name, "}") {
-			r = "Ref:" + strings.TrimSuffix(name, "}") // a parameter as a string: "${Name}"
+	var resolve func(v any) (string, error)
+	resolve = func(v any) (string, error) {
+		if m, ok := v.(map[string]any); ok {
+			if args, ok := m["Fn::If"].([]any); ok && len(args) == 3 {
+				return resolve(args[2]) // the defaults' branch (no PreviewCertificateArn: no fleet routers)
+			}
+			if tpl, ok := m["Fn::Sub"].(string); ok {
+				var err error
+				out := regexp.MustCompile(`\$\{([^}]+)\}`).ReplaceAllStringFunc(tpl, func(ref string) string {
+					val, rerr := resolve(map[string]any{"Ref": ref[2 : len(ref)-1]})
+					if rerr != nil {
+						err = rerr
+					}
+					return val
+				})
+				return out, err
+			}
 		}
-		switch {
+		switch r := describeResource(v); {
 		case r == "Ref:AWS::Region":
 			return "us-east-1", nil
 		case strings.HasPrefix(r, "Ref:"):

@@ -113,12 +113,12 @@ func (c awsCall) flag(name string) string {
 
 // recorder is an awslocal stand-in that records its arguments, one per line,
 // each call ended by a line "--end--". describe-secret fails (the secret does
-// not exist) unless SECRETS_EXIST=1. LocalStack's own awslocal is in its image,
+// not exist) unless SECRETS_EXIST=1, describe-table unless TABLE_EXISTS=1. LocalStack's own awslocal is in its image,
 // not here: this checks what the hook asks for, with real shell quoting.
 const recorder = `#!/bin/sh
 for a in "$@"; do printf 'arg:%s\n' "$a"; done >>"$AWSLOCAL_LOG"
 echo -- --end-- >>"$AWSLOCAL_LOG"
-case "$2" in describe-secret) [ "${SECRETS_EXIST:-0}" = 1 ] || exit 254 ;; esac
+case "$2" in describe-secret) [ "${SECRETS_EXIST:-0}" = 1 ] || exit 254 ;; describe-table) [ "${TABLE_EXISTS:-0}" = 1 ] || exit 254 ;; esac
 exit 0
 `
 
@@ -280,5 +280,37 @@ func TestComposeLocalStackMatchesHook(t *testing.T) {
 	}
 	if a, b := envValue(ls, "AWS_DEFAULT_REGION"), envValue(w, "AWS_REGION"); a != b {
 		t.Errorf("localstack AWS_DEFAULT_REGION = %q, worker AWS_REGION = %q", a, b)
+	}
+}
+
+// TestInitHookLeaseTable checks the lease table the hook creates is the one
+// the worker and the router are given, keyed and expiring as the stack's.
+func TestInitHookLeaseTable(t *testing.T) {
+	p := loadCompose(t, map[string]string{})
+	want := envValue(service(t, p, composeWorker), "LEASE_TABLE")
+	if r := envValue(service(t, p, "router"), "LEASE_TABLE"); r != want || want == "" {
+		t.Fatalf("LEASE_TABLE: worker %q, router %q: want one table", want, r)
+	}
+	calls, _ := runInitHook(t)
+	var created, ttl awsCall
+	for _, c := range calls {
+		switch c[0] + " " + c[1] {
+		case "dynamodb create-table":
+			created = c
+		case "dynamodb update-time-to-live":
+			ttl = c
+		}
+	}
+	if created.flag("--table-name") != want || created.flag("--key-schema") != "AttributeName=preview,KeyType=HASH" {
+		t.Errorf("create-table %q, want %s keyed on preview", created, want)
+	}
+	if ttl.flag("--table-name") != want || !strings.Contains(ttl.flag("--time-to-live-specification"), "AttributeName=expiresAt") {
+		t.Errorf("update-time-to-live %q, want TTL on expiresAt", ttl)
+	}
+	calls, _ = runInitHook(t, "TABLE_EXISTS=1")
+	for _, c := range calls {
+		if c[0]+" "+c[1] == "dynamodb create-table" {
+			t.Error("create-table on a table that exists")
+		}
 	}
 }

@@ -29,11 +29,15 @@ const (
 	TypeCancel Type = "cancel"
 	// TypeRevert undoes job commits of a thread with revert commits.
 	TypeRevert Type = "revert"
+	// TypePreview starts the user's dev server on the worker that takes
+	// it, which so takes the user's preview lease: routers send it to wake
+	// a preview (CONTRACT.md section 6).
+	TypePreview Type = "preview"
 )
 
 // Known reports whether t is one of the job types.
 func (t Type) Known() bool {
-	return t == TypeInit || t == TypeExecute || t == TypeCancel || t == TypeRevert
+	return t == TypeInit || t == TypeExecute || t == TypeCancel || t == TypeRevert || t == TypePreview
 }
 
 // ControlGroupSuffix ends the FIFO message group of a cancel:
@@ -305,9 +309,9 @@ func checkEnvelope(raw rawJob, reasons map[string]string, job Job, messageID str
 	case reasons["type"] != "":
 		return "type", reasons["type"]
 	case job.Type == "":
-		return "type", `is required ("init", "execute", "cancel" or "revert")`
+		return "type", `is required ("init", "execute", "cancel", "revert" or "preview")`
 	case !job.Type.Known():
-		return "type", fmt.Sprintf(`%q is not "init", "execute", "cancel" or "revert"`, truncate(string(job.Type), 40))
+		return "type", fmt.Sprintf(`%q is not "init", "execute", "cancel", "revert" or "preview"`, truncate(string(job.Type), 40))
 	}
 	if _, ok := raw["jobId"]; ok {
 		if reasons["jobId"] != "" {
@@ -323,8 +327,9 @@ func checkEnvelope(raw rawJob, reasons map[string]string, job Job, messageID str
 		switch {
 		case reasons[id.name] != "":
 			return id.name, reasons[id.name]
-		case id.value == "" && id.name == "threadId" && job.Type == TypeCancel:
-			// a cancel names its target by job id; a thread is optional
+		case id.value == "" && id.name == "threadId" && (job.Type == TypeCancel || job.Type == TypePreview):
+			// a cancel names its target by job id, a preview serves the
+			// user's current thread: a thread is optional
 		case id.value == "":
 			return id.name, "is required"
 		case !ident.ValidID(id.value):

@@ -35,6 +35,10 @@ func TestDecodeValid(t *testing.T) {
 			Job{Type: TypeRevert, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t1", Steps: 2}},
 		{"revert to commit", `{"type":"revert","clientId":"acme","userId":"u1","threadId":"t1","toCommit":"3f2c9a1"}`,
 			Job{Type: TypeRevert, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t1", ToCommit: "3f2c9a1"}},
+		{"preview of the current thread", `{"type":"preview","clientId":"acme","userId":"u1"}`,
+			Job{Type: TypePreview, JobID: "msg-1", ClientID: "acme", UserID: "u1"}},
+		{"preview of a thread", `{"type":"preview","clientId":"acme","userId":"u1","threadId":"t1"}`,
+			Job{Type: TypePreview, JobID: "msg-1", ClientID: "acme", UserID: "u1", ThreadID: "t1"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -97,6 +101,9 @@ func TestDecodeInvalid(t *testing.T) {
 		{"cancel itself", `{"type":"cancel","jobId":"c1","clientId":"acme","userId":"u1","targetJobId":"c1"}`, "targetJobId", true, "itself"},
 		{"cancel with instruction", `{"type":"cancel","targetJobId":"j","instruction":"x",` + ok + `}`, "instruction", true, "not allowed in a cancel"},
 		{"cancel without user", `{"type":"cancel","clientId":"acme","targetJobId":"j"}`, "userId", false, "required"},
+		{"preview with instruction", `{"type":"preview","instruction":"x",` + ok + `}`, "instruction", true, "not allowed in a preview"},
+		{"preview with repo", `{"type":"preview","repoUrl":"https://h/r",` + ok + `}`, "repoUrl", true, "not allowed in a preview"},
+		{"preview without user", `{"type":"preview","clientId":"acme"}`, "userId", false, "required"},
 		{"target in an execute", `{"type":"execute","instruction":"x","targetJobId":"j",` + ok + `}`, "targetJobId", true, "not allowed"},
 		{"revert without target", `{"type":"revert",` + ok + `}`, "toCommit", true, "exactly one"},
 		{"revert with both", `{"type":"revert","toCommit":"abcd","steps":1,` + ok + `}`, "toCommit", true, "exactly one"},

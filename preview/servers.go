@@ -54,6 +54,10 @@ type ServersConfig struct {
 	// user of this worker's root, after a restart or an eviction), or
 	// returns ErrNoWorkspace.
 	Lookup func(ctx context.Context, id string) (Target, error)
+	// Claim, when set, is called before every Target (a job's, or a start
+	// on a page load) with its target: a worker in a fleet takes the user's
+	// preview lease there. Its error is Target's, and nothing starts.
+	Claim func(ctx context.Context, t Target) error
 	// Stopped, when set, is called after a user's dev server stopped (idle,
 	// evicted, closed), with its last target: to end the tenant's other
 	// processes.
@@ -118,6 +122,11 @@ func NewServers(cfg ServersConfig) *Servers {
 // stopping the least recently viewed one past MaxServers) when it does not
 // run, and waits until it answers, as DevServer.Target does.
 func (s *Servers) Target(ctx context.Context, t Target) error {
+	if s.cfg.Claim != nil {
+		if err := s.cfg.Claim(ctx, t); err != nil {
+			return fmt.Errorf("claim the preview of %s: %w", t.Key, err)
+		}
+	}
 	s.mu.Lock()
 	if s.closed {
 		s.mu.Unlock()

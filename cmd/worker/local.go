@@ -55,8 +55,12 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	demo := flags.Bool("demo-agent", noKey, "answer execute jobs with the scripted demo agent instead of the Messages API: "+
 		"no model and no key; the real CLI sets "+demoagent.Page+"'s first heading to the instruction. "+
 		"On by default when ANTHROPIC_API_KEY is not set")
+	workers := flags.Int("workers", 1, "run a fleet: this many workers (child processes), a router on -http and the lease table in the emulator (README, \"Fleet\")")
 	if err := flags.Parse(args); err != nil {
 		return err
+	}
+	if *workers < 1 || *workers > 16 {
+		return fmt.Errorf("-workers: from 1 to 16, not %d", *workers)
 	}
 	root, err := filepath.Abs(*dir)
 	if err != nil {
@@ -173,6 +177,18 @@ func (c *LocalCommand) Run(ctx context.Context, args []string) error {
 	}
 	defer os.Remove(statePath)
 
+	if *workers > 1 {
+		env := map[string]string{}
+		for _, k := range []string{"JOB_QUEUE_URL", "RESPONSE_QUEUE_URL", "WORKSPACE_PATH", "AUTO_SHUTDOWN_MINUTES", "CLAUDE_BIN", "REPO_URL",
+			"ANTHROPIC_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_API_KEY_SECRET_ID", "ASTRO_PORT"} {
+			env[k] = getenv(k)
+		}
+		return localFleet(ctx, c, *workers, *httpAddr, awsCfg, endpoint, env, func(addr string, ws []string) {
+			c.printWelcome(cfg, state, statePath, addr, *demo, welcomeNotes{cliProblem: cliProblem, moved: moved})
+			fmt.Fprintf(c.Stdout, "A fleet: %d workers on %v, the router on %s (every previewUrl opens through it), the lease table %q in the emulator.\n\n",
+				len(ws), ws, addr, localLeaseTable)
+		})
+	}
 	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Hurry: c.Hurry, Ready: func(addr, claudeBin string) {
 		c.printWelcome(cfg, state, statePath, addr, *demo, welcomeNotes{cli: claudeBin, cliProblem: cliProblem, moved: moved})
 	}})

@@ -6,7 +6,8 @@
 //
 //	worker [run]        the container's process (the default)
 //	worker local        everything on this machine: an embedded SQS emulator, no AWS account
-//	worker send         put a job (init, execute, cancel, revert) on the queue, optionally wait for its answer
+//	worker router       route previews to the workers serving them (a fleet)
+//	worker send         put a job (init, execute, cancel, revert, preview) on the queue, optionally wait for its answer
 //	worker healthcheck  exit 0 when GET /health answers 200 (the image's HEALTHCHECK)
 //	worker status       the running worker's tenants and dev servers (as root: from its status socket)
 //	worker version      print the version
@@ -85,6 +86,8 @@ func (m *Main) Run(ctx context.Context, args []string) int {
 		err = (&LocalCommand{Main: m}).Run(ctx, args)
 	case "send":
 		err = (&SendCommand{Main: m}).Run(ctx, args)
+	case "router":
+		err = (&RouterCommand{Main: m}).Run(ctx, args)
 	case "healthcheck":
 		err = (&HealthcheckCommand{Main: m}).Run(ctx, args)
 	case "status":
@@ -123,7 +126,8 @@ func (m *Main) usage(w io.Writer) {
 
 Commands:
   run          the container's process (default): jobs from JOB_QUEUE_URL, answers on RESPONSE_QUEUE_URL
-`+localUsage+`  send         put a job (init, execute, cancel, revert) on the job queue; -wait for its answer
+`+localUsage+`  router       route each preview host to the worker serving it (a fleet: LEASE_TABLE)
+  send         put a job (init, execute, cancel, revert, preview) on the job queue; -wait for its answer
   healthcheck  exit 0 when the worker's GET /health answers 200
   status       the running worker's tenants, workspaces and dev servers (from its root-only status socket)
   version      print the version

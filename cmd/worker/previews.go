@@ -30,12 +30,15 @@ type previews struct {
 	servers *preview.Servers
 	tokens  *preview.Tokens
 	base    string // PREVIEW_BASE_URL
+	// sockets are the open preview sockets, closed with 1012 when another
+	// worker takes a preview's lease over.
+	sockets preview.Sockets
 }
 
 // newPreviews returns the previews of the users of ws. busy says whether a
 // job of a tenant runs (its processes then outlive a stopped dev server).
 func newPreviews(ctx context.Context, cfg config.Config, awsCfg aws.Config, ws *workspace.Workspaces, path string,
-	busy func(key string) bool, red *redact.Redactor, log *slog.Logger) (*previews, error) {
+	busy func(key string) bool, lc *leases, red *redact.Redactor, log *slog.Logger) (*previews, error) {
 	key, err := previewKey(ctx, cfg, awsCfg, red)
 	if err != nil {
 		return nil, err
@@ -44,7 +47,11 @@ func newPreviews(ctx context.Context, cfg config.Config, awsCfg aws.Config, ws *
 	p.servers = preview.NewServers(preview.ServersConfig{
 		BasePort: cfg.AstroPort, PATH: path, MaxServers: cfg.MaxPreviewServers(), IdleAfter: cfg.PreviewIdle,
 		Lookup: func(ctx context.Context, id string) (preview.Target, error) { return lookupPreview(ws, id) },
+		Claim:  lc.claim,
 		Stopped: func(t preview.Target) {
+			if lc.stopped(t) {
+				return // taken over: the tenant's processes are another task's business now
+			}
 			if busy(t.Key) {
 				return // the job's end stops what the tenant left
 			}

@@ -197,12 +197,13 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		Quota: workspace.Quota{Bytes: int64(cfg.TenantDiskMB) << 20, Inodes: int64(cfg.TenantMaxFiles)}}
 	var handler *site.Handler
 	var pv *previews
+	lc := &leases{} // LEASE_TABLE: taken once the HTTP port listens
 	if cfg.AstroDevMode {
-		pv, err = newPreviews(ctx, cfg, opt.AWS, ws, opt.PATH, func(key string) bool { return handler.Busy(key) }, red, log)
+		pv, err = newPreviews(ctx, cfg, opt.AWS, ws, opt.PATH, func(key string) bool { return handler.Busy(key) }, lc, red, log)
 		if err != nil {
 			return err
 		}
-		siteCfg.Preview, siteCfg.PreviewURL = pv.servers, pv.url
+		siteCfg.Preview, siteCfg.PreviewURL = jobPreviewer{pv.servers}, pv.url
 		wg.Go(func() { pv.servers.Run(svcCtx) })
 	}
 	handler = site.New(siteCfg)
@@ -252,6 +253,36 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 			log.Error("HTTP server failed", "error", err)
 		}
 	})
+	if pv != nil {
+		holder, err := lc.start(ctx, cfg, opt.AWS, ln.Addr().String(), keeper, func(id string) {
+			lc.lost(id)
+			// The open pages first: 1012 makes Vite's client poll (through
+			// the router, to the new owner) and reload.
+			if n := pv.sockets.Close(id, closeServiceRestart, "the preview moved to another worker"); n > 0 {
+				log.Info("closed the preview's sockets: the pages reload from its new worker", "preview", id, "sockets", n)
+			}
+			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+			defer cancel()
+			if err := pv.servers.Stop(sctx, id); err != nil {
+				log.Warn("stop the dev server of a preview taken over", "preview", id, "error", err)
+			}
+		}, log)
+		if err != nil {
+			srv.Close()
+			return err
+		}
+		if holder != nil {
+			wg.Go(func() { holder.Run(svcCtx) })
+			// A stop ends the leases at once: routers then wake the
+			// previews on other workers while this one drains.
+			wg.Go(func() {
+				<-runCtx.Done()
+				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+				defer cancel()
+				holder.Close(cctx)
+			})
+		}
+	}
 	if confined != nil {
 		log.Info("worker confined: tenants run under uids of their own", "capabilities", confined.Caps, "tenant_uids", cfg.TenantUIDs.String(),
 			"tenant_max_procs", confined.MaxProcs, "tenant_max_file_bytes", confined.MaxFileBytes)
@@ -342,7 +373,7 @@ func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 	}))
 	if pv != nil {
 		proxy := preview.NewProxy(preview.ProxyConfig{Servers: pv.servers, Activity: activity, ViewMax: cfg.PreviewViewMax, Logger: log.With("component", "proxy")})
-		mux.Handle("/", preview.NewGate(preview.GateConfig{Tokens: pv.tokens, PerHost: pv.perHost(), Next: proxy, Logger: log.With("component", "proxy")}))
+		mux.Handle("/", preview.NewGate(preview.GateConfig{Tokens: pv.tokens, PerHost: pv.perHost(), Next: pv.sockets.Wrap(proxy), Logger: log.With("component", "proxy")}))
 	} else {
 		mux.HandleFunc("/", func(rw http.ResponseWriter, r *http.Request) {
 			http.Error(rw, "The preview is off on this worker (ASTRO_DEV_MODE=false).", http.StatusServiceUnavailable)

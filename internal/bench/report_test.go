@@ -88,6 +88,9 @@ func specs() []Spec {
 		{ID: "17a", Name: "fleet spread: eight users' 4 s jobs waiting, two workers (MAX_CONCURRENT_USERS 2), the second started 1 s late: first start to last answer, against the ideal of every lane busy from the start", Goal: fmt.Sprintf("< %gx the ideal", spreadGoal)},
 		{ID: "17b", Name: "what holding only what runs costs one worker: row 4's measure against the same worker prefetching 10 messages per lane, median of 5 rounds' ratios", Goal: fmt.Sprintf(">= %gx the prefetching worker", fewerMessagesGoal)},
 		{ID: "17c", Name: "a job's wait from zero tasks, the worker's part: the job waiting, exec of the worker binary to the job's answer on the response queue, median of 5 (max)"},
+		{ID: "18a", Name: "router: HMR, file write to the first HMR message through router and worker (gate and proxy), against the worker alone, medians of 30 edits", Goal: fmt.Sprintf("< %gx the worker alone", routerGoal)},
+		{ID: "18b", Name: "router: what it adds per request (Vite's client module through router and worker against the worker alone, taking turns), medians of 200", Goal: "< 1 ms"},
+		{ID: "18c", Name: "lease table: DynamoDB calls per preview-hour"},
 	}
 }
 
@@ -118,6 +121,7 @@ func sections() []section {
 		{"Metrics", []string{"20a"}, benchMetrics},
 		{"Image", []string{"16a", "16b", "16c"}, benchImage},
 		{"Fleet", []string{"17a", "17b", "17c"}, benchFleet},
+		{"Router", []string{"18a", "18b", "18c"}, benchRouter},
 	}
 }
 

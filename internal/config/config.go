@@ -129,6 +129,16 @@ type Config struct {
 	// TaskStandalone (RunTask: StopTask when idle) or TaskAuto (a service
 	// when the task metadata names one).
 	ECSTaskMode string
+
+	// LeaseTable (LEASE_TABLE) is the DynamoDB table of preview leases
+	// (CONTRACT.md section 6); empty means one worker, no leases.
+	LeaseTable string
+	// PreviewAdvertiseAddr (PREVIEW_ADVERTISE_ADDR) is the host:port at
+	// which routers reach this worker's HTTP port; empty means, on ECS, the
+	// task's private IPv4 and HTTP_ADDR's port.
+	PreviewAdvertiseAddr string
+	// LeaseTTL (LEASE_TTL) is a preview lease's lifetime.
+	LeaseTTL time.Duration
 }
 
 // ECS_TASK_MODE values.
@@ -168,6 +178,7 @@ func Default() Config {
 		PreviewIdle:        10 * time.Minute,
 		PreviewViewMax:     30 * time.Minute,
 		ECSTaskMode:        TaskAuto,
+		LeaseTTL:           30 * time.Second,
 		TenantUIDs:         sandbox.DefaultUIDs,
 		TenantMaxProcs:     1024,
 		TenantMaxFileMB:    2048,
@@ -233,6 +244,9 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.str("ECS_CONTAINER_METADATA_URI_V4", &c.ECSMetadataURI)
 	p.str("ECS_AGENT_URI", &c.ECSAgentURI)
 	p.str("ECS_TASK_MODE", &c.ECSTaskMode)
+	p.str("LEASE_TABLE", &c.LeaseTable)
+	p.str("PREVIEW_ADVERTISE_ADDR", &c.PreviewAdvertiseAddr)
+	p.duration("LEASE_TTL", &c.LeaseTTL)
 	if p.err != nil {
 		return Config{}, p.err
 	}
@@ -333,6 +347,9 @@ func (c Config) Validate() error {
 	}
 	if c.ECSTaskMode == TaskService && (c.ECSAgentURI == "" || c.ECSMetadataURI == "") {
 		return &FieldError{"ECS_TASK_MODE", "is service, but ECS_AGENT_URI or ECS_CONTAINER_METADATA_URI_V4 is not set: not on ECS"}
+	}
+	if err := c.validateFleet(); err != nil {
+		return err
 	}
 	return nil
 }
@@ -476,4 +493,21 @@ func (p *parser) level(name string, dst *slog.Level) {
 	default:
 		p.fail(name, `must be "debug", "info", "warn" or "error", not %q`, v)
 	}
+}
+
+// validateFleet checks LEASE_TABLE, PREVIEW_ADVERTISE_ADDR and LEASE_TTL.
+func (c Config) validateFleet() error {
+	if c.LeaseTTL < 3*time.Second {
+		return &FieldError{"LEASE_TTL", "must be a duration of at least 3s, such as 30s"}
+	}
+	if c.PreviewAdvertiseAddr != "" {
+		host, port, err := net.SplitHostPort(c.PreviewAdvertiseAddr)
+		if err != nil || host == "" || port == "" {
+			return &FieldError{"PREVIEW_ADVERTISE_ADDR", "must be host:port, such as 10.0.1.23:8080"}
+		}
+	}
+	if c.LeaseTable != "" && c.PreviewAdvertiseAddr == "" && c.ECSMetadataURI == "" {
+		return &FieldError{"PREVIEW_ADVERTISE_ADDR", "is required with LEASE_TABLE off ECS: the host:port at which routers reach this worker"}
+	}
+	return nil
 }

@@ -119,6 +119,10 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"agent uri", "ECS_AGENT_URI", "agent", "ECS_AGENT_URI"},
 		{"task mode word", "ECS_TASK_MODE", "fleet", "ECS_TASK_MODE"},
 		{"service off ECS", "ECS_TASK_MODE", "service", "ECS_TASK_MODE"},
+		{"lease table off ECS without an address", "LEASE_TABLE", "leases", "PREVIEW_ADVERTISE_ADDR"},
+		{"advertise address without a port", "PREVIEW_ADVERTISE_ADDR", "10.0.0.1", "PREVIEW_ADVERTISE_ADDR"},
+		{"lease ttl too short", "LEASE_TTL", "1s", "LEASE_TTL"},
+		{"lease ttl number", "LEASE_TTL", "30", "LEASE_TTL"},
 		{"repo with creds", "REPO_URL", "https://x:ghp_abc@github.com/a/b", "REPO_URL"},
 		{"repo file: relative", "REPO_URL", "file:relative", "REPO_URL"},
 		{"repo scp transport helper", "REPO_URL", "git@host::x", "REPO_URL"},
@@ -150,6 +154,42 @@ func TestFromEnvInvalid(t *testing.T) {
 			}
 			if strings.Contains(err.Error(), "\n") {
 				t.Errorf("error is not one line: %q", err)
+			}
+		})
+	}
+}
+
+func TestRouterFromEnv(t *testing.T) {
+	ok := map[string]string{"PREVIEW_BASE_URL": "https://{preview}.preview.example.com/", "PREVIEW_SECRET": "s3cret-router-key",
+		"LEASE_TABLE": "leases", "JOB_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/jobs.fifo"}
+	c, err := RouterFromEnv(env(ok))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != ":8080" || c.PreviewDomain() != ".preview.example.com" || c.PreviewTokenTTL != 12*time.Hour {
+		t.Errorf("router config %+v, domain %q", c, c.PreviewDomain())
+	}
+	tests := []struct{ name, key, val, wantVar string }{
+		{"no preview placeholder", "PREVIEW_BASE_URL", "https://preview.example.com/", "PREVIEW_BASE_URL"},
+		{"no secret", "PREVIEW_SECRET", "", "PREVIEW_SECRET"},
+		{"no table", "LEASE_TABLE", "", "LEASE_TABLE"},
+		{"no job queue", "JOB_QUEUE_URL", "", "JOB_QUEUE_URL"},
+		{"bad address", "HTTP_ADDR", "8080", "HTTP_ADDR"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			kv := map[string]string{}
+			for k, v := range ok {
+				kv[k] = v
+			}
+			kv[tt.key] = tt.val
+			_, err := RouterFromEnv(env(kv))
+			var fe *FieldError
+			if !errors.As(err, &fe) || fe.Var != tt.wantVar {
+				t.Fatalf("err = %v, want a *FieldError naming %s", err, tt.wantVar)
+			}
+			if strings.Contains(err.Error(), "s3cret-router-key") {
+				t.Errorf("error leaks the key: %q", err)
 			}
 		})
 	}

@@ -209,6 +209,12 @@ var listeningRE = regexp.MustCompile(`"msg":"listening","http_addr":"([^"]+)"`)
 // launch starts the worker without waiting for it.
 func (h *harness) launch(extra map[string]string) *proc {
 	h.t.Helper()
+	return h.launchArgs([]string{"run"}, extra)
+}
+
+// launchArgs starts the worker binary with args (its subcommand first).
+func (h *harness) launchArgs(args []string, extra map[string]string) *proc {
+	h.t.Helper()
 	env := map[string]string{}
 	for k, v := range h.env {
 		env[k] = v
@@ -226,7 +232,7 @@ func (h *harness) launch(extra map[string]string) *proc {
 		// can write (it creates the 0700 directory of the socket).
 		env["STATUS_SOCKET"] = filepath.Join(workspacetest.Reachable(h.t), "status", "status.sock")
 	}
-	cmd := exec.Command(cmp.Or(h.opt.bin, workerBin), "run")
+	cmd := exec.Command(cmp.Or(h.opt.bin, workerBin), args...)
 	cmd.Dir = h.opt.dir
 	for k, v := range env {
 		cmd.Env = append(cmd.Env, k+"="+v)

@@ -143,6 +143,8 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 		resp, err = s.execute(ctx, u, job, lease, progress)
 	case jobs.TypeRevert:
 		resp, err = s.revert(ctx, u, job)
+	case jobs.TypePreview:
+		resp, err = s.servePreview(ctx, u, job)
 	default:
 		err = jobs.Errorf(jobs.CodeInvalidJob, "unknown job type %q", job.Type)
 	}
@@ -475,6 +477,33 @@ func (s *Handler) push(ctx context.Context, u *workspace.User, job jobs.Job, res
 		resp.PushError = reason
 		s.log.WarnContext(ctx, "thread branch not pushed", "reason", reason)
 	}
+}
+
+// servePreview starts the user's dev server here (and so takes the user's
+// preview lease), on the job's thread or, without one, on the thread the
+// workspace has checked out.
+func (s *Handler) servePreview(ctx context.Context, u *workspace.User, job jobs.Job) (jobs.Response, error) {
+	if s.cfg.Preview == nil {
+		return jobs.Response{}, jobs.Errorf(jobs.CodeInvalidJob, "the preview is off on this worker (ASTRO_DEV_MODE=false)")
+	}
+	if _, err := u.Metadata(); err != nil {
+		return jobs.Response{}, classify(err)
+	}
+	var resp jobs.Response
+	if job.ThreadID != "" {
+		branch, err := u.SwitchThread(ctx, job.ThreadID)
+		if err != nil {
+			return jobs.Response{}, classify(err)
+		}
+		resp.Branch = branch
+	}
+	t := preview.Target{ID: preview.ID(job.ClientID, job.UserID), Key: u.Tenant.Key, ThreadID: job.ThreadID,
+		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir}}
+	if err := s.cfg.Preview.Target(ctx, t); err != nil {
+		return jobs.Response{}, jobs.Errorf(jobs.CodeInternal, "start the preview: %v", err)
+	}
+	resp.PreviewURL = s.previewURL(job)
+	return resp, nil
 }
 
 // preview points the dev server at the user's project when another

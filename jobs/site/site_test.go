@@ -227,6 +227,10 @@ func initJob(id, thread string) jobs.Job {
 	return jobs.Job{Type: jobs.TypeInit, JobID: id, ThreadID: thread}
 }
 
+func previewJob(id, thread string) jobs.Job {
+	return jobs.Job{Type: jobs.TypePreview, JobID: id, ThreadID: thread}
+}
+
 func execJob(id, thread, instruction string) jobs.Job {
 	return jobs.Job{Type: jobs.TypeExecute, JobID: id, ThreadID: thread, Instruction: instruction, Mode: jobs.ModeExecute}
 }
@@ -437,6 +441,30 @@ func TestHandle(t *testing.T) {
 				{job: execJob("j1", "t1", "Restyle"), wantCode: jobs.CodeNotInitialized},
 			},
 		},
+		{
+			name: "preview for a user never initialised",
+			steps: []step{
+				{job: previewJob("p1", ""), wantCode: jobs.CodeNotInitialized},
+				{job: previewJob("p2", "t1"), wantCode: jobs.CodeNotInitialized},
+			},
+		},
+		{
+			name: "preview starts the dev server on the current thread, or on the job's",
+			steps: []step{
+				{job: initJob("i1", "t1")},
+				{job: initJob("i2", "t2")},
+				{job: previewJob("p1", ""), check: func(t *testing.T, e *env, resp jobs.Response) {
+					if got := e.git.Run(e.u.ProjectDir, "symbolic-ref", "--short", "HEAD"); got != "thread-t2" {
+						t.Errorf("checked out %q, want thread-t2 (the current thread)", got)
+					}
+				}},
+				{job: previewJob("p2", "t1"), check: func(t *testing.T, e *env, resp jobs.Response) {
+					if got := e.git.Run(e.u.ProjectDir, "symbolic-ref", "--short", "HEAD"); got != "thread-t1" {
+						t.Errorf("checked out %q, want thread-t1", got)
+					}
+				}},
+			},
+		},
 	}
 
 	for i, tc := range tests {
@@ -534,8 +562,12 @@ func runStep(t *testing.T, e *env, n int, s step) {
 			t.Errorf("%s: preview targeted %+v, want not for a job that found no workspace", what, targets)
 		}
 	} else {
-		if want := jobs.BranchName(job.ThreadID); resp.Branch != want {
-			t.Errorf("%s: branch = %q, want %q", what, resp.Branch, want)
+		wantBranch := jobs.BranchName(job.ThreadID)
+		if job.ThreadID == "" {
+			wantBranch = "" // a preview of the current thread
+		}
+		if resp.Branch != wantBranch {
+			t.Errorf("%s: branch = %q, want %q", what, resp.Branch, wantBranch)
 		}
 		if want := previewURL(e.client, e.user); resp.PreviewURL != want {
 			t.Errorf("%s: previewUrl = %q, want %q", what, resp.PreviewURL, want)

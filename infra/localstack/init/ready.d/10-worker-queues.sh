@@ -15,6 +15,11 @@
 #                             container, or a placeholder
 #   worker/github-token       the value of GITHUB_TOKEN, or a placeholder
 #                             (the local example repo needs no token)
+#   worker/preview-secret     the key of preview tokens, shared by the worker
+#                             and the router: PREVIEW_SECRET, or random
+# Table:
+#   worker-preview-leases     the preview lease table (partition key preview,
+#                             TTL on expiresAt)
 set -eu
 
 # docker-compose.yml's healthcheck waits for this file.
@@ -47,6 +52,16 @@ put_secret() {
 
 put_secret worker/anthropic-api-key "${ANTHROPIC_API_KEY:-sk-ant-placeholder-set-ANTHROPIC_API_KEY}"
 put_secret worker/github-token "${GITHUB_TOKEN:-placeholder-github-token}"
+put_secret worker/preview-secret "${PREVIEW_SECRET:-$(od -An -N32 -tx1 /dev/urandom | tr -d ' \n')}"
 
-echo "worker queues and secrets ready"
+if ! awslocal dynamodb describe-table --table-name worker-preview-leases >/dev/null 2>&1; then
+  awslocal dynamodb create-table --table-name worker-preview-leases \
+    --attribute-definitions AttributeName=preview,AttributeType=S \
+    --key-schema AttributeName=preview,KeyType=HASH \
+    --billing-mode PAY_PER_REQUEST >/dev/null
+  awslocal dynamodb update-time-to-live --table-name worker-preview-leases \
+    --time-to-live-specification Enabled=true,AttributeName=expiresAt >/dev/null
+fi
+
+echo "worker queues, secrets and lease table ready"
 touch "$marker"

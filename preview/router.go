@@ -1,0 +1,326 @@
+package preview
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/gorilla/websocket"
+
+	"github.com/webordinary/claude-code-astro/internal/lease"
+)
+
+// Defaults of RouterConfig.
+const (
+	DefaultRouteCache = 2 * time.Second
+	DefaultWakeEvery  = 30 * time.Second
+)
+
+// Leases reads the lease table; *lease.Table implements it.
+type Leases interface {
+	Get(ctx context.Context, preview string) (l lease.Lease, found bool, err error)
+}
+
+// RouterConfig configures a Router. Tokens, Domain and Leases are required.
+type RouterConfig struct {
+	// Tokens checks preview tokens, with the workers' key.
+	Tokens *Tokens
+	// Domain is what follows the preview id in a preview's host name:
+	// ".preview.example.com" for PREVIEW_BASE_URL
+	// https://{preview}.preview.example.com/. A host of that form is a
+	// preview host; any other host serves /health only.
+	Domain string
+	// Leases says which worker serves a preview.
+	Leases Leases
+	// Wake, when set, asks a worker to serve the user's preview (sends a
+	// preview job): called for a page load of a preview with no live
+	// lease, at most once per preview per WakeEvery.
+	Wake func(ctx context.Context, clientID, userID string) error
+	// Health reports whether the lease table answers, for GET /health.
+	// Nil: always healthy.
+	Health func(ctx context.Context) error
+	// CacheTTL is how long a lease read is used again; zero means
+	// DefaultRouteCache (2 s). Negative: never cached.
+	CacheTTL time.Duration
+	// WakeEvery is the least time between two wakes of one preview; zero
+	// means DefaultWakeEvery (30 s).
+	WakeEvery time.Duration
+	// RetryAfter is how long the "starting" page waits before it retries;
+	// zero means DefaultRetryAfter.
+	RetryAfter time.Duration
+	// Version is reported by /health.
+	Version string
+	// Logger receives routing decisions at debug level and failures. Nil
+	// discards them.
+	Logger *slog.Logger
+}
+
+// Router is `worker router`: it routes each preview host to the worker that
+// holds the preview's lease (CONTRACT.md section 6). A request is first
+// checked by a Gate (token or cookie, 401 and nothing looked up without a
+// valid one; the token turned into the cookie by a redirect here); then the
+// lease is read (cached up to CacheTTL) and the request, WebSocket included,
+// is proxied to the owner's address with its Host and cookie, which the
+// owner's own gate checks again. With no live lease a page load wakes the
+// preview (Wake) and every request gets the 503 page that retries by itself.
+// Create it with NewRouter; it is safe for concurrent use.
+type Router struct {
+	cfg  RouterConfig
+	log  *slog.Logger
+	gate *Gate
+	rp   *httputil.ReverseProxy
+	page []byte
+	now  func() time.Time
+
+	mu     sync.Mutex
+	routes map[string]route     // lease reads by preview id
+	woken  map[string]time.Time // last wake by preview id
+}
+
+// route is one cached lease read.
+type route struct {
+	l     lease.Lease
+	found bool
+	read  time.Time
+}
+
+// maxRemembered bounds the route cache and the wake log: past it they are
+// emptied (they are caches).
+const maxRemembered = 10000
+
+// ownerKey is the request context key of the owner's address.
+type ownerKey struct{}
+
+// NewRouter returns a Router.
+func NewRouter(cfg RouterConfig) *Router {
+	if cfg.CacheTTL == 0 {
+		cfg.CacheTTL = DefaultRouteCache
+	}
+	if cfg.WakeEvery <= 0 {
+		cfg.WakeEvery = DefaultWakeEvery
+	}
+	if cfg.RetryAfter <= 0 {
+		cfg.RetryAfter = DefaultRetryAfter
+	}
+	log := cfg.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	rt := &Router{cfg: cfg, log: log, page: startingPage(cfg.RetryAfter), now: time.Now,
+		routes: map[string]route{}, woken: map[string]time.Time{}}
+	rt.gate = NewGate(GateConfig{Tokens: cfg.Tokens, PerHost: true, Next: http.HandlerFunc(rt.forward), Logger: log})
+	rt.rp = &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.SetURL(pr.In.Context().Value(ownerKey{}).(*url.URL))
+			pr.Out.Host = pr.In.Host // the owner's gate and proxy route by it
+			// Keep what the load balancer said (the client, https), then
+			// add this hop.
+			if v := pr.In.Header.Values("X-Forwarded-For"); len(v) > 0 {
+				pr.Out.Header["X-Forwarded-For"] = v
+			}
+			proto := pr.In.Header.Get("X-Forwarded-Proto")
+			pr.SetXForwarded()
+			if proto != "" {
+				pr.Out.Header.Set("X-Forwarded-Proto", proto)
+			}
+		},
+		Transport: &http.Transport{
+			Proxy:                 nil, // workers are reached directly, never through an environment proxy
+			DialContext:           (&net.Dialer{Timeout: 3 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			MaxIdleConns:          512,
+			MaxIdleConnsPerHost:   64, // a dev page loads dozens of modules at once
+			IdleConnTimeout:       90 * time.Second,
+			ExpectContinueTimeout: time.Second,
+			DisableCompression:    true, // pass encodings through untouched
+		},
+		ErrorHandler: rt.ownerError,
+	}
+	return rt
+}
+
+// ServeHTTP routes a preview host's request, or serves /health.
+func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if !rt.previewHost(r.Host) {
+		rt.serveHealth(w, r)
+		return
+	}
+	rt.gate.ServeHTTP(w, r)
+}
+
+// previewHost reports whether host is {preview}Domain.
+func (rt *Router) previewHost(hostport string) bool {
+	host := hostport
+	if h, _, err := net.SplitHostPort(hostport); err == nil {
+		host = h
+	}
+	host = strings.ToLower(strings.TrimSuffix(host, "."))
+	label, ok := strings.CutSuffix(host, strings.ToLower(rt.cfg.Domain))
+	return ok && ValidID(label)
+}
+
+// serveHealth answers GET /health: 200 while the lease table answers.
+func (rt *Router) serveHealth(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/health" {
+		http.NotFound(w, r)
+		return
+	}
+	status, code := "ok", http.StatusOK
+	if rt.cfg.Health != nil {
+		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)
+		err := rt.cfg.Health(ctx)
+		cancel()
+		if err != nil {
+			rt.log.WarnContext(r.Context(), "the lease table does not answer", "error", err)
+			status, code = "unhealthy", http.StatusServiceUnavailable
+		}
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(code)
+	_ = json.NewEncoder(w).Encode(map[string]string{"status": status, "role": "router", "version": rt.cfg.Version}) // a client that went away needs no answer
+}
+
+// forward proxies an authenticated request to the preview's owner.
+func (rt *Router) forward(w http.ResponseWriter, r *http.Request) {
+	id, _ := PreviewID(r.Context())
+	l, found, err := rt.lookup(r.Context(), id)
+	if err != nil {
+		rt.log.WarnContext(r.Context(), "cannot read a preview lease", "preview", id, "error", err)
+		rt.unavailable(w, r, "the lease table does not answer")
+		return
+	}
+	if !found || !l.Live(rt.now()) || l.Addr == "" {
+		if isPageLoad(r) {
+			rt.wake(r.Context(), id, l, found)
+		}
+		rt.unavailable(w, r, "no worker serves this preview now")
+		return
+	}
+	owner := &url.URL{Scheme: "http", Host: l.Addr}
+	rt.log.DebugContext(r.Context(), "preview routed", "preview", id, "owner", l.Owner, "addr", l.Addr, "epoch", l.Epoch)
+	rt.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ownerKey{}, owner)))
+}
+
+// lookup reads preview id's lease, or the read of at most CacheTTL ago.
+func (rt *Router) lookup(ctx context.Context, id string) (lease.Lease, bool, error) {
+	now := rt.now()
+	rt.mu.Lock()
+	c, ok := rt.routes[id]
+	rt.mu.Unlock()
+	if ok && now.Sub(c.read) < rt.cfg.CacheTTL {
+		return c.l, c.found, nil
+	}
+	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	l, found, err := rt.cfg.Leases.Get(ctx, id)
+	if err != nil {
+		return lease.Lease{}, false, err
+	}
+	rt.mu.Lock()
+	if len(rt.routes) >= maxRemembered {
+		clear(rt.routes)
+	}
+	rt.routes[id] = route{l: l, found: found, read: now}
+	rt.mu.Unlock()
+	return l, found, nil
+}
+
+// forget drops preview id's cached lease: its owner did not answer.
+func (rt *Router) forget(id string) {
+	rt.mu.Lock()
+	delete(rt.routes, id)
+	rt.mu.Unlock()
+}
+
+// wake sends one preview job for the user behind preview id, at most one
+// per WakeEvery. The lease item, live or ended, names the user; a preview
+// no worker ever served has none, and is not woken.
+func (rt *Router) wake(ctx context.Context, id string, l lease.Lease, found bool) {
+	if rt.cfg.Wake == nil {
+		return
+	}
+	if !found || l.ClientID == "" || l.UserID == "" {
+		rt.log.InfoContext(ctx, "no worker ever served this preview: nothing to wake (a job of the user starts it)", "preview", id)
+		return
+	}
+	now := rt.now()
+	rt.mu.Lock()
+	if last, ok := rt.woken[id]; ok && now.Sub(last) < rt.cfg.WakeEvery {
+		rt.mu.Unlock()
+		return
+	}
+	if len(rt.woken) >= maxRemembered {
+		clear(rt.woken)
+	}
+	rt.woken[id] = now
+	rt.mu.Unlock()
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if err := rt.cfg.Wake(wctx, l.ClientID, l.UserID); err != nil {
+		rt.log.WarnContext(ctx, "cannot wake a preview", "preview", id, "error", err)
+		rt.mu.Lock()
+		delete(rt.woken, id) // the next page load tries again
+		rt.mu.Unlock()
+		return
+	}
+	rt.log.InfoContext(ctx, "preview woken: a preview job sent", "preview", id, "tenant", l.ClientID+"/"+l.UserID)
+}
+
+// ownerError answers a request the owner did not take: the worker is gone
+// or stopping; the lease is read again next time.
+func (rt *Router) ownerError(w http.ResponseWriter, r *http.Request, err error) {
+	id, _ := PreviewID(r.Context())
+	rt.forget(id)
+	if errors.Is(err, context.Canceled) {
+		return // the client went away
+	}
+	rt.log.WarnContext(r.Context(), "the preview's worker did not answer", "preview", id, "error", err)
+	rt.unavailable(w, r, "the preview's worker did not answer")
+}
+
+// unavailable answers 503 with the page that retries by itself; an HMR
+// socket is opened and closed with 1012, so the page's client polls and
+// reloads once the preview serves again.
+func (rt *Router) unavailable(w http.ResponseWriter, r *http.Request, why string) {
+	if isViteHMR(r) {
+		closeHMR(w, r, rt.log, why)
+		return
+	}
+	serveStartingPage(w, rt.page, rt.cfg.RetryAfter)
+}
+
+// closeHMR opens r's HMR socket and closes it at once with code 1012
+// (service restart).
+func closeHMR(w http.ResponseWriter, r *http.Request, log *slog.Logger, why string) {
+	conn, err := hmrUpgrader.Upgrade(w, r, nil)
+	if err != nil {
+		log.DebugContext(r.Context(), "cannot answer an HMR socket", "err", err)
+		return // the upgrader answered the client already
+	}
+	defer conn.Close()
+	msg := websocket.FormatCloseMessage(websocket.CloseServiceRestart, "preview moving")
+	if err := conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
+		log.DebugContext(r.Context(), "close an HMR socket", "err", err)
+	}
+	log.DebugContext(r.Context(), "closed an HMR socket: the page reloads when its preview serves", "reason", why)
+}
+
+// serveStartingPage answers 503 with page, the page that retries by itself.
+func serveStartingPage(w http.ResponseWriter, page []byte, retryAfter time.Duration) {
+	h := w.Header()
+	h.Set("Content-Type", "text/html; charset=utf-8")
+	h.Set("Cache-Control", "no-store")
+	h.Set("Retry-After", strconv.Itoa(int((retryAfter+time.Second-1)/time.Second)))
+	h.Set("Content-Length", strconv.Itoa(len(page)))
+	w.WriteHeader(http.StatusServiceUnavailable)
+	_, _ = w.Write(page) // a client that went away needs no answer
+}
