@@ -21,7 +21,7 @@ func TestHelp(t *testing.T) {
 		args []string
 		want []string // in stdout or stderr
 	}{
-		{[]string{"--help"}, []string{"Commands:", "local ", "send         put a job (init, execute, cancel, revert)", "healthcheck"}},
+		{[]string{"--help"}, []string{"Commands:", "local ", "send         put a job (init, execute, cancel, revert, preview)", "healthcheck"}},
 		{[]string{"-h"}, []string{"Commands:", "send "}},
 		{[]string{"-help"}, []string{"Commands:"}},
 		{[]string{"help"}, []string{"Commands:"}},

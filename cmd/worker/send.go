@@ -33,11 +33,11 @@ func (c *SendCommand) Run(ctx context.Context, args []string) error {
 	fs := flag.NewFlagSet("worker send", flag.ContinueOnError)
 	fs.SetOutput(c.Stderr)
 	var job jobs.Job
-	typ := fs.String("type", "execute", "job `type`: \"init\", \"execute\", \"cancel\" or \"revert\"")
+	typ := fs.String("type", "execute", "job `type`: \"init\", \"execute\", \"cancel\", \"revert\" or \"preview\"")
 	fs.StringVar(&job.JobID, "job-id", "", "`job` id (default: a new UUID)")
 	fs.StringVar(&job.ClientID, "client", "", "client `id` (required)")
 	fs.StringVar(&job.UserID, "user", "", "user `id` (required)")
-	fs.StringVar(&job.ThreadID, "thread", "", "thread `id` (required but for cancel)")
+	fs.StringVar(&job.ThreadID, "thread", "", "thread `id` (required but for cancel; preview: default the current thread)")
 	fs.StringVar(&job.RepoURL, "repo", "", "init: repository `URL` (default: the worker's REPO_URL)")
 	fs.StringVar(&job.BaseBranch, "base", "", "init: the `branch` a new thread starts from")
 	fs.StringVar(&job.FromThreadID, "from-thread", "", "init: fork this `thread` (its branch head and its agent session)")
@@ -52,7 +52,7 @@ func (c *SendCommand) Run(ctx context.Context, args []string) error {
 	state := fs.String("local-state", localStateFile, "the `file` worker local writes its queues to")
 	wait := fs.Duration("wait", 0, "wait this `long` for the final response and print it (0: do not wait)")
 	fs.Usage = func() {
-		fmt.Fprintln(c.Stderr, "Usage: worker send -type init|execute|cancel|revert -client C -user U [-thread T] [-instruction TEXT] [-target JOB] [-steps N] [-wait 5m]")
+		fmt.Fprintln(c.Stderr, "Usage: worker send -type init|execute|cancel|revert|preview -client C -user U [-thread T] [-instruction TEXT] [-target JOB] [-steps N] [-wait 5m]")
 		fs.PrintDefaults()
 	}
 	if err := fs.Parse(args); err != nil {
