@@ -57,6 +57,15 @@ type RouterConfig struct {
 	// RetryAfter is how long the "starting" page waits before it retries;
 	// zero means DefaultRetryAfter.
 	RetryAfter time.Duration
+	// Observe, when set, is told of every preview request the router
+	// answered: its status (101 for a WebSocket), and for a request
+	// proxied to an owner the time to the owner's response headers (zero
+	// for one answered here). The metrics.
+	Observe func(status int, upstream time.Duration)
+	// Woke, when set, is told how long a woken preview took from its wake
+	// (the preview job sent) to the first request proxied to its new
+	// owner. The metrics.
+	Woke func(took time.Duration)
 	// Version is reported by /health.
 	Version string
 	// Logger receives routing decisions at debug level and failures. Nil
@@ -84,7 +93,41 @@ type Router struct {
 	mu     sync.Mutex
 	routes map[string]route     // lease reads by preview id
 	woken  map[string]time.Time // last wake by preview id
+	waking map[string]time.Time // woken and not yet served, by preview id (Woke)
 }
+
+// observation is one request's figures, for Observe.
+type observation struct {
+	status   int
+	start    time.Time     // when the request went to the owner
+	upstream time.Duration // to the owner's response headers
+}
+
+// observeKey is the request context key of its *observation.
+type observeKey struct{}
+
+// statusWriter records the status a handler answered. Unwrap keeps
+// WebSocket upgrades working through http.ResponseController.
+type statusWriter struct {
+	http.ResponseWriter
+	obs *observation
+}
+
+func (w statusWriter) WriteHeader(code int) {
+	if w.obs.status == 0 {
+		w.obs.status = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w statusWriter) Write(b []byte) (int, error) {
+	if w.obs.status == 0 {
+		w.obs.status = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+func (w statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
 
 // route is one cached lease read.
 type route struct {
@@ -116,7 +159,7 @@ func NewRouter(cfg RouterConfig) *Router {
 		log = slog.New(slog.DiscardHandler)
 	}
 	rt := &Router{cfg: cfg, log: log, page: startingPage(cfg.RetryAfter), now: time.Now,
-		routes: map[string]route{}, woken: map[string]time.Time{}}
+		routes: map[string]route{}, woken: map[string]time.Time{}, waking: map[string]time.Time{}}
 	rt.gate = NewGate(GateConfig{Tokens: cfg.Tokens, PerHost: true, Next: http.HandlerFunc(rt.forward), Logger: log})
 	rt.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -143,6 +186,12 @@ func NewRouter(cfg RouterConfig) *Router {
 			DisableCompression:    true, // pass encodings through untouched
 		},
 		ErrorHandler: rt.ownerError,
+		ModifyResponse: func(resp *http.Response) error {
+			if obs, ok := resp.Request.Context().Value(observeKey{}).(*observation); ok && !obs.start.IsZero() {
+				obs.upstream = time.Since(obs.start)
+			}
+			return nil
+		},
 	}
 	return rt
 }
@@ -153,7 +202,21 @@ func (rt *Router) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		rt.serveHealth(w, r)
 		return
 	}
-	rt.gate.ServeHTTP(w, r)
+	if rt.cfg.Observe == nil {
+		rt.gate.ServeHTTP(w, r)
+		return
+	}
+	obs := &observation{}
+	rt.gate.ServeHTTP(statusWriter{w, obs}, r.WithContext(context.WithValue(r.Context(), observeKey{}, obs)))
+	rt.cfg.Observe(cmpOr(obs.status, http.StatusOK), obs.upstream)
+}
+
+// cmpOr returns a, or b when a is zero.
+func cmpOr(a, b int) int {
+	if a != 0 {
+		return a
+	}
+	return b
 }
 
 // previewHost reports whether host is {preview}Domain.
@@ -204,6 +267,10 @@ func (rt *Router) forward(w http.ResponseWriter, r *http.Request) {
 		}
 		rt.unavailable(w, r, "no worker serves this preview now")
 		return
+	}
+	rt.served(id)
+	if obs, ok := r.Context().Value(observeKey{}).(*observation); ok {
+		obs.start = time.Now()
 	}
 	owner := &url.URL{Scheme: "http", Host: l.Addr}
 	rt.log.DebugContext(r.Context(), "preview routed", "preview", id, "owner", l.Owner, "addr", l.Addr, "epoch", l.Epoch)
@@ -273,6 +340,29 @@ func (rt *Router) wake(ctx context.Context, id string, l lease.Lease, found bool
 		return
 	}
 	rt.log.InfoContext(ctx, "preview woken: a preview job sent", "preview", id, "tenant", l.ClientID+"/"+l.UserID)
+	rt.mu.Lock()
+	if _, ok := rt.waking[id]; !ok {
+		if len(rt.waking) >= maxRemembered {
+			clear(rt.waking)
+		}
+		rt.waking[id] = now
+	}
+	rt.mu.Unlock()
+}
+
+// served tells Woke how long preview id took from its first wake to now,
+// when it was woken and not served since.
+func (rt *Router) served(id string) {
+	if rt.cfg.Woke == nil {
+		return
+	}
+	rt.mu.Lock()
+	since, ok := rt.waking[id]
+	delete(rt.waking, id)
+	rt.mu.Unlock()
+	if ok {
+		rt.cfg.Woke(rt.now().Sub(since))
+	}
 }
 
 // ownerError answers a request the owner did not take: the worker is gone

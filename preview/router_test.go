@@ -7,7 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,6 +16,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/lease"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/preview"
 )
 
@@ -41,6 +42,16 @@ type routerEnv struct {
 	worker *httptest.Server
 	wakes  chan string
 	seen   chan *http.Request
+
+	mu       sync.Mutex
+	observed []observed      // what the router told Observe
+	woke     []time.Duration // what it told Woke
+}
+
+// observed is one Observe call.
+type observed struct {
+	status   int
+	upstream time.Duration
 }
 
 const routerDomain = ".preview.test"
@@ -70,6 +81,16 @@ func newRouterEnv(t *testing.T) *routerEnv {
 	rt := preview.NewRouter(preview.RouterConfig{
 		Tokens: e.tokens, Domain: routerDomain, Leases: e.leases, Logger: testLogger(t),
 		Wake: func(_ context.Context, client, user string) error { e.wakes <- client + "/" + user; return nil },
+		Observe: func(status int, upstream time.Duration) {
+			e.mu.Lock()
+			e.observed = append(e.observed, observed{status, upstream})
+			e.mu.Unlock()
+		},
+		Woke: func(took time.Duration) {
+			e.mu.Lock()
+			e.woke = append(e.woke, took)
+			e.mu.Unlock()
+		},
 		Health: func(ctx context.Context) error {
 			_, _, err := e.table.Get(ctx, "-")
 			return err
@@ -282,5 +303,47 @@ func TestRouterHealthWithoutTheTable(t *testing.T) {
 	resp.Body.Close()
 	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), "unhealthy") {
 		t.Errorf("/health with no lease table: %d %s, want 503", resp.StatusCode, body)
+	}
+}
+
+// TestRouterObservesRequestsAndWakes: every answered request reaches
+// Observe with its status, a proxied one with the owner's time; a woken
+// preview's first proxied request reaches Woke once.
+func TestRouterObservesRequestsAndWakes(t *testing.T) {
+	e := newRouterEnv(t)
+	bob := preview.ID("acme", "bob")
+	l := e.lease(t, "acme", "bob")
+	if err := e.table.End(context.Background(), l); err != nil {
+		t.Fatal(err)
+	}
+	cookie := &http.Cookie{Name: preview.CookieName, Value: e.tokens.Issue(bob)}
+	page := http.Header{"Sec-Fetch-Dest": {"document"}}
+	e.do(t, bob, "/", nil, page)    // 401
+	e.do(t, bob, "/", cookie, page) // 503, woken
+	<-e.wakes
+	e.lease(t, "acme", "bob") // a worker took the job
+	// Until the router's cache of the ended lease runs out: 503s.
+	wait.For(t, 10*time.Second, "the router to proxy to the new owner", func() bool {
+		return e.do(t, bob, "/", cookie, page).StatusCode == http.StatusOK
+	})
+	e.do(t, bob, "/", cookie, page) // proxied again: no second wake time
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	n := len(e.observed)
+	if n < 4 || e.observed[0].status != http.StatusUnauthorized {
+		t.Fatalf("observed %+v, want a 401 first and at least 4 requests", e.observed)
+	}
+	for i, o := range e.observed[1 : n-2] {
+		if o.status != http.StatusServiceUnavailable || o.upstream != 0 {
+			t.Errorf("request %d before the owner served observed as %+v, want 503 and no upstream time", i+1, o)
+		}
+	}
+	for _, o := range e.observed[n-2:] {
+		if o.status != http.StatusOK || o.upstream <= 0 {
+			t.Errorf("a proxied request observed as %+v, want 200 with the owner's time", o)
+		}
+	}
+	if len(e.woke) != 1 || e.woke[0] <= 0 {
+		t.Errorf("Woke told %v, want one wake time", e.woke)
 	}
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/ecstask"
 	"github.com/webordinary/claude-code-astro/internal/lease"
+	"github.com/webordinary/claude-code-astro/internal/metrics"
 	"github.com/webordinary/claude-code-astro/internal/taskprotect"
 	"github.com/webordinary/claude-code-astro/preview"
 )
@@ -30,6 +31,10 @@ type leases struct {
 	mu        sync.Mutex
 	holder    *lease.Holder   // nil until the HTTP port listens, and without LEASE_TABLE
 	takenOver map[string]bool // previews whose lease another worker took, until their dev server stopped
+	// takeovers are when this worker took a preview's lease from another
+	// worker, until that preview's dev server serves here (the
+	// LeaseTakeoverTime metric).
+	takeovers map[string]time.Time
 }
 
 // start makes the holder once the worker's HTTP port is known: its owner id
@@ -99,8 +104,19 @@ func (l *leases) claim(ctx context.Context, t preview.Target) error {
 	if byJob {
 		take = h.Take // the lease follows the user's latest job
 	}
-	if _, err := take(ctx, t.ID, client, user); err != nil {
+	had := h.Holds(t.ID)
+	start := time.Now()
+	got, err := take(ctx, t.ID, client, user)
+	if err != nil {
 		return fmt.Errorf("take the preview lease: %w", err)
+	}
+	if byJob && !had && got.Epoch > 1 { // another worker had it before
+		l.mu.Lock()
+		if l.takeovers == nil {
+			l.takeovers = map[string]time.Time{}
+		}
+		l.takeovers[t.ID] = start
+		l.mu.Unlock()
 	}
 	return nil
 }
@@ -110,11 +126,33 @@ type jobTargetKey struct{}
 
 // jobPreviewer is the site handler's Previewer: a job's Target takes the
 // user's lease over, wherever it was.
-type jobPreviewer struct{ *preview.Servers }
+type jobPreviewer struct {
+	*preview.Servers
+	leases  *leases
+	metrics *metrics.Recorder
+}
 
-// Target marks ctx as a job's and targets the user's dev server.
+// Target marks ctx as a job's and targets the user's dev server. A lease
+// taken from another worker is timed until the dev server serves here
+// (LeaseTakeoverTime).
 func (p jobPreviewer) Target(ctx context.Context, t preview.Target) error {
-	return p.Servers.Target(context.WithValue(ctx, jobTargetKey{}, true), t)
+	err := p.Servers.Target(context.WithValue(ctx, jobTargetKey{}, true), t)
+	p.leases.mu.Lock()
+	start, ok := p.leases.takeovers[t.ID]
+	delete(p.leases.takeovers, t.ID)
+	p.leases.mu.Unlock()
+	if ok && err == nil {
+		p.metrics.Emit(nil, metrics.Value{Name: metrics.LeaseTakeoverTime, Value: float64(time.Since(start).Milliseconds())})
+	}
+	return err
+}
+
+// held returns how many leases this worker holds (LeasesHeld).
+func (l *leases) held() int {
+	if h := l.get(); h != nil {
+		return h.Held()
+	}
+	return 0
 }
 
 // lost notes that another worker took preview id's lease over.

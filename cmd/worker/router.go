@@ -24,6 +24,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/lease"
 	"github.com/webordinary/claude-code-astro/internal/logging"
+	"github.com/webordinary/claude-code-astro/internal/metrics"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/preview"
@@ -58,12 +59,15 @@ func (c *RouterCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return fmt.Errorf("load AWS configuration: %w", err)
 	}
-	return route(ctx, cfg, routerOptions{AWS: awsCfg, Stderr: c.Stderr})
+	return route(ctx, cfg, routerOptions{AWS: awsCfg, Stdout: c.Stdout, Stderr: c.Stderr})
 }
 
 // routerOptions are what route needs beyond the configuration.
 type routerOptions struct {
-	AWS    aws.Config
+	AWS aws.Config
+	// Stdout takes the metric lines (CloudWatch embedded metric format);
+	// nil writes them readable to the log instead (worker local).
+	Stdout io.Writer
 	Stderr io.Writer
 	// Ready, when set, is called with the HTTP address once it listens.
 	Ready func(httpAddr string)
@@ -78,6 +82,8 @@ func route(ctx context.Context, cfg config.Router, opt routerOptions) error {
 		return err
 	}
 	table := lease.NewTable(dynamodb.NewFromConfig(opt.AWS), cfg.LeaseTable)
+	met := metrics.New(opt.Stdout, metrics.Options{Service: "router", Readable: opt.Stdout == nil, Logger: log})
+	stats := &routerStats{}
 	waker := &previewWaker{sqs: sqs.NewFromConfig(opt.AWS), queueURL: cfg.JobQueueURL}
 	rt := preview.NewRouter(preview.RouterConfig{
 		Tokens: preview.NewTokens(key, cfg.PreviewTokenTTL), Domain: cfg.PreviewDomain(), Leases: table,
@@ -86,8 +92,16 @@ func route(ctx context.Context, cfg config.Router, opt routerOptions) error {
 			_, _, err := table.Get(ctx, "-") // no preview id: a read that finds nothing
 			return err
 		},
+		Observe: stats.observe,
+		Woke: func(took time.Duration) {
+			met.Emit(nil, metrics.Value{Name: metrics.PreviewWakeTime, Value: float64(took.Milliseconds())})
+		},
 		Version: version(), Logger: log,
 	})
+	wgMetrics := sync.WaitGroup{}
+	mctx, stopMetrics := context.WithCancel(ctx)
+	defer func() { stopMetrics(); wgMetrics.Wait() }()
+	wgMetrics.Go(func() { met.Every(mctx, time.Minute, stats.minute) })
 	ln, err := net.Listen("tcp", cfg.HTTPAddr)
 	if err != nil {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
@@ -141,4 +155,39 @@ func (p *previewWaker) wake(ctx context.Context, clientID, userID string) error 
 		return fmt.Errorf("send a preview job: %w", err)
 	}
 	return nil
+}
+
+// routerStats sums the router's requests over a minute, for its metrics.
+type routerStats struct {
+	mu        sync.Mutex
+	requests  int
+	errors    int           // answered 5xx
+	proxied   int           // sent to an owner
+	upstreams time.Duration // their time to the owner's response headers
+}
+
+// observe counts one answered request.
+func (s *routerStats) observe(status int, upstream time.Duration) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.requests++
+	if status >= 500 {
+		s.errors++
+	}
+	if upstream > 0 {
+		s.proxied++
+		s.upstreams += upstream
+	}
+}
+
+// minute returns the minute's figures and starts the next minute.
+func (s *routerStats) minute() []metrics.Value {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	values := []metrics.Value{{Name: metrics.RouterRequests, Value: float64(s.requests)}, {Name: metrics.Router5xx, Value: float64(s.errors)}}
+	if s.proxied > 0 {
+		values = append(values, metrics.Value{Name: metrics.RouterUpstreamMs, Value: float64((s.upstreams / time.Duration(s.proxied)).Microseconds()) / 1000})
+	}
+	s.requests, s.errors, s.proxied, s.upstreams = 0, 0, 0, 0
+	return values
 }

@@ -197,18 +197,18 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		Quota: workspace.Quota{Bytes: int64(cfg.TenantDiskMB) << 20, Inodes: int64(cfg.TenantMaxFiles)}}
 	var handler *site.Handler
 	var pv *previews
+	met := metrics.New(opt.Stdout, metrics.Options{Service: "worker", Readable: opt.Stdout == nil, Logger: log})
 	lc := &leases{} // LEASE_TABLE: taken once the HTTP port listens
 	if cfg.AstroDevMode {
 		pv, err = newPreviews(ctx, cfg, opt.AWS, ws, opt.PATH, func(key string) bool { return handler.Busy(key) }, lc, red, log)
 		if err != nil {
 			return err
 		}
-		siteCfg.Preview, siteCfg.PreviewURL = jobPreviewer{pv.servers}, pv.url
+		siteCfg.Preview, siteCfg.PreviewURL = jobPreviewer{Servers: pv.servers, leases: lc, metrics: met}, pv.url
 		wg.Go(func() { pv.servers.Run(svcCtx) })
 	}
 	handler = site.New(siteCfg)
 
-	met := metrics.New(opt.Stdout, metrics.Options{Service: "worker", Readable: opt.Stdout == nil, Logger: log})
 	sqsClient := sqs.NewFromConfig(opt.AWS)
 	w, err := worker.New(sqsClient, worker.Config{
 		JobQueueURL: cfg.JobQueueURL, ResponseQueueURL: cfg.ResponseQueueURL,
@@ -218,7 +218,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	if err != nil {
 		return err
 	}
-	wg.Go(func() { met.Every(runCtx, time.Minute, func() []metrics.Value { return taskGauges(cfg, w, pv) }) })
+	wg.Go(func() { met.Every(runCtx, time.Minute, func() []metrics.Value { return taskGauges(cfg, w, pv, lc) }) })
 
 	statusSocket := cfg.StatusSocket
 	if statusSocket == "" {
@@ -427,7 +427,7 @@ func report(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 }
 
 // taskGauges are the worker's per-minute figures.
-func taskGauges(cfg config.Config, w *worker.Worker, pv *previews) []metrics.Value {
+func taskGauges(cfg config.Config, w *worker.Worker, pv *previews, lc *leases) []metrics.Value {
 	inFlight := w.Stats().InFlight
 	values := []metrics.Value{
 		{Name: metrics.JobsInFlight, Value: float64(inFlight)},
@@ -441,6 +441,9 @@ func taskGauges(cfg config.Config, w *worker.Worker, pv *previews) []metrics.Val
 			}
 		}
 		values = append(values, metrics.Value{Name: metrics.DevServersRunning, Value: float64(running)})
+	}
+	if cfg.LeaseTable != "" {
+		values = append(values, metrics.Value{Name: metrics.LeasesHeld, Value: float64(lc.held())})
 	}
 	return values
 }

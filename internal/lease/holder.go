@@ -98,6 +98,13 @@ func (h *Holder) Holds(preview string) bool {
 	return ok
 }
 
+// Held returns how many leases this worker holds.
+func (h *Holder) Held() int {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return len(h.held)
+}
+
 // End ends preview's lease, when this worker holds it.
 func (h *Holder) End(ctx context.Context, preview string) {
 	h.mu.Lock()

@@ -101,8 +101,8 @@ var Catalog = []Spec{
 	{RouterRequests, Count, perTask, "minute", "requests the router handled in the minute"},
 	{Router5xx, Count, perTask, "minute", "of those, answered 5xx"},
 	{RouterUpstreamMs, Milliseconds, perTask, "minute", "mean time to the owner's response headers over the minute"},
-	{PreviewWakeTime, Milliseconds, perTask, "event", "a preview with no live lease: page load to served"},
-	{LeaseTakeoverTime, Milliseconds, perTask, "event", "a lease taken from another worker: take to dev server ready"},
+	{PreviewWakeTime, Milliseconds, perTask, "event", "router: a preview with no live lease, from its wake (the preview job sent) to the first request proxied to its new owner"},
+	{LeaseTakeoverTime, Milliseconds, perTask, "event", "worker: a lease taken from another worker by a job, from the take to the dev server serving here"},
 	{BudgetExceeded, Count, perTask, "event", "a job stopped at its budget (budget_exceeded)"},
 	{QuotaExceeded, Count, perTask, "event", "a job past TENANT_DISK_MB (quota_exceeded)"},
 }
