@@ -95,12 +95,17 @@ type harnessOptions struct {
 	// asUID, when not 0, runs the worker as that uid (and gid), a plain
 	// user: it owns the workspace root and HOME.
 	asUID uint32
+	// cli is the Claude Code CLI the worker runs; zero: the pinned one.
+	cli repo.CLI
 }
 
 func newHarness(t *testing.T, opt harnessOptions) *harness {
 	t.Helper()
 	if opt.visibility == 0 {
 		opt.visibility = 30 * time.Second
+	}
+	if opt.cli.Bin == "" {
+		opt.cli.Bin = repo.ClaudeBin(t)
 	}
 	h := &harness{t: t, opt: opt, emu: sqstest.Start(t), git: workspacetest.NewGit(t), root: sandboxtest.Root(t), home: t.TempDir()}
 	if opt.asUID != 0 {
@@ -133,7 +138,7 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 		"HTTP_ADDR":                 "127.0.0.1:0",
 		"ASTRO_DEV_MODE":            "false",
 		"AUTO_SHUTDOWN_MINUTES":     "0",
-		"CLAUDE_BIN":                repo.ClaudeBin(t),
+		"CLAUDE_BIN":                opt.cli.Bin,
 		"ANTHROPIC_API_KEY":         testAPIKey,
 		"ANTHROPIC_BASE_URL":        h.api.URL,
 		"REPO_URL":                  h.remote.URL,
