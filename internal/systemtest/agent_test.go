@@ -137,7 +137,7 @@ func TestPlanModeChangesNothing(t *testing.T) {
 		t.Errorf("the plan job left changes: %s", status)
 	}
 	last, _ := h.api.LastMessageRequest()
-	if !strings.Contains(strings.ToLower(last.System+strings.Join(promptTexts(last), " ")), "plan") {
+	if !strings.Contains(strings.ToLower(last.SystemText()+strings.Join(promptTexts(last), " ")), "plan") {
 		t.Logf("note: the CLI's request does not mention plan mode")
 	}
 }
