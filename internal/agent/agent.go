@@ -273,7 +273,7 @@ func (r *Runner) Run(ctx context.Context, req Request, onProgress func(Progress)
 	}
 	res, err := r.runOnce(ctx, req, resume, emit)
 	if errors.Is(err, errNoConversation) {
-		r.log.WarnContext(ctx, "agent session not found by the CLI, starting a new one", "session", req.SessionID)
+		r.log.WarnContext(ctx, "agent session not found in the project directory, starting a new one", "session", req.SessionID)
 		req.SessionID, fresh = uuid.NewString(), true
 		res, err = r.runOnce(ctx, req, false, emit)
 		if errors.Is(err, errNoConversation) {
@@ -359,50 +359,43 @@ func SessionPath(configDir, projectDir, id string) string {
 	return filepath.Join(configDir, "projects", string(name), id+".jsonl")
 }
 
-// sessionAvailable reports whether req.SessionID can be resumed, and if not
-// why. It accepts a session file found under another project name too (the
-// CLI may spell long or symlinked paths differently); the CLI has the last
-// word, and a refusal falls back to a fresh session.
+// sessionAvailable reports whether req.SessionID may be resumed, and if not
+// why. Whether its transcript is there is checked where the CLI starts, as
+// the user the CLI runs as (see launch): the worker may not read a tenant's
+// files.
 func (r *Runner) sessionAvailable(req Request) (bool, string) {
 	if u, err := uuid.Parse(req.SessionID); err != nil || u.String() != req.SessionID {
 		return false, "session id is not a canonical UUID"
 	}
-	if req.Credential != nil {
-		// The session files are the tenant's, out of the worker's reach:
-		// the CLI tells (see errNoConversation).
-		return true, ""
-	}
-	candidates := []string{SessionPath(req.ConfigDir, req.ProjectDir, req.SessionID)}
-	if real, err := filepath.EvalSymlinks(req.ProjectDir); err == nil && real != req.ProjectDir {
-		candidates = append(candidates, SessionPath(req.ConfigDir, real, req.SessionID))
-	}
-	others, _ := filepath.Glob(filepath.Join(req.ConfigDir, "projects", "*", req.SessionID+".jsonl"))
-	why := "session file missing"
-	for _, path := range append(candidates, others...) {
-		f, err := os.Open(path)
-		if err != nil {
-			if !errors.Is(err, os.ErrNotExist) {
-				why = "session file unreadable"
-			}
-			continue
-		}
-		fi, err := f.Stat()
-		f.Close()
-		if err == nil && fi.Mode().IsRegular() && fi.Size() > 0 {
-			return true, ""
-		}
-		why = "session file empty or not a file"
-	}
-	return false, why
+	return true, ""
 }
 
-// claudeMD starts the CLI, adding the project's CLAUDE.md to its system
-// prompt when there is one. The CLI reads CLAUDE.md only with the project's
-// settings, which it must not read, so the file is given by name; the check
-// runs as the tenant, in the project, and the CLI (the same process, after
-// exec) reads it. $0 is the CLI, "$@" its arguments: nothing from a job is
-// part of the script.
-const claudeMD = `if [ -f CLAUDE.md ]; then exec "$0" "$@" --append-system-prompt-file ./CLAUDE.md; fi; exec "$0" "$@"`
+// sessionFiles returns where a resume of req.SessionID must find its
+// transcript: under the project directory's own name, as given and with its
+// symlinks resolved (the CLI may name it either way; the second is the
+// first when the path cannot be resolved). A session of the thread is never
+// taken from another directory: since 2.1.223 the CLI resumes a session id
+// it finds under any project, which would carry another checkout's
+// conversation and file paths into this one.
+func sessionFiles(req Request) (string, string) {
+	own := SessionPath(req.ConfigDir, req.ProjectDir, req.SessionID)
+	if real, err := filepath.EvalSymlinks(req.ProjectDir); err == nil && real != req.ProjectDir {
+		return own, SessionPath(req.ConfigDir, real, req.SessionID)
+	}
+	return own, own
+}
+
+// launch starts the CLI as the user it runs as (the tenant), in the
+// project. $0 is the CLI; $1 and $2 are the transcript files a resume must
+// find, one of them not empty (sessionFiles; both empty for a new session):
+// when neither is, it says so as the CLI does for an unknown session and
+// exits, and the runner starts a fresh session. The rest are the CLI's
+// arguments. When the project has a CLAUDE.md it is added to the system
+// prompt: the CLI reads CLAUDE.md only with the project's settings, which
+// it must not read, so the file is given by name (the CLI, the same process
+// after exec, reads it). Nothing from a job is part of the script.
+const launch = `if [ -n "$1" ] && [ ! -s "$1" ] && [ ! -s "$2" ]; then echo "` + noConversation + ` in this project directory" >&2; exit 3; fi; shift 2; ` +
+	`if [ -f CLAUDE.md ]; then exec "$0" "$@" --append-system-prompt-file ./CLAUDE.md; fi; exec "$0" "$@"`
 
 // settings returns the --settings JSON of every run: projectRules plus
 // Config.Allow, and no hooks.
@@ -510,7 +503,11 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 			", which worker local does by itself at start; or set CLAUDE_BIN)"
 		return notRun, &Error{Code: CodeAgentFailed, Message: r.redactor.String(msg), Err: err}
 	}
-	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", claudeMD, bin}, r.args(req, resume)...)...)
+	var own, resolved string
+	if resume {
+		own, resolved = sessionFiles(req)
+	}
+	cmd := exec.CommandContext(ctx, "/bin/sh", append([]string{"-c", launch, bin, own, resolved}, r.args(req, resume)...)...)
 	cmd.Dir = req.ProjectDir
 	cmd.Env = r.env(req)
 	cmd.Stdin = strings.NewReader(req.Instruction)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
+	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
 )
 
 // BenchmarkRunOverhead measures one headless run of the real CLI against the
@@ -25,7 +26,7 @@ func BenchmarkRunOverhead(b *testing.B) {
 	}
 	for _, sc := range scripts {
 		b.Run(sc.name, func(b *testing.B) {
-			e := newTestEnv(b)
+			e := newTestEnv(b, repo.CLIs(b)[0])
 			e.srv.SetScript(sc.script(e)...)
 			r := e.runner(nil)
 			var startup, cli, wall time.Duration

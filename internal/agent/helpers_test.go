@@ -19,10 +19,13 @@ import (
 // testAPIKey is the key the tests give the CLI; it must never show in errors.
 const testAPIKey = "sk-ant-test-0123456789abcdef"
 
-// claudeBin returns the pinned CLI, or $CLAUDE_BIN.
-func claudeBin(tb testing.TB) string {
-	tb.Helper()
-	return repo.ClaudeBin(tb)
+// eachCLI runs test once for each CLI the worker supports (repo.CLIs: the
+// pinned release and the oldest one), as subtests named by version.
+func eachCLI(t *testing.T, test func(t *testing.T, cli repo.CLI)) {
+	t.Helper()
+	for _, cli := range repo.CLIs(t) {
+		t.Run(cli.Version, func(t *testing.T) { test(t, cli) })
+	}
 }
 
 // testEnv is one test's fake API and temporary workspace.
@@ -42,14 +45,14 @@ type testEnv struct {
 }
 
 // newTestEnv starts a fake API with script and makes a project holding
-// index.md ("hello world").
-func newTestEnv(tb testing.TB, script ...fakeanthropic.Step) *testEnv {
+// index.md ("hello world"), to run cli in.
+func newTestEnv(tb testing.TB, cli repo.CLI, script ...fakeanthropic.Step) *testEnv {
 	tb.Helper()
 	root := tb.TempDir()
 	e := &testEnv{
 		tb:      tb,
 		srv:     fakeanthropic.New(tb, script...),
-		bin:     claudeBin(tb),
+		bin:     cli.Bin,
 		root:    root,
 		project: filepath.Join(root, "project"),
 		config:  filepath.Join(root, ".claude"),

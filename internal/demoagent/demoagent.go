@@ -151,6 +151,19 @@ type step struct {
 	text string
 }
 
+// systemText is what the CLI tells the model about its environment: the
+// system prompt, and the `role: "system"` messages in which newer CLIs
+// (2.1.332) send the working directory.
+func systemText(req request) string {
+	parts := []string{textOf(req.System)}
+	for _, m := range req.Messages {
+		if m.Role == "system" {
+			parts = append(parts, textOf(m.Content))
+		}
+	}
+	return strings.Join(parts, "\n")
+}
+
 // workingDir finds the CLI's working directory in its system prompt.
 var workingDir = regexp.MustCompile(`(?mi)working directory: (/\S+)`)
 
@@ -207,7 +220,7 @@ func decide(req request) step {
 			}
 		}
 	}
-	m := workingDir.FindStringSubmatch(textOf(req.System))
+	m := workingDir.FindStringSubmatch(systemText(req))
 	if m == nil {
 		return step{text: "Demo agent: I cannot tell which project this is (no working directory in the system prompt)."}
 	}

@@ -105,12 +105,17 @@ type harnessOptions struct {
 	// bin and dir, when set, are the worker binary to run and its working
 	// directory (default: the one built for the package, run here).
 	bin, dir string
+	// cli is the Claude Code CLI the worker runs; zero: the pinned one.
+	cli repo.CLI
 }
 
 func newHarness(t *testing.T, opt harnessOptions) *harness {
 	t.Helper()
 	if opt.visibility == 0 {
 		opt.visibility = 30 * time.Second
+	}
+	if opt.cli.Bin == "" {
+		opt.cli.Bin = repo.ClaudeBin(t)
 	}
 	h := &harness{t: t, opt: opt, emu: sqstest.Start(t), git: workspacetest.NewGit(t), root: sandboxtest.Root(t), home: t.TempDir()}
 	if opt.asUID != 0 {
@@ -143,7 +148,7 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 		"HTTP_ADDR":                 "127.0.0.1:0",
 		"ASTRO_DEV_MODE":            "false",
 		"AUTO_SHUTDOWN_MINUTES":     "0",
-		"CLAUDE_BIN":                repo.ClaudeBin(t),
+		"CLAUDE_BIN":                opt.cli.Bin,
 		"WORKER_CACHE_DIR":          cliCache,
 		"ANTHROPIC_API_KEY":         testAPIKey,
 		"ANTHROPIC_BASE_URL":        h.api.URL,

@@ -11,6 +11,10 @@
 // every uid can reach it. When the configured one does not (a checkout
 // under root's home, mode 0700), the worker copies it into a Cache: a
 // directory root owns and every uid may read, holding nothing else.
+//
+// The subdirectory oldest/ pins the oldest release the worker still
+// supports, for the tests alone: the tests that run the CLI run against
+// both, so that going back to it stays possible. Nothing else installs it.
 package claudecode
 
 import (
@@ -87,3 +91,11 @@ func Key() string {
 	h.Write(lockfile)
 	return Version() + "-" + hex.EncodeToString(h.Sum(nil))[:12]
 }
+
+// OldestDir pins the oldest supported CLI (tests only), relative to the
+// repository root.
+const OldestDir = Dir + "/oldest"
+
+// OldestBin is the CLI that `npm ci --prefix OldestDir` installs, relative
+// to the repository root.
+const OldestBin = OldestDir + "/node_modules/.bin/claude"

@@ -17,6 +17,8 @@ const (
 	// FaultDrop starts the stream, sends part of the step's text, then
 	// aborts the connection without message_stop.
 	FaultDrop
+	// FaultStatus answers the step's Status with an error of ErrorType.
+	FaultStatus
 )
 
 // ToolUse is one tool_use block of a scripted assistant message.
@@ -39,8 +41,13 @@ type Step struct {
 	StopReason string
 	// Fault, when not FaultNone, replaces the answer.
 	Fault Fault
-	// Message is the error message of FaultBadRequest and FaultOverloaded.
+	// Message is the error message of FaultBadRequest, FaultOverloaded
+	// and FaultStatus.
 	Message string
+	// Status and ErrorType are the HTTP status and error type of
+	// FaultStatus.
+	Status    int
+	ErrorType string
 }
 
 // stopReason returns the step's stop reason with its default applied.
@@ -89,6 +96,12 @@ func Text(text string) Step {
 // BadRequest returns a step answering 400 invalid_request_error.
 func BadRequest(message string) Step {
 	return Step{Fault: FaultBadRequest, Message: message}
+}
+
+// Refuse returns a step answering status with an error of errType, as the
+// API (or the worker's gateway) refuses a request.
+func Refuse(status int, errType, message string) Step {
+	return Step{Fault: FaultStatus, Status: status, ErrorType: errType, Message: message}
 }
 
 // Overloaded returns a step answering 529 overloaded_error.

@@ -9,6 +9,14 @@
 // prompt at the beginning of the script. Helper requests that the CLI makes
 // on the side (titles, summaries: requests without tools) get a short text
 // and do not consume the script.
+//
+// Newer CLIs (2.1.332) may declare tools deferred (`defer_loading`): the
+// model sees only their names and loads them with the ToolSearch tool
+// before calling them. When a step calls a tool that the request declares
+// deferred and ToolSearch is offered, the server first answers a ToolSearch
+// call selecting it, as a model would; that answer is not a script step.
+// Newer CLIs also send the environment (working directory, platform) as a
+// `role: "system"` message inside messages: Request.SystemText reads both.
 package fakeanthropic
 
 import (
@@ -196,13 +204,22 @@ func (s *Server) decide(req *Request) Step {
 	s.mu.Lock()
 	d, script := s.decider, s.script
 	s.mu.Unlock()
-	if d != nil {
-		return d(req)
+	var step Step
+	switch {
+	case d != nil:
+		step = d(req)
+	case req.Turn < len(script):
+		step = script[req.Turn]
+	default:
+		step = Text("Done.")
 	}
-	if req.Turn < len(script) {
-		return script[req.Turn]
+	if names := req.toLoad(step); len(names) > 0 {
+		// The step's tools are deferred: load them first, as a model
+		// must; the step itself answers the next request.
+		req.Loading = names
+		return Tool(ToolSearch, map[string]any{"query": "select:" + strings.Join(names, ",")})
 	}
-	return Text("Done.")
+	return step
 }
 
 func (s *Server) record(req Request) {
@@ -219,6 +236,9 @@ func (s *Server) answer(w http.ResponseWriter, hr *http.Request, req *Request, s
 		return
 	case FaultOverloaded:
 		messagesapi.WriteError(w, 529, "overloaded_error", orDefault(step.Message, "Overloaded"))
+		return
+	case FaultStatus:
+		messagesapi.WriteError(w, step.Status, orDefault(step.ErrorType, "api_error"), orDefault(step.Message, "refused"))
 		return
 	case FaultHang:
 		select {

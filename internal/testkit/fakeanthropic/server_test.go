@@ -24,9 +24,20 @@ type event struct {
 // post sends a Messages API request with the given messages and tools.
 func post(t *testing.T, ctx context.Context, url string, messages []map[string]any, tools bool) (*http.Response, error) {
 	t.Helper()
-	body := map[string]any{"model": "claude-test", "max_tokens": 1000, "messages": messages, "stream": true}
+	var decl []map[string]any
 	if tools {
-		body["tools"] = []map[string]any{{"name": "Read"}, {"name": "Edit"}}
+		decl = []map[string]any{{"name": "Read"}, {"name": "Edit"}}
+	}
+	return postTools(t, ctx, url, messages, decl)
+}
+
+// postTools sends a Messages API request with the given messages and tool
+// declarations (none when nil).
+func postTools(t *testing.T, ctx context.Context, url string, messages []map[string]any, tools []map[string]any) (*http.Response, error) {
+	t.Helper()
+	body := map[string]any{"model": "claude-test", "max_tokens": 1000, "messages": messages, "stream": true}
+	if tools != nil {
+		body["tools"] = tools
 	}
 	b, err := json.Marshal(body)
 	if err != nil {
@@ -199,6 +210,7 @@ func TestFaults(t *testing.T) {
 	}{
 		{"bad request", BadRequest("no good"), http.StatusBadRequest, "invalid_request_error"},
 		{"overloaded", Overloaded(), 529, "overloaded_error"},
+		{"refused", Refuse(http.StatusForbidden, "permission_error", "not yours"), http.StatusForbidden, "permission_error"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -348,5 +360,125 @@ func TestDecider(t *testing.T) {
 		if resp.StatusCode != tt.want {
 			t.Errorf("%s: status %d, want %d", tt.prompt, resp.StatusCode, tt.want)
 		}
+	}
+}
+
+// answerOf reads a streamed answer: its tool_use blocks (name and input) or
+// its text, and its stop reason.
+func answerOf(t *testing.T, resp *http.Response) (tools []Block, text, stop string) {
+	t.Helper()
+	defer resp.Body.Close()
+	events, err := readEvents(t, resp.Body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range events {
+		switch e.Name {
+		case "content_block_start":
+			cb := e.Data["content_block"].(map[string]any)
+			if cb["type"] == "tool_use" {
+				tools = append(tools, Block{Type: "tool_use", ID: cb["id"].(string), Name: cb["name"].(string)})
+			}
+		case "content_block_delta":
+			d := e.Data["delta"].(map[string]any)
+			switch d["type"] {
+			case "input_json_delta":
+				tools[len(tools)-1].Input = json.RawMessage(d["partial_json"].(string))
+			case "text_delta":
+				text += d["text"].(string)
+			}
+		case "message_delta":
+			stop = e.Data["delta"].(map[string]any)["stop_reason"].(string)
+		}
+	}
+	return tools, text, stop
+}
+
+// TestDeferredToolsAreLoadedFirst: a request that declares Read and Edit
+// deferred (as newer CLIs may) and offers ToolSearch gets a ToolSearch call
+// selecting the step's tool first; the step follows once it is loaded, and
+// the loading call is not a step of the script.
+func TestDeferredToolsAreLoadedFirst(t *testing.T) {
+	s := New(t, Read("/p/index.md"), Edit("/p/index.md", "a", "b"), Text("Edited."))
+	tools := []map[string]any{{"name": ToolSearch}, {"name": "Grep"},
+		{"name": "Read", "defer_loading": true}, {"name": "Edit", "defer_loading": true},
+		{"name": "DeferredToolPlaceholder", "defer_loading": true}}
+	search := func(id, query string) map[string]any {
+		return map[string]any{"role": "assistant", "content": []map[string]any{{"type": "tool_use", "id": id, "name": ToolSearch, "input": map[string]any{"query": query}}}}
+	}
+	tests := []struct {
+		name      string
+		messages  []map[string]any
+		wantTool  string
+		wantInput string
+		wantTurn  int
+	}{
+		{"Read is deferred: load it", []map[string]any{user("edit it")}, ToolSearch, `{"query":"select:Read"}`, 0},
+		{"Read loaded: the first step", []map[string]any{user("edit it"), search("s1", "select:Read"), toolResult("s1")}, "Read", `{"file_path":"/p/index.md"}`, 0},
+		{"Edit is deferred: load it", []map[string]any{user("edit it"), search("s1", "select:Read"), toolResult("s1"), assistantTool("t1"), toolResult("t1")},
+			ToolSearch, `{"query":"select:Edit"}`, 1},
+		{"both loaded at once: the second step", []map[string]any{user("edit it"), search("s1", "select:Read,Edit"), toolResult("s1"), assistantTool("t1"), toolResult("t1")},
+			"Edit", "", 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			resp, err := postTools(t, context.Background(), s.URL, tt.messages, tools)
+			if err != nil {
+				t.Fatal(err)
+			}
+			got, _, stop := answerOf(t, resp)
+			if len(got) != 1 || got[0].Name != tt.wantTool || stop != "tool_use" {
+				t.Fatalf("answer %+v stop %q, want one %s call", got, stop, tt.wantTool)
+			}
+			if tt.wantInput != "" && string(got[0].Input) != tt.wantInput {
+				t.Errorf("input %s, want %s", got[0].Input, tt.wantInput)
+			}
+			last, _ := s.LastMessageRequest()
+			if last.Turn != tt.wantTurn || last.Side {
+				t.Errorf("recorded turn %d side %v, want turn %d", last.Turn, last.Side, tt.wantTurn)
+			}
+			if strings.Join(last.Tools, ",") != ToolSearch+",Grep" || strings.Join(last.Deferred, ",") != "Read,Edit,DeferredToolPlaceholder" {
+				t.Errorf("recorded tools %v deferred %v", last.Tools, last.Deferred)
+			}
+		})
+	}
+
+	t.Run("without ToolSearch the step is answered as it is", func(t *testing.T) {
+		resp, err := postTools(t, context.Background(), s.URL, []map[string]any{user("edit it")}, tools[1:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _, _ := answerOf(t, resp); len(got) != 1 || got[0].Name != "Read" {
+			t.Errorf("answer %+v, want the scripted Read", got)
+		}
+	})
+
+	t.Run("only deferred tools: a side request", func(t *testing.T) {
+		resp, err := postTools(t, context.Background(), s.URL, []map[string]any{user("a title")}, tools[4:])
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, text, _ := answerOf(t, resp); len(got) != 0 || text != SideText {
+			t.Errorf("answer %+v %q, want the side text", got, text)
+		}
+	})
+}
+
+// TestSystemMessages: the environment that newer CLIs send as a
+// `role: "system"` message is read with the system prompt, and neither
+// starts nor advances the script.
+func TestSystemMessages(t *testing.T) {
+	s := New(t, Read("/p/index.md"), Text("Done here."))
+	env := map[string]any{"role": "system", "content": "# Environment\n - Primary working directory: /p"}
+	resp, err := post(t, context.Background(), s.URL, []map[string]any{user("look"), env, assistantTool("t1"), toolResult("t1")}, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, text, stop := answerOf(t, resp); text != "Done here." || stop != "end_turn" {
+		t.Errorf("answer %q %q, want the script's second step", text, stop)
+	}
+	last, _ := s.LastMessageRequest()
+	if last.Turn != 1 || !strings.Contains(last.SystemText(), "Primary working directory: /p") {
+		t.Errorf("turn %d, system text %q", last.Turn, last.SystemText())
 	}
 }
