@@ -1,0 +1,103 @@
+// The worker's launcher of a site's Astro dev server. The worker writes this
+// file (embedded in its binary) into a root-owned directory that everyone may
+// read, and runs `node <this file>` in the site's directory, as the site's
+// tenant, with the environment variables below. Nothing here comes from the
+// site: it runs before the site's own config is loaded, and starts Astro
+// through its programmatic API with an inline config that Astro merges with
+// the site's own.
+//
+// - A dev server answers only the worker's proxy: every HTTP request and
+//   every upgrade (Vite's HMR WebSocket) must carry the header SECRET_HEADER
+//   with the secret from WEBORDINARY_DEV_SECRET, or it gets 403. The check
+//   wraps the emit of every HTTP(S) server this process creates, so no
+//   middleware or upgrade listener of Vite, Astro or the site sees a request
+//   without it. The secret is taken out of process.env before Astro starts.
+// - The Claude Code CLI writes a file through a temporary file beside it
+//   (`index.astro.tmp.<pid>.<hex>`) that it renames over the original: the
+//   dev server's watcher ignores those, or Astro takes the temporary file in
+//   src/pages for a new route (a full reload, and an ENOENT error page when
+//   it is gone before Astro reads it).
+// - strictPort: a port taken by someone else fails the start (the worker
+//   picks another) rather than Vite moving to a port nobody checked.
+
+import http from 'node:http';
+import https from 'node:https';
+import { createRequire } from 'node:module';
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { timingSafeEqual } from 'node:crypto';
+
+const SECRET_HEADER = 'x-webordinary-dev-secret';
+
+const secret = process.env.WEBORDINARY_DEV_SECRET ?? '';
+const port = Number(process.env.WEBORDINARY_DEV_PORT);
+delete process.env.WEBORDINARY_DEV_SECRET;
+delete process.env.WEBORDINARY_DEV_PORT;
+if (secret.length < 32 || !Number.isInteger(port) || port <= 0 || port > 65535) {
+  console.error('webordinary dev server launcher: WEBORDINARY_DEV_SECRET and WEBORDINARY_DEV_PORT are required');
+  process.exit(2);
+}
+const want = Buffer.from(secret);
+
+// The Claude Code CLI's temporary files: `${file}.tmp.${pid}.${hex}` (its
+// atomic write of Edit and Write) and `${file}.tmp.${hex}` (its other
+// writes), in 2.1.218 and 2.1.332 alike.
+const cliTempFile = /\.tmp\.(?:\d+\.)?[0-9a-f]{8,}$/;
+
+function allowed(req) {
+  const got = req.headers[SECRET_HEADER];
+  if (typeof got !== 'string') return false;
+  const b = Buffer.from(got);
+  return b.length === want.length && timingSafeEqual(b, want);
+}
+
+function guard(proto) {
+  const emit = proto.emit;
+  proto.emit = function guardedEmit(event, req, resOrSocket, ...rest) {
+    switch (event) {
+      case 'request':
+      case 'checkContinue':
+      case 'checkExpectation':
+        if (!allowed(req)) {
+          resOrSocket.writeHead(403, { 'Content-Type': 'text/plain', Connection: 'close' });
+          resOrSocket.end('Forbidden\n');
+          return true;
+        }
+        delete req.headers[SECRET_HEADER];
+        break;
+      case 'upgrade':
+      case 'connect':
+        if (!allowed(req)) {
+          resOrSocket.end('HTTP/1.1 403 Forbidden\r\nConnection: close\r\nContent-Length: 0\r\n\r\n');
+          return true;
+        }
+        delete req.headers[SECRET_HEADER];
+        break;
+    }
+    return emit.call(this, event, req, resOrSocket, ...rest);
+  };
+}
+guard(http.Server.prototype);
+guard(https.Server.prototype);
+
+// Astro as the site installed it.
+const root = process.cwd();
+const require = createRequire(path.join(root, 'package.json'));
+const pkgPath = require.resolve('astro/package.json');
+const pkg = JSON.parse(readFileSync(pkgPath, 'utf8'));
+let entry = pkg.exports?.['.'] ?? pkg.main ?? './dist/index.js';
+if (typeof entry !== 'string') entry = entry.import ?? entry.default;
+const { dev } = await import(pathToFileURL(path.join(path.dirname(pkgPath), entry)).href);
+
+await dev({
+  root,
+  // What `astro dev --host 127.0.0.1 --port N` sets.
+  server: { host: '127.0.0.1', port, allowedHosts: [] },
+  vite: {
+    server: {
+      strictPort: true,
+      watch: { ignored: [(file) => cliTempFile.test(file)] },
+    },
+  },
+});
