@@ -26,7 +26,7 @@ func TestBrowserShowsEdit(t *testing.T) {
 			b := browser.Start(t, browser.MapHost(publicHost))
 			ds := newDevServerFor(t, s)
 			var act counter
-			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: &act, Logger: testLogger(t)}))
+			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Activity: &act, Logger: testLogger(t)}))
 			target(t, ds, site)
 
 			// The browser knows the preview by a public name, as a customer would:

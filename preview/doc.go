@@ -6,7 +6,7 @@
 // Wiring, in the worker:
 //
 //	ds := preview.NewDevServer(preview.DevServerConfig{Port: 4321, Home: home, Logger: log})
-//	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: idle, Logger: log})
+//	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Activity: idle, Logger: log})
 //	mux.Handle("/health", health)
 //	mux.Handle("/", proxy)
 //	err := ds.Target(ctx, projectDir) // on init; a thread switch in the same dir needs none

@@ -44,7 +44,7 @@ func benchPreview(b *testing.B, e *env) {
 			b.Errorf("close the dev server: %v", err)
 		}
 	})
-	srv := httptest.NewServer(preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL}))
+	srv := httptest.NewServer(preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream}))
 	b.Cleanup(srv.Close)
 	base, err := url.Parse(srv.URL)
 	if err != nil {
