@@ -102,7 +102,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 			}
 		},
 		Transport: &http.Transport{
-			Proxy:                 nil, // loopback only, never through an environment proxy
+			Proxy:                 nil,         // loopback only, never through an environment proxy
 			DialContext:           dialChecked, // only to a socket of the dev server's uid
 			MaxIdleConns:          64,
 			MaxIdleConnsPerHost:   64, // a dev page loads dozens of modules at once
