@@ -17,6 +17,15 @@
 //   dev server's watcher ignores those, or Astro takes the temporary file in
 //   src/pages for a new route (a full reload, and an ENOENT error page when
 //   it is gone before Astro reads it).
+// - An edit of a page's text updates the open page in place: Astro answers
+//   such an edit (the page is a server-rendered module) with a full reload,
+//   which loses the page's state and scroll position. A script the launcher
+//   adds to every page (dev only) catches Vite's reload, fetches the page
+//   again and swaps its head and body in place, keeping window, scroll and
+//   Vite's own style elements. It does so only on pages whose scripts are
+//   all Astro's and Vite's dev scripts, unchanged: a page with scripts of
+//   its own (which a swapped body would lose the listeners of), a failed
+//   fetch, or a page that is not HTML reloads as before.
 // - strictPort: a port taken by someone else fails the start (the worker
 //   picks another) rather than Vite moving to a port nobody checked.
 
@@ -81,6 +90,73 @@ function guard(proto) {
 guard(http.Server.prototype);
 guard(https.Server.prototype);
 
+// The page script of the in-place update (see above). Vite's client awaits
+// its vite:beforeFullReload listeners and reloads only when the payload
+// names no .html page or the current one: the listener points the payload
+// at a page that is never open, and updates the page itself (or reloads).
+const PAGE_SCRIPT = `
+if (import.meta.hot && !globalThis.__webordinaryInPlace) {
+  globalThis.__webordinaryInPlace = true;
+  const devScript = (s) => {
+    const src = s.getAttribute('src');
+    if (src === null) return (s.textContent || '').trimStart().startsWith('window.__astro_dev_toolbar__');
+    const u = new URL(src, location.href);
+    return u.pathname === '/@vite/client' || u.pathname.endsWith('/dev-toolbar/entrypoint.js') ||
+      u.pathname === '/@id/astro:scripts/page.js' || u.searchParams.get('type') === 'style';
+  };
+  const scriptsOf = (doc) => {
+    const all = Array.from(doc.querySelectorAll('script'));
+    if (!all.every(devScript)) return null;
+    return all.map((s) => s.getAttribute('src') || s.textContent).join('\\n');
+  };
+  let scripts = scriptsOf(document);
+  const headKey = (el) => el.matches('style[data-vite-dev-id]') ? 'vite ' + el.getAttribute('data-vite-dev-id') : el.outerHTML;
+  const kept = (n) => n.nodeType === 1 && (n.localName === 'astro-dev-toolbar' || n.localName === 'vite-error-overlay');
+  const update = async () => {
+    const res = await fetch(location.href, { headers: { Accept: 'text/html' }, cache: 'no-store', credentials: 'same-origin' });
+    if (!res.ok || !(res.headers.get('Content-Type') || '').startsWith('text/html')) return false;
+    const doc = new DOMParser().parseFromString(await res.text(), 'text/html');
+    const next = scriptsOf(doc);
+    if (next === null || next !== scripts) return false;
+    const old = new Map();
+    for (const el of Array.from(document.head.children)) if (el.localName !== 'script') old.set(headKey(el), el);
+    const seen = new Set();
+    for (const el of Array.from(doc.head.children)) {
+      if (el.localName === 'script') continue;
+      const k = headKey(el);
+      seen.add(k);
+      if (!old.has(k)) document.head.appendChild(document.importNode(el, true));
+    }
+    for (const [k, el] of old) if (!seen.has(k)) el.remove();
+    for (const n of Array.from(document.body.childNodes)) if (!kept(n)) n.remove();
+    const anchor = document.body.firstChild;
+    for (const n of Array.from(doc.body.childNodes)) if (!kept(n)) document.body.insertBefore(document.importNode(n, true), anchor);
+    for (const a of Array.from(document.body.attributes)) document.body.removeAttribute(a.name);
+    for (const a of Array.from(doc.body.attributes)) document.body.setAttribute(a.name, a.value);
+    document.title = doc.title;
+    return true;
+  };
+  let queue = Promise.resolve();
+  import.meta.hot.on('vite:beforeFullReload', (payload) => {
+    if (scripts === null || (payload.path && payload.path !== '*')) return;
+    payload.path = '/__webordinary_in_place__.html';
+    queue = queue.then(update).then((done) => {
+      if (done) console.debug('[webordinary] page updated in place');
+      else location.reload();
+    }, () => location.reload());
+  });
+}
+`;
+
+const inPlace = {
+  name: 'webordinary:in-place-update',
+  hooks: {
+    'astro:config:setup': ({ command, injectScript }) => {
+      if (command === 'dev') injectScript('page', PAGE_SCRIPT);
+    },
+  },
+};
+
 // Astro as the site installed it.
 const root = process.cwd();
 const require = createRequire(path.join(root, 'package.json'));
@@ -94,6 +170,7 @@ await dev({
   root,
   // What `astro dev --host 127.0.0.1 --port N` sets.
   server: { host: '127.0.0.1', port, allowedHosts: [] },
+  integrations: [inPlace],
   vite: {
     server: {
       strictPort: true,
