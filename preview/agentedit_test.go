@@ -17,6 +17,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
+	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 )
@@ -173,4 +174,72 @@ func markerKept(t *testing.T, b *browser.Browser) bool {
 		t.Fatalf("read the page's marker: %v", err)
 	}
 	return kept
+}
+
+// TestDevServerIgnoresCLITempFiles leaves files named as the Claude Code
+// CLI names its temporary files (`<file>.tmp.<pid>.<hex>`, which it renames
+// over <file> a moment later: a moment that a loaded machine or a network
+// file system stretches) in src/pages, with the page open in Chromium, then
+// changes a style and removes them: the style arrives in place (Vite's CSS
+// update), the page is neither reloaded nor updated as a whole, and a later
+// edit shows as usual. (Astro's race on them, a listed file gone when its
+// route scan stats it, is not reproducible at will: the launcher's rule is
+// checked against the CLI's names in TestLauncherIgnoresTheCLIsTemporaryFiles.)
+func TestDevServerIgnoresCLITempFiles(t *testing.T) {
+	for _, s := range previewtest.Sites() {
+		t.Run(s.Name, func(t *testing.T) {
+			site := s.Prepare(t)
+			ds := newDevServerFor(t, s)
+			target(t, ds, site)
+			b := browser.Start(t)
+			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Logger: testLogger(t)}))
+			b.Open(base.String())
+			b.WaitText("#title", heading, 30*time.Second)
+			b.WaitConsole(viteConnected, 1, 15*time.Second)
+			setMarker(t, b)
+
+			page := filepath.Join(site, "src", "pages", "index.astro")
+			for _, tmp := range []string{page + ".tmp.4242.0123456789ab", page + ".tmp.89abcdef"} {
+				if err := os.WriteFile(tmp, []byte(strings.Replace(readFile(t, page), heading, "A temporary file", 1)), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			layout := filepath.Join(site, "src", "layouts", "Layout.astro")
+			if err := os.WriteFile(layout, []byte(strings.Replace(readFile(t, layout), "color: #666;", "color: rgb(1, 2, 3);", 1)), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			wait.For(t, 30*time.Second, "the style change to show", func() bool { return footerColor(t, b) == "rgb(1, 2, 3)" })
+			for _, tmp := range []string{page + ".tmp.4242.0123456789ab", page + ".tmp.89abcdef"} {
+				if err := os.Remove(tmp); err != nil {
+					t.Fatal(err)
+				}
+			}
+			setHeading(t, site, "After the temporary files")
+			b.WaitText("#title", "After the temporary files", 30*time.Second)
+			if !markerKept(t, b) {
+				t.Fatal("the page was reloaded")
+			}
+			n := 0
+			for _, m := range b.Console() {
+				if strings.Contains(m.Text, "page updated in place") {
+					n++
+				}
+			}
+			if n != 1 {
+				t.Errorf("the page was updated as a whole %d times, want 1 (for the heading only): %v", n, b.Console())
+			}
+		})
+	}
+}
+
+// footerColor returns the computed colour of the page's footer.
+func footerColor(t *testing.T, b *browser.Browser) string {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(b.Context(), 10*time.Second)
+	defer cancel()
+	c, err := chromedp.Run(ctx, chromedp.Evaluate[string](`getComputedStyle(document.querySelector('footer')).color`))
+	if err != nil {
+		t.Fatalf("read the footer's colour: %v", err)
+	}
+	return c
 }
