@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -176,4 +177,14 @@ func lookPath(name, pathList string) (string, error) {
 		}
 	}
 	return "", fmt.Errorf("find %s in %s: %w", name, pathList, os.ErrNotExist)
+}
+
+// Header returns the headers the Proxy adds to every request to u: the dev
+// server's secret. For benchmarks and tests that reach a dev server of
+// their own without the proxy; nil for an Upstream without a secret.
+func (u Upstream) Header() http.Header {
+	if u.guard == nil {
+		return nil
+	}
+	return http.Header{SecretHeader: {u.guard.secret}}
 }

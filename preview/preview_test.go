@@ -195,9 +195,12 @@ func TestDevServerProxy(t *testing.T) {
 				if status != http.StatusOK || !strings.Contains(body, heading) {
 					t.Errorf("through the proxy with Host %s: status %d, heading found %v", host, status, strings.Contains(body, heading))
 				}
-				// Vite itself refuses that host: the proxy's Host rewrite is what works.
-				u, _ := ds.URL()
-				status, _, body = previewtest.Get(t, u.String(), host)
+				// Vite itself refuses that host (even with the dev server's secret):
+				// the proxy's Host rewrite is what works.
+				up, _ := ds.Upstream()
+				h := up.Header()
+				h.Set("Host", host)
+				status, _, body = previewtest.GetWith(t, up.URL.String(), h)
 				if status != http.StatusForbidden {
 					t.Errorf("direct with Host %s: status %d, want 403 (%s)", host, status, body)
 				}
