@@ -18,7 +18,11 @@
 //
 // Facts about the dev server that callers meet:
 //   - Editing a page's template (src/pages/*.astro) makes Vite send
-//     "full-reload": the browser reloads the page by itself.
+//     "full-reload": the launcher's page script (devserver.mjs) updates the
+//     open page in place when its scripts are all Astro's and Vite's dev
+//     scripts; otherwise the browser reloads the page by itself.
+//   - The dev server answers only requests carrying its secret
+//     (SecretHeader), which the Proxy adds; see guard.go.
 //   - Vite's file watcher (chokidar 5) drops a change to a file that comes
 //     within 50 ms of the previous change to the same file.
 //   - The dev server's children (esbuild) are killed with its process group;
