@@ -4,22 +4,49 @@ import (
 	"bytes"
 	"encoding/binary"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"net/netip"
 	"os"
 	"strconv"
+
+	"golang.org/x/sys/unix"
 )
 
 // SocketUID returns the owner of the TCP socket whose local address is local
-// and whose peer is remote, from /proc/net/tcp and /proc/net/tcp6 (which
-// every process may read): the uid of the process that created it, or, for
+// and whose peer is remote: the uid of the process that created it, or, for
 // a connection a listener accepted (or is about to accept), the listener's.
 // So the server side of a connection made to local names who listens there.
-// found is false when no such socket exists. IPv4 addresses are also looked
+// found is false when no such socket exists (yet: a connection the kernel
+// has not finished setting up is not found). IPv4 addresses are also looked
 // for as IPv4-mapped IPv6 ones (a dual-stack listener's connections).
+//
+// It asks the kernel over sock_diag netlink (a hash lookup, microseconds),
+// and reads /proc/net/tcp and /proc/net/tcp6 (which every process may read,
+// but which the kernel builds by walking every socket: tens of
+// milliseconds on a machine with a large socket table) only where sock_diag
+// is unavailable.
 func SocketUID(local, remote netip.AddrPort) (uid uint32, found bool, err error) {
 	local = netip.AddrPortFrom(local.Addr().Unmap(), local.Port())
 	remote = netip.AddrPortFrom(remote.Addr().Unmap(), remote.Port())
+	families := []uint8{unix.AF_INET6}
+	if local.Addr().Is4() && remote.Addr().Is4() {
+		families = []uint8{unix.AF_INET, unix.AF_INET6}
+	}
+	for _, f := range families {
+		uid, found, err = sockDiagUID(f, local, remote)
+		if errors.Is(err, errNoSockDiag) {
+			return procSocketUID(local, remote)
+		}
+		if err != nil || found {
+			return uid, found, err
+		}
+	}
+	return 0, false, nil
+}
+
+// procSocketUID is SocketUID from /proc/net/tcp{,6}.
+func procSocketUID(local, remote netip.AddrPort) (uid uint32, found bool, err error) {
 	if local.Addr().Is4() && remote.Addr().Is4() {
 		uid, found, err = findSocket("/proc/net/tcp", hexAddrPort(local), hexAddrPort(remote))
 		if err != nil || found {

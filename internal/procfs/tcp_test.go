@@ -9,8 +9,9 @@ import (
 )
 
 // TestSocketUID connects to listeners of this process and finds the server
-// side of each connection, owned by this process's uid; a connection that
-// does not exist is not found.
+// side of each connection, owned by this process's uid, through sock_diag
+// and through /proc/net/tcp; a connection that does not exist is not found
+// (not even as the listener of its port).
 func TestSocketUID(t *testing.T) {
 	tests := []struct{ name, network, listen string }{
 		{"IPv4 listener", "tcp4", "127.0.0.1:0"},
@@ -31,13 +32,17 @@ func TestSocketUID(t *testing.T) {
 			defer conn.Close()
 			server := conn.RemoteAddr().(*net.TCPAddr).AddrPort()
 			client := conn.LocalAddr().(*net.TCPAddr).AddrPort()
-			uid, found, err := SocketUID(server, client)
-			if err != nil || !found || uid != uint32(os.Getuid()) {
-				t.Errorf("SocketUID(%s, %s) = %d, %v, %v; want %d, true", server, client, uid, found, err, os.Getuid())
-			}
 			gone := netip.AddrPortFrom(client.Addr(), client.Port()+1)
-			if _, found, err := SocketUID(server, gone); found || err != nil {
-				t.Errorf("SocketUID of a connection that does not exist: found %v, err %v", found, err)
+			for name, lookup := range map[string]func(l, r netip.AddrPort) (uint32, bool, error){
+				"sock_diag": SocketUID, "/proc/net/tcp": procSocketUID,
+			} {
+				uid, found, err := lookup(server, client)
+				if err != nil || !found || uid != uint32(os.Getuid()) {
+					t.Errorf("%s: owner of (%s, %s) = %d, %v, %v; want %d, true", name, server, client, uid, found, err, os.Getuid())
+				}
+				if _, found, err := lookup(server, gone); found || err != nil {
+					t.Errorf("%s: a connection that does not exist: found %v, err %v", name, found, err)
+				}
 			}
 		})
 	}
