@@ -201,7 +201,8 @@ func cliEditsToDOM(b *testing.B, e *env, br *browser.Browser, page string) []tim
 // benchGuard measures rows 8d and 8e.
 func benchGuard(b *testing.B, e *env, up preview.Upstream) {
 	// 8d: the owner check of a new upstream connection: finding the server
-	// side of the connection in /proc/net/tcp.
+	// side of the connection (sock_diag). Once per connection: the proxy
+	// keeps connections alive, and an HMR socket pays it once at its upgrade.
 	const conns = 300
 	var owner []time.Duration
 	for range conns {
@@ -219,11 +220,13 @@ func benchGuard(b *testing.B, e *env, up preview.Upstream) {
 			b.Fatalf("the server side of %s: found %v, %v", server, found, err)
 		}
 	}
-	e.table.Check("8d", medP95(owner), Median(owner) < 100*time.Microsecond)
+	e.table.Check("8d", fmt.Sprintf("%s (p95 %s)", us(Median(owner)), us(Quantile(owner, 0.95))), Median(owner) < 100*time.Microsecond)
 	b.ReportMetric(ms(Median(owner)), "owner-check-median-ms")
 
 	// 8e: the dev server's check of the secret, in the dev server's node:
-	// the launcher's check on a request's headers, timed in batches.
+	// the launcher's check on a request's headers, timed in batches. Once
+	// per request, and once per HMR socket (at its upgrade): HMR messages
+	// on an open socket pay nothing.
 	node, err := exec.LookPath("node")
 	if err != nil {
 		b.Fatal(err)
@@ -240,7 +243,7 @@ func benchGuard(b *testing.B, e *env, up preview.Upstream) {
 		}
 		perCall = append(perCall, time.Duration(ns))
 	}
-	e.table.Check("8e", medP95(perCall), Median(perCall) < 100*time.Microsecond)
+	e.table.Check("8e", fmt.Sprintf("%s (p95 %s)", us(Median(perCall)), us(Quantile(perCall, 0.95))), Median(perCall) < 100*time.Microsecond)
 	b.ReportMetric(ms(Median(perCall)), "secret-check-median-ms")
 }
 

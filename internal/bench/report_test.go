@@ -63,7 +63,7 @@ func specs() []Spec {
 		{ID: "8a", Name: "HMR: file write to the first HMR message through the preview proxy, against the same straight from Vite (8c), medians of 50 edits", Goal: fmt.Sprintf("< %gx Vite direct", hmrGoal)},
 		{ID: "8b", Name: "HMR: what the proxy adds to the same messages, median (p95)", Goal: "median < 1 ms"},
 		{ID: "8c", Name: "HMR: file write to the first HMR message straight from Vite, median (p95)"},
-		{ID: "8d", Name: "what the dev server's owner check adds to each new upstream connection of the proxy (its server side found in /proc/net/tcp), median (p95) of 300", Goal: "median < 0.1 ms"},
+		{ID: "8d", Name: "what the dev server's owner check adds to each new upstream connection of the proxy (its server side's owner asked of the kernel, sock_diag), median (p95) of 300", Goal: "median < 0.1 ms"},
 		{ID: "8e", Name: "what the dev server's secret adds to each request and HMR socket (the launcher's check in node, per call), median (p95) of 300 batches of 1000", Goal: "median < 0.1 ms"},
 		{ID: "9", Name: "edit to headless Chromium's DOM showing it, through the preview proxy, the page updated in place, median (p95) of 20 edits written directly", Goal: "median < 300 ms"},
 		{ID: "9b", Name: "the same, 20 edits made by the Claude Code CLI's Edit tool (temporary file renamed over the page): the page's new modification time to the DOM, median (p95)", Goal: "median < 300 ms"},
