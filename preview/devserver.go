@@ -497,6 +497,9 @@ func (d *DevServer) supervise(r *run) {
 	}
 }
 
+// exitNoAstro is the launcher's exit status when the project has no astro.
+const exitNoAstro = 3
+
 // maxRepicks bounds how many ports in a row a start tries when each is held
 // by someone else.
 const maxRepicks = 8
@@ -543,10 +546,9 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 		d.cfg.BeforeStart(port)
 	}
 
-	astro := filepath.Join(r.dir, "node_modules", ".bin", "astro")
-	if _, err := os.Stat(astro); err != nil {
-		return 0, &startError{fmt.Errorf("start %s: %w", astro, err)}
-	}
+	// Whether astro is installed, the launcher finds out as the tenant (the
+	// worker may not read a tenant's directory): it exits with
+	// exitNoAstro.
 	node, err := lookPath("node", d.cfg.PATH)
 	if err != nil {
 		return 0, &startError{fmt.Errorf("start the dev server: %w", err)}
@@ -615,6 +617,10 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 		case <-r.ctx.Done():
 			return 0, finish(nil, true)
 		case err := <-exited:
+			if exit := (*exec.ExitError)(nil); errors.As(err, &exit) && exit.ExitCode() == exitNoAstro {
+				ferr := finish(nil, false)
+				return 0, &startError{errors.Join(fmt.Errorf("start the dev server in %s: astro is not installed (node_modules/astro): %w", r.dir, os.ErrNotExist), ferr)}
+			}
 			select {
 			case <-portConflict: // strictPort: it said so before it exited
 				ferr := finish(nil, false)

@@ -160,7 +160,13 @@ const inPlace = {
 // Astro as the site installed it.
 const root = process.cwd();
 const require = createRequire(path.join(root, 'package.json'));
-const pkgPath = require.resolve('astro/package.json');
+let pkgPath;
+try {
+  pkgPath = require.resolve('astro/package.json');
+} catch (e) {
+  console.error(`webordinary dev server launcher: astro is not installed in ${root}: ${e.message}`);
+  process.exit(3); // the worker's sign for "not installed"
+}
 const pkg = JSON.parse(readFileSync(pkgPath, 'utf8'));
 let entry = pkg.exports?.['.'] ?? pkg.main ?? './dist/index.js';
 if (typeof entry !== 'string') entry = entry.import ?? entry.default;
