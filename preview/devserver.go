@@ -74,8 +74,13 @@ const maxLogLine = 16 << 10
 // ansi matches terminal colour sequences in the dev server's output.
 var ansi = regexp.MustCompile("\x1b\\[[0-9;]*[A-Za-z]")
 
-// portTaken is what Vite prints when it moves to another port.
-var portTaken = []byte("is in use, trying another one")
+// portTaken is what Vite prints when it moves to another port, and
+// portTakenStrict what it prints when it may not (strictPort, as the
+// launcher sets it).
+var (
+	portTaken       = []byte("is in use, trying another one")
+	portTakenStrict = []byte("is already in use")
+)
 
 // DevServerConfig configures a DevServer. Only Port is required.
 type DevServerConfig struct {
@@ -99,6 +104,15 @@ type DevServerConfig struct {
 	// StopTimeout is how long a stopping dev server gets after SIGTERM
 	// before its process group is killed. Zero means DefaultStopTimeout.
 	StopTimeout time.Duration
+	// PickPort, when set, gives the dev server another port when its own is
+	// held by someone else (the start fails, or another uid's listener
+	// answers there): such a port is never used. Nil keeps Port, and such a
+	// start fails with ErrPortInUse.
+	PickPort func() (int, error)
+	// BeforeStart, when set, is called with the port after the worker found
+	// it free and before the dev server starts listening on it: a test hook
+	// to take the port in that window.
+	BeforeStart func(port int)
 }
 
 // DevServer runs the Astro dev server (`astro dev`) of one project directory
@@ -112,12 +126,13 @@ type DevServerConfig struct {
 // The zero value is not usable: call NewDevServer. Its methods are safe for
 // concurrent use.
 type DevServer struct {
-	cfg      DevServerConfig
-	log      *slog.Logger
-	upstream *url.URL
-	probe    *http.Client
+	cfg   DevServerConfig
+	log   *slog.Logger
+	probe *http.Client
 
 	mu      sync.Mutex
+	port    int    // the port of the current (or next) process
+	guard   *guard // the current process's secret and owner
 	state   string
 	dir     string
 	pid     int
@@ -182,17 +197,18 @@ func NewDevServer(cfg DevServerConfig) *DevServer {
 		logger = slog.New(slog.DiscardHandler)
 	}
 	return &DevServer{
-		cfg:      cfg,
-		log:      logger,
-		upstream: &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(cfg.Port))},
+		cfg: cfg,
+		log: logger,
 		probe: &http.Client{
 			Timeout: 10 * time.Second, // a cold first page waits for Vite's dependency scan
 			Transport: &http.Transport{
 				Proxy:             nil,
+				DialContext:       dialChecked,
 				DisableKeepAlives: true,
 			},
 			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse },
 		},
+		port:    cfg.Port,
 		state:   StateStopped,
 		changed: make(chan struct{}),
 	}
@@ -280,13 +296,33 @@ func (d *DevServer) State() string {
 // URL returns the dev server's address, http://127.0.0.1:Port, and whether it
 // is ready to be proxied to.
 func (d *DevServer) URL() (*url.URL, bool) {
+	up, ok := d.Upstream()
+	return up.URL, ok
+}
+
+// Upstream returns what the Proxy needs to forward to the dev server, and
+// whether it is ready: its address, its secret and the uid that must own
+// the socket answering there.
+func (d *DevServer) Upstream() (Upstream, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	if d.state != StateReady {
-		return nil, false
+	if d.state != StateReady || d.guard == nil {
+		return Upstream{}, false
 	}
-	u := *d.upstream
-	return &u, true
+	return Upstream{URL: loopbackURL(d.port), guard: d.guard}, true
+}
+
+// Port returns the dev server's current port: Port, or the one PickPort gave
+// it when that was held by someone else.
+func (d *DevServer) Port() int {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.port
+}
+
+// loopbackURL is http://127.0.0.1:port.
+func loopbackURL(port int) *url.URL {
+	return &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(port))}
 }
 
 // PIDFor returns the process id of the dev server when it serves dir (and
@@ -410,8 +446,9 @@ func (d *DevServer) update(r *run, state string, pid int, err error) {
 func (d *DevServer) supervise(r *run) {
 	defer close(r.done)
 	bo := backoff.Backoff{Min: d.cfg.MinBackoff, Max: d.cfg.MaxBackoff}
+	repicks := 0
 	for attempt := 0; ; attempt++ {
-		if attempt > 0 {
+		if attempt > 0 && repicks == 0 {
 			wait := bo.Next()
 			d.log.Warn("restarting dev server", "dir", r.dir, "in", wait.Round(time.Millisecond), "attempt", attempt)
 			t := time.NewTimer(wait)
@@ -434,6 +471,18 @@ func (d *DevServer) supervise(r *run) {
 			d.update(r, StateStopped, 0, nil)
 			return
 		}
+		if errors.Is(err, ErrPortInUse) && d.cfg.PickPort != nil && repicks < maxRepicks {
+			// Held by someone else: never used; another port, at once.
+			repicks++
+			if perr := d.repick(); perr != nil {
+				err = errors.Join(err, perr)
+			} else {
+				d.log.Warn("dev server port held by another process: moving to another port", "dir", r.dir, "err", err, "port", d.Port())
+				attempt--
+				continue
+			}
+		}
+		repicks = 0
 		var fatal *startError
 		if attempt == 0 && errors.As(err, &fatal) {
 			d.log.Error("dev server failed to start", "dir", r.dir, "err", err)
@@ -446,6 +495,25 @@ func (d *DevServer) supervise(r *run) {
 		d.log.Warn("dev server exited", "dir", r.dir, "err", err, "readyFor", readyFor.Round(time.Millisecond))
 		d.update(r, StateRestarting, 0, err)
 	}
+}
+
+// exitNoAstro is the launcher's exit status when the project has no astro.
+const exitNoAstro = 3
+
+// maxRepicks bounds how many ports in a row a start tries when each is held
+// by someone else.
+const maxRepicks = 8
+
+// repick moves the dev server to a port from PickPort.
+func (d *DevServer) repick() error {
+	port, err := d.cfg.PickPort()
+	if err != nil {
+		return fmt.Errorf("pick another port: %w", err)
+	}
+	d.mu.Lock()
+	d.port = port
+	d.mu.Unlock()
+	return nil
 }
 
 // startError is a failure to start the dev server at all, which a first
@@ -463,7 +531,10 @@ func (e *startError) Unwrap() error { return e.err }
 // and stops waiting for output a straggler holds open; the group's
 // stragglers are killed after.
 func (d *DevServer) runOnce(r *run) (time.Duration, error) {
-	addr := d.upstream.Host
+	d.mu.Lock()
+	port := d.port
+	d.mu.Unlock()
+	addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
 	probe, err := net.Listen("tcp", addr)
 	if err != nil {
 		return 0, &startError{fmt.Errorf("listen on %s: %w: %w", addr, ErrPortInUse, err)}
@@ -471,14 +542,33 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 	if err := probe.Close(); err != nil {
 		return 0, fmt.Errorf("close port probe: %w", err)
 	}
+	if d.cfg.BeforeStart != nil {
+		d.cfg.BeforeStart(port)
+	}
+
+	// Whether astro is installed, the launcher finds out as the tenant (the
+	// worker may not read a tenant's directory): it exits with
+	// exitNoAstro.
+	node, err := lookPath("node", d.cfg.PATH)
+	if err != nil {
+		return 0, &startError{fmt.Errorf("start the dev server: %w", err)}
+	}
+	launcher, removeLauncher, err := writeLauncher()
+	if err != nil {
+		return 0, &startError{err}
+	}
+	defer removeLauncher()
+	g, err := newGuard(r.as)
+	if err != nil {
+		return 0, &startError{err}
+	}
 
 	ctx, stop := context.WithCancel(r.ctx)
 	defer stop()
 	portConflict := make(chan struct{}, 1)
-	astro := filepath.Join(r.dir, "node_modules", ".bin", "astro")
-	cmd := exec.CommandContext(ctx, astro, "dev", "--host", "127.0.0.1", "--port", strconv.Itoa(d.cfg.Port))
+	cmd := exec.CommandContext(ctx, node, launcher)
 	cmd.Dir = r.dir
-	cmd.Env = d.env(r.as)
+	cmd.Env = append(d.env(r.as), secretEnv+"="+g.secret, portEnv+"="+strconv.Itoa(port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: r.as.Credential}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = d.cfg.StopTimeout
@@ -486,14 +576,15 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 	stderr := &lineLogger{log: d.log, level: slog.LevelWarn, stream: "stderr", portConflict: portConflict}
 	cmd.Stdout, cmd.Stderr = stdout, stderr
 	if err := cmd.Start(); err != nil {
-		return 0, &startError{fmt.Errorf("start %s: %w", astro, err)}
+		return 0, &startError{fmt.Errorf("start %s: %w", node, err)}
 	}
 	pid := cmd.Process.Pid
 	log := d.log.With("dir", r.dir, "pid", pid)
 	stdout.setLog(log)
 	stderr.setLog(log)
-	log.Info("dev server started", "port", d.cfg.Port)
+	log.Info("dev server started", "port", port)
 	d.update(r, d.stateForStart(r), pid, nil)
+	d.setGuard(r, g)
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
@@ -526,17 +617,31 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 		case <-r.ctx.Done():
 			return 0, finish(nil, true)
 		case err := <-exited:
+			if exit := (*exec.ExitError)(nil); errors.As(err, &exit) && exit.ExitCode() == exitNoAstro {
+				ferr := finish(nil, false)
+				return 0, &startError{errors.Join(fmt.Errorf("start the dev server in %s: astro is not installed (node_modules/astro): %w", r.dir, os.ErrNotExist), ferr)}
+			}
+			select {
+			case <-portConflict: // strictPort: it said so before it exited
+				ferr := finish(nil, false)
+				return 0, &startError{errors.Join(fmt.Errorf("listen on %s: %w (another process took it)", addr, ErrPortInUse), ferr)}
+			default:
+			}
 			return 0, finish(fmt.Errorf("dev server exited before it was ready: %w", exitError(err)), false)
 		case <-portConflict:
 			err := finish(nil, true)
 			return 0, &startError{errors.Join(fmt.Errorf("listen on %s: %w (another process took it)", addr, ErrPortInUse), err)}
 		case <-tick.C:
-			ready = d.answers(r.ctx)
+			ready, err = d.answers(r.ctx, port, g)
+			if errors.Is(err, ErrForeignListener) {
+				ferr := finish(nil, true)
+				return 0, &startError{errors.Join(fmt.Errorf("listen on %s: %w: %w", addr, ErrPortInUse, err), ferr)}
+			}
 		}
 	}
 	tick.Stop()
 	readyAt := time.Now()
-	log.Info("dev server ready", "url", d.upstream.String())
+	log.Info("dev server ready", "url", loopbackURL(port).String())
 	d.update(r, StateReady, pid, nil)
 
 	select {
@@ -601,21 +706,33 @@ func exitError(err error) error {
 	return err
 }
 
-// answers reports whether the dev server answers GET / with any response.
-func (d *DevServer) answers(ctx context.Context) bool {
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, d.upstream.String()+"/", nil)
+// answers reports whether the dev server answers GET / with any response,
+// through a connection that g's uid answers (else ErrForeignListener) and
+// with g's secret.
+func (d *DevServer) answers(ctx context.Context, port int, g *guard) (bool, error) {
+	req, err := http.NewRequestWithContext(withGuard(ctx, g), http.MethodGet, loopbackURL(port).String()+"/", nil)
 	if err != nil {
-		return false
+		return false, err
 	}
+	req.Header.Set(SecretHeader, g.secret)
 	resp, err := d.probe.Do(req)
 	if err != nil {
-		return false
+		return false, err
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // best effort: the status is what counts
 	if err := resp.Body.Close(); err != nil {
 		d.log.DebugContext(ctx, "close probe response", "err", err)
 	}
-	return true
+	return true, nil
+}
+
+// setGuard makes g the guard of run r's dev server, if r is current.
+func (d *DevServer) setGuard(r *run, g *guard) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if d.gen == r.gen {
+		d.guard = g
+	}
 }
 
 // lineLogger logs what the dev server writes to one stream, a record per
@@ -678,7 +795,7 @@ func (l *lineLogger) emitLocked() {
 	if len(line) == 0 {
 		return
 	}
-	if bytes.Contains(line, portTaken) {
+	if bytes.Contains(line, portTaken) || bytes.Contains(line, portTakenStrict) {
 		select {
 		case l.portConflict <- struct{}{}:
 		default:

@@ -6,7 +6,7 @@
 // Wiring, in the worker:
 //
 //	ds := preview.NewDevServer(preview.DevServerConfig{Port: 4321, Home: home, Logger: log})
-//	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: idle, Logger: log})
+//	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Activity: idle, Logger: log})
 //	mux.Handle("/health", health)
 //	mux.Handle("/", proxy)
 //	err := ds.Target(ctx, projectDir) // on init; a thread switch in the same dir needs none
@@ -18,7 +18,11 @@
 //
 // Facts about the dev server that callers meet:
 //   - Editing a page's template (src/pages/*.astro) makes Vite send
-//     "full-reload": the browser reloads the page by itself.
+//     "full-reload": the launcher's page script (devserver.mjs) updates the
+//     open page in place when its scripts are all Astro's and Vite's dev
+//     scripts; otherwise the browser reloads the page by itself.
+//   - The dev server answers only requests carrying its secret
+//     (SecretHeader), which the Proxy adds; see guard.go.
 //   - Vite's file watcher (chokidar 5) drops a change to a file that comes
 //     within 50 ms of the previous change to the same file.
 //   - The dev server's children (esbuild) are killed with its process group;

@@ -28,12 +28,12 @@ func TestProxyStartingPage(t *testing.T) {
 
 	tests := []struct {
 		name     string
-		upstream func() (*url.URL, bool)
+		upstream func() (preview.Upstream, bool)
 	}{
 		{"no upstream", nil},
-		{"upstream not ready", func() (*url.URL, bool) { return nil, false }},
-		{"dev server never targeted", idle.URL},
-		{"upstream unreachable", func() (*url.URL, bool) { return dead, true }},
+		{"upstream not ready", func() (preview.Upstream, bool) { return preview.Upstream{}, false }},
+		{"dev server never targeted", idle.Upstream},
+		{"upstream unreachable", func() (preview.Upstream, bool) { return preview.Upstream{URL: dead}, true }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -157,7 +157,7 @@ func TestDevServerProxy(t *testing.T) {
 			site := s.Prepare(t)
 			ds := newDevServerFor(t, s)
 			var act counter
-			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Activity: &act, Logger: testLogger(t)}))
+			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Activity: &act, Logger: testLogger(t)}))
 
 			// Before Target: the starting page.
 			if status, _, _ := previewtest.Get(t, base.String(), ""); status != http.StatusServiceUnavailable {
@@ -195,9 +195,12 @@ func TestDevServerProxy(t *testing.T) {
 				if status != http.StatusOK || !strings.Contains(body, heading) {
 					t.Errorf("through the proxy with Host %s: status %d, heading found %v", host, status, strings.Contains(body, heading))
 				}
-				// Vite itself refuses that host: the proxy's Host rewrite is what works.
-				u, _ := ds.URL()
-				status, _, body = previewtest.Get(t, u.String(), host)
+				// Vite itself refuses that host (even with the dev server's secret):
+				// the proxy's Host rewrite is what works.
+				up, _ := ds.Upstream()
+				h := up.Header()
+				h.Set("Host", host)
+				status, _, body = previewtest.GetWith(t, up.URL.String(), h)
 				if status != http.StatusForbidden {
 					t.Errorf("direct with Host %s: status %d, want 403 (%s)", host, status, body)
 				}
@@ -294,7 +297,7 @@ func TestDevServerRetarget(t *testing.T) {
 	second := previewtest.PrepareSite(t)
 	setHeading(t, second, "Second Site")
 	ds := newDevServer(t)
-	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Logger: testLogger(t)}))
+	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Logger: testLogger(t)}))
 
 	target(t, ds, first)
 	firstPID := ds.PID()
@@ -331,7 +334,7 @@ func TestHMRSocketThatCannotReachItsDevServerMakesThePageReload(t *testing.T) {
 	second := previewtest.PrepareSite(t)
 	setHeading(t, second, "Second Site")
 	ds := newDevServer(t)
-	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Logger: testLogger(t)}))
+	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Logger: testLogger(t)}))
 
 	wantRestart := func(what, token string) {
 		t.Helper()

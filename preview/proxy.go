@@ -5,10 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net"
 	"net/http"
 	"net/http/httputil"
-	"net/url"
 	"strconv"
 	"strings"
 	"sync"
@@ -38,9 +36,9 @@ type ProxyConfig struct {
 	// starting one that does not run.
 	Servers *Servers
 	// Upstream, without Servers, returns the one dev server to proxy to and
-	// whether it is ready; DevServer.URL fits. Nil, or not ready, serves the
-	// "starting" page.
-	Upstream func() (*url.URL, bool)
+	// whether it is ready; DevServer.Upstream fits. Nil, or not ready, serves
+	// the "starting" page.
+	Upstream func() (Upstream, bool)
 	// Activity, if not nil, is told about every request.
 	Activity Activity
 	// ViewMax (PREVIEW_VIEW_MAX) is how long after its browser's last page
@@ -67,7 +65,7 @@ type ProxyConfig struct {
 // use absolute paths. Create it with NewProxy; it is safe for concurrent use.
 type Proxy struct {
 	servers    *Servers
-	upstream   func() (*url.URL, bool)
+	upstream   func() (Upstream, bool)
 	activity   Activity
 	views      *views
 	log        *slog.Logger
@@ -91,7 +89,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		retryAfter: cfg.RetryAfter,
 	}
 	if p.upstream == nil {
-		p.upstream = func() (*url.URL, bool) { return nil, false }
+		p.upstream = func() (Upstream, bool) { return Upstream{}, false }
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -102,14 +100,20 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	p.page = startingPage(p.retryAfter)
 	p.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
-			u := pr.In.Context().Value(upstreamKey{}).(*url.URL)
-			pr.SetURL(u) // also sets Host to the dev server's, which Vite requires
+			up := pr.In.Context().Value(upstreamKey{}).(Upstream)
+			pr.SetURL(up.URL) // also sets Host to the dev server's, which Vite requires
 			pr.SetXForwarded()
 			dropPreviewCookie(pr.Out) // the worker's business, not the site's
+			// Only the worker's proxy knows the dev server's secret; whatever
+			// the client sent under that name goes.
+			pr.Out.Header.Del(SecretHeader)
+			if up.guard != nil {
+				pr.Out.Header.Set(SecretHeader, up.guard.secret)
+			}
 		},
 		Transport: &http.Transport{
-			Proxy:                 nil, // loopback only, never through an environment proxy
-			DialContext:           (&net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+			Proxy:                 nil,         // loopback only, never through an environment proxy
+			DialContext:           dialChecked, // only to a socket of the dev server's uid
 			MaxIdleConns:          64,
 			MaxIdleConnsPerHost:   64, // a dev page loads dozens of modules at once
 			IdleConnTimeout:       90 * time.Second,
@@ -138,14 +142,14 @@ var errHMRRefused = errors.New("the dev server refused the HMR socket")
 
 // route returns the dev server of the request's preview, and the function
 // that ends the view.
-func (p *Proxy) route(r *http.Request) (*url.URL, bool, func()) {
+func (p *Proxy) route(r *http.Request) (Upstream, bool, func()) {
 	if p.servers == nil {
-		u, ok := p.upstream()
-		return u, ok, func() {}
+		up, ok := p.upstream()
+		return up, ok, func() {}
 	}
 	id, ok := PreviewID(r.Context())
 	if !ok {
-		return nil, false, func() {}
+		return Upstream{}, false, func() {}
 	}
 	return p.servers.View(id)
 }
@@ -230,7 +234,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if p.activity != nil {
 		end = p.activity.Begin()
 	}
-	u, ok, viewed := p.route(r)
+	up, ok, viewed := p.route(r)
 	var once sync.Once
 	release := func() { once.Do(func() { end(); viewed() }) }
 	defer release()
@@ -247,7 +251,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(ctx)
 		}
 	}
-	if !ok || u == nil {
+	if !ok || up.URL == nil {
 		if p.servers != nil && isPageLoad(r) {
 			id, _ := PreviewID(r.Context())
 			if err := p.servers.Ensure(r.Context(), id); err != nil {
@@ -263,7 +267,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		p.serveStarting(w)
 		return
 	}
-	p.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), upstreamKey{}, u)))
+	ctx := withGuard(context.WithValue(r.Context(), upstreamKey{}, up), up.guard)
+	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
 // proxyError logs a failed round trip and answers with the "starting" page:

@@ -80,7 +80,7 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 func TestProxyRewrite(t *testing.T) {
 	up := echoUpstream(t)
 	proxy := preview.NewProxy(preview.ProxyConfig{
-		Upstream: func() (*url.URL, bool) { return up, true },
+		Upstream: func() (preview.Upstream, bool) { return preview.Upstream{URL: up}, true },
 		Logger:   testLogger(t),
 	})
 	base := serveProxy(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/url"
 	"sort"
 	"strconv"
 	"sync"
@@ -17,6 +16,7 @@ import (
 const (
 	DefaultMaxServers = 3
 	DefaultIdleAfter  = 10 * time.Minute
+	DefaultPortRange  = 100
 )
 
 // ErrNoWorkspace is returned by Ensure for a preview id whose user has no
@@ -40,8 +40,19 @@ type Target struct {
 // ServersConfig configures Servers. Zero values mean the defaults.
 type ServersConfig struct {
 	// BasePort is the first loopback port a dev server takes (ASTRO_PORT);
-	// each running dev server has its own port from there up.
+	// each running dev server has its own port from there up, within
+	// PortRange ports. A port any process holds is skipped, and one that
+	// another uid takes before the dev server listens is never used (the dev
+	// server moves to another). When every port of the range is held (a
+	// tenant binding them all), a dev server takes a port the kernel picks
+	// from its ephemeral range.
 	BasePort int
+	// PortRange is how many ports from BasePort the dev servers take before
+	// they fall back to the kernel's ephemeral ports. Default
+	// DefaultPortRange.
+	PortRange int
+	// BeforeStart is passed to every DevServer: a test hook.
+	BeforeStart func(port int)
 	// PATH is the dev servers' PATH (where they find node).
 	PATH string
 	// MaxServers is how many dev servers run at once (PREVIEW_MAX_SERVERS);
@@ -88,7 +99,6 @@ type Servers struct {
 type server struct {
 	target     Target
 	ds         *DevServer
-	port       int
 	lastViewed time.Time
 	targeting  int // Target calls under way: not idle while they wait
 	viewing    int // requests and WebSockets under way: not idle either
@@ -110,6 +120,9 @@ func NewServers(cfg ServersConfig) *Servers {
 	}
 	if cfg.IdleAfter <= 0 {
 		cfg.IdleAfter = DefaultIdleAfter
+	}
+	if cfg.PortRange <= 0 {
+		cfg.PortRange = DefaultPortRange
 	}
 	log := cfg.Logger
 	if log == nil {
@@ -139,9 +152,10 @@ func (s *Servers) Target(ctx context.Context, t Target) error {
 			s.mu.Unlock()
 			return fmt.Errorf("start the preview of %s: %w", t.Key, err)
 		}
-		e = &server{port: port, ds: NewDevServer(DevServerConfig{
+		e = &server{ds: NewDevServer(DevServerConfig{
 			Port: port, PATH: s.cfg.PATH, Logger: s.log.With("preview", t.ID),
 			ReadyTimeout: s.cfg.ReadyTimeout, MinBackoff: s.cfg.MinBackoff, MaxBackoff: s.cfg.MaxBackoff, StopTimeout: s.cfg.StopTimeout,
+			PickPort: s.freePort, BeforeStart: s.cfg.BeforeStart,
 		})}
 		s.byID[t.ID] = e
 	}
@@ -163,7 +177,7 @@ func (s *Servers) Target(ctx context.Context, t Target) error {
 // ready, and counts a view of it until done is called: a request, or an
 // open WebSocket for as long as it stays open. A dev server with a view
 // under way is not idle. done may be called more than once.
-func (s *Servers) View(id string) (u *url.URL, ready bool, done func()) {
+func (s *Servers) View(id string) (up Upstream, ready bool, done func()) {
 	s.mu.Lock()
 	e := s.byID[id]
 	if e != nil {
@@ -172,7 +186,7 @@ func (s *Servers) View(id string) (u *url.URL, ready bool, done func()) {
 	}
 	s.mu.Unlock()
 	if e == nil {
-		return nil, false, func() {}
+		return Upstream{}, false, func() {}
 	}
 	var once sync.Once
 	done = func() {
@@ -183,8 +197,8 @@ func (s *Servers) View(id string) (u *url.URL, ready bool, done func()) {
 			s.mu.Unlock()
 		})
 	}
-	u, ready = e.ds.URL()
-	return u, ready, done
+	up, ready = e.ds.Upstream()
+	return up, ready, done
 }
 
 // Ensure starts preview id's dev server in the background when none runs
@@ -295,12 +309,12 @@ func (s *Servers) List() []ServerInfo {
 	out := make([]ServerInfo, 0, len(s.byID))
 	dss := make([]*DevServer, 0, len(s.byID))
 	for _, e := range s.byID {
-		out = append(out, ServerInfo{Target: e.target, Port: e.port, LastViewed: e.lastViewed})
+		out = append(out, ServerInfo{Target: e.target, LastViewed: e.lastViewed})
 		dss = append(dss, e.ds)
 	}
 	s.mu.Unlock()
 	for i, ds := range dss {
-		out[i].State, out[i].PID = ds.State(), ds.PID()
+		out[i].State, out[i].PID, out[i].Port = ds.State(), ds.PID(), ds.Port()
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].LastViewed.After(out[j].LastViewed) })
 	return out
@@ -384,14 +398,23 @@ func (s *Servers) stop(ctx context.Context, e *server, why string) error {
 	return err
 }
 
-// freePortLocked returns the first port from BasePort that no dev server of
-// s uses and that is free now. s.mu must be held.
+// freePort is freePortLocked for a dev server moving to another port.
+func (s *Servers) freePort() (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.freePortLocked()
+}
+
+// freePortLocked returns the first port of BasePort's range that no dev
+// server of s uses and that is free now, or else one the kernel picks.
+// s.mu must be held.
 func (s *Servers) freePortLocked() (int, error) {
 	used := map[int]bool{}
 	for _, e := range s.byID {
-		used[e.port] = true
+		used[e.ds.Port()] = true
 	}
-	for port := max(s.cfg.BasePort, 1); port <= 65535 && port < max(s.cfg.BasePort, 1)+1000; port++ {
+	first := max(s.cfg.BasePort, 1)
+	for port := first; port <= 65535 && port < first+s.cfg.PortRange; port++ {
 		if used[port] {
 			continue
 		}
@@ -403,6 +426,21 @@ func (s *Servers) freePortLocked() (int, error) {
 			return 0, err
 		}
 		return port, nil
+	}
+	// Every port of the range is held: the kernel's ephemeral range, which
+	// one tenant cannot hold whole.
+	for range 16 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			return 0, fmt.Errorf("%w: no free port from %d, nor from the kernel: %w", ErrPortInUse, s.cfg.BasePort, err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		if err := ln.Close(); err != nil {
+			return 0, err
+		}
+		if !used[port] {
+			return port, nil
+		}
 	}
 	return 0, fmt.Errorf("%w: no free port from %d", ErrPortInUse, s.cfg.BasePort)
 }

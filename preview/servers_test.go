@@ -70,8 +70,12 @@ func (s *stoppedLog) has(id string) bool {
 func newServers(t *testing.T, cfg preview.ServersConfig, users ...user) (*preview.Servers, *stoppedLog) {
 	t.Helper()
 	stopped := &stoppedLog{lookups: map[string]int{}}
-	cfg.BasePort = previewtest.FreePort(t)
-	cfg.PATH = previewtest.Default().PATH(t)
+	if cfg.BasePort == 0 {
+		cfg.BasePort = previewtest.FreePort(t)
+	}
+	if cfg.PATH == "" {
+		cfg.PATH = previewtest.Default().PATH(t)
+	}
 	cfg.Logger = testLogger(t)
 	cfg.ReadyTimeout, cfg.MinBackoff, cfg.MaxBackoff = 60*time.Second, 100*time.Millisecond, 2*time.Second
 	cfg.Lookup = func(_ context.Context, id string) (preview.Target, error) {

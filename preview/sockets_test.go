@@ -40,7 +40,7 @@ func TestSocketsCloseWith1012(t *testing.T) {
 	up, _ := url.Parse(backend.URL)
 	tokens := preview.NewTokens([]byte("k"), time.Hour)
 	var sockets preview.Sockets
-	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: func() (*url.URL, bool) { return up, true }})
+	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: func() (preview.Upstream, bool) { return preview.Upstream{URL: up}, true }})
 	srv := httptest.NewServer(preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: true, Next: sockets.Wrap(proxy)}))
 	defer srv.Close()
 
@@ -94,7 +94,7 @@ func TestBrowserReloadsAfter1012(t *testing.T) {
 			b := browser.Start(t)
 			ds := newDevServerFor(t, s)
 			var sockets preview.Sockets
-			proxy := preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL, Logger: testLogger(t)})
+			proxy := preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Logger: testLogger(t)})
 			base := serveProxy(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 				sockets.Wrap(proxy).ServeHTTP(w, r.WithContext(preview.WithPreviewID(r.Context(), "p")))
 			}))

@@ -18,7 +18,7 @@ import (
 func gatedEcho(t *testing.T, up *url.URL, ttl, viewMax time.Duration, activity preview.Activity) (base *url.URL, cookie string) {
 	t.Helper()
 	tokens := preview.NewTokens([]byte("views-test-secret"), ttl)
-	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: func() (*url.URL, bool) { return up, true },
+	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: func() (preview.Upstream, bool) { return preview.Upstream{URL: up}, true },
 		Activity: activity, ViewMax: viewMax, Logger: testLogger(t)})
 	base = serveProxy(t, preview.NewGate(preview.GateConfig{Tokens: tokens, Next: proxy}))
 	return base, tokens.Issue(preview.ID("acme", "u1"))

@@ -62,7 +62,7 @@ func benchRouter(b *testing.B, e *env) {
 	id := preview.ID("acme", "alice")
 	host := id + domain
 	worker := httptest.NewServer(preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: true,
-		Next: preview.NewProxy(preview.ProxyConfig{Upstream: ds.URL})}))
+		Next: preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream})}))
 	b.Cleanup(worker.Close)
 
 	emu := sqstest.Start(b)

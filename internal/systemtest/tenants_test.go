@@ -60,12 +60,18 @@ func hostileSite() map[string]string {
 	return map[string]string{
 		"attack.sh": attackScript,
 		"package.json": `{"name":"hostile","version":"1.0.0","private":true,
-  "scripts":{"postinstall":"sh ./attack.sh install && mkdir -p node_modules/.bin && cp fake-astro.sh node_modules/.bin/astro && chmod +x node_modules/.bin/astro"}}
+  "scripts":{"postinstall":"sh ./attack.sh install && mkdir -p node_modules/astro && cp fake-astro.mjs node_modules/astro/index.mjs && cp fake-astro.json node_modules/astro/package.json"}}
 `,
-		"fake-astro.sh": `#!/bin/sh
-# astro dev --host 127.0.0.1 --port N: attack, then serve.
-sh ./attack.sh devserver
-exec node -e 'require("http").createServer((q, s) => s.end("<h1 id=\"title\">hostile</h1>")).listen(Number(process.argv[1]), "127.0.0.1")' "$5"
+		// The worker's launcher starts the dev server with astro's dev():
+		// this one attacks, then serves.
+		"fake-astro.json": `{"name":"astro","version":"0.0.0","type":"module","exports":{".":"./index.mjs","./package.json":"./package.json"}}
+`,
+		"fake-astro.mjs": `import { execFileSync } from 'node:child_process';
+import http from 'node:http';
+export async function dev(config) {
+  execFileSync('sh', ['./attack.sh', 'devserver'], { stdio: 'inherit' });
+  http.createServer((q, s) => s.end('<h1 id="title">hostile</h1>')).listen(config.server.port, '127.0.0.1');
+}
 `,
 		"index.html": "<h1>Hostile</h1>\n",
 	}
