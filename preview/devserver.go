@@ -151,6 +151,9 @@ type RunAs struct {
 	Credential *syscall.Credential
 	// Home is its HOME; empty means DevServerConfig.Home.
 	Home string
+	// Limit, when set, puts the tenant's limits on the dev server's
+	// command (memory, niceness: sandbox.Tenant.Limit) before it starts.
+	Limit func(*exec.Cmd)
 }
 
 // same reports whether a and b run a dev server as the same user.
@@ -570,6 +573,9 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 	cmd.Dir = r.dir
 	cmd.Env = append(d.env(r.as), secretEnv+"="+g.secret, portEnv+"="+strconv.Itoa(port))
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: r.as.Credential}
+	if r.as.Limit != nil {
+		r.as.Limit(cmd) // prlimit and nice exec the launcher in place: the pid is the dev server's
+	}
 	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM) }
 	cmd.WaitDelay = d.cfg.StopTimeout
 	stdout := &lineLogger{log: d.log, level: slog.LevelInfo, stream: "stdout", portConflict: portConflict}

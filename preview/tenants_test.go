@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/preview"
@@ -161,7 +162,18 @@ func TestDevServerAnswersOnlyTheProxy(t *testing.T) {
 			alice, bob := tns[0], tns[1]
 			s := newServersFor(t, site, preview.ServersConfig{})
 			target := siteOf(t, site, bob, "Bob's secret draft")
+			// The tenant's limits hold for its dev server too.
+			limits := sandbox.ChildLimits{DataBytes: 2 << 30, Nice: 7}
+			if err := limits.Resolve(); err != nil {
+				t.Fatal(err)
+			}
+			target.As.Limit = limits.Wrap
 			targetServers(t, s, target)
+			if pid := s.PIDFor(target.Dir); pid == 0 {
+				t.Error("no dev server process for bob")
+			} else if nice, data := procLimits(t, pid); nice != 7 || data != 2<<30 {
+				t.Errorf("bob's dev server runs at niceness %d with RLIMIT_DATA %d, want 7 and %d", nice, data, 2<<30)
+			}
 			base, tokens := gated(t, s)
 			if status, body := getAs(t, base, tokens, user{name: "bob", target: target}, "/"); status != 200 || !strings.Contains(body, "Bob&#39;s secret draft") && !strings.Contains(body, "Bob's secret draft") {
 				t.Fatalf("bob's preview: status %d, body %.300s", status, body)
@@ -348,4 +360,27 @@ func portOf(t *testing.T, s *preview.Servers, id string) int {
 	}
 	t.Fatalf("no dev server for %s", id)
 	return 0
+}
+
+// procLimits returns the niceness and the soft RLIMIT_DATA of process pid.
+func procLimits(t *testing.T, pid int) (nice int, data uint64) {
+	t.Helper()
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Fields after the command (in parentheses): state is field 3, nice 19.
+	fields := strings.Fields(string(stat[strings.LastIndexByte(string(stat), ')')+1:]))
+	nice, _ = strconv.Atoi(fields[16])
+	limits, err := os.ReadFile(fmt.Sprintf("/proc/%d/limits", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(limits), "\n") {
+		if strings.HasPrefix(line, "Max data size") {
+			f := strings.Fields(strings.TrimPrefix(line, "Max data size"))
+			data, _ = strconv.ParseUint(f[0], 10, 64)
+		}
+	}
+	return nice, data
 }

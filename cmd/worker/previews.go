@@ -140,7 +140,7 @@ func lookupPreview(ws *workspace.Workspaces, id string) (preview.Target, error) 
 				return preview.Target{}, preview.ErrNoWorkspace
 			}
 			return preview.Target{ID: id, Key: user.Tenant.Key, Dir: user.ProjectDir,
-				As: preview.RunAs{Credential: user.Tenant.Credential(), Home: user.HomeDir}}, nil
+				As: preview.RunAs{Credential: user.Tenant.Credential(), Home: user.HomeDir, Limit: user.Tenant.Limit}}, nil
 		}
 	}
 	return preview.Target{}, preview.ErrNoWorkspace

@@ -498,7 +498,7 @@ func (s *Handler) servePreview(ctx context.Context, u *workspace.User, job jobs.
 		resp.Branch = branch
 	}
 	t := preview.Target{ID: preview.ID(job.ClientID, job.UserID), Key: u.Tenant.Key, ThreadID: job.ThreadID,
-		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir}}
+		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir, Limit: u.Tenant.Limit}}
 	if err := s.cfg.Preview.Target(ctx, t); err != nil {
 		return jobs.Response{}, jobs.Errorf(jobs.CodeInternal, "start the preview: %v", err)
 	}
@@ -514,7 +514,7 @@ func (s *Handler) preview(ctx context.Context, u *workspace.User, job jobs.Job) 
 		return
 	}
 	t := preview.Target{ID: preview.ID(job.ClientID, job.UserID), Key: u.Tenant.Key, ThreadID: job.ThreadID,
-		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir}}
+		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir, Limit: u.Tenant.Limit}}
 	if err := s.cfg.Preview.Target(ctx, t); err != nil {
 		s.log.WarnContext(ctx, "preview not serving", "error", err)
 	}
