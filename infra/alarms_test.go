@@ -3,6 +3,7 @@ package infra
 import (
 	"encoding/json"
 	"fmt"
+	"maps"
 	"regexp"
 	"slices"
 	"strings"
@@ -48,7 +49,7 @@ func TestTemplateAlarms(t *testing.T) {
 	for _, tt := range tests {
 		p := resourceProps(t, raw, tt.alarm)
 		got := metricOf(p)
-		if got.namespace != tt.target.namespace || got.metric != tt.target.metric || got.stat != tt.target.stat || !mapsEqual(got.dims, tt.target.dims) {
+		if got.namespace != tt.target.namespace || got.metric != tt.target.metric || got.stat != tt.target.stat || !maps.Equal(got.dims, tt.target.dims) {
 			t.Errorf("%s watches %+v, want %+v", tt.alarm, got, tt.target)
 		}
 		if p["ComparisonOperator"] != tt.operator || describeResource(p["Threshold"]) != tt.threshold {
@@ -93,7 +94,7 @@ func TestTemplateAlarms(t *testing.T) {
 			found[fmt.Sprint(m["Id"])] = target
 		}
 		for id, want := range tt.parts {
-			if got := found[id]; got.namespace != want.namespace || got.metric != want.metric || got.stat != want.stat || !mapsEqual(got.dims, want.dims) {
+			if got := found[id]; got.namespace != want.namespace || got.metric != want.metric || got.stat != want.stat || !maps.Equal(got.dims, want.dims) {
 				t.Errorf("%s: query %s watches %+v, want %+v", tt.alarm, id, got, want)
 			}
 		}
@@ -117,18 +118,6 @@ func checkActions(t *testing.T, alarm string, p map[string]any) {
 			t.Errorf("%s.%s = %s, want the AlarmTopicArn topic when it is given", alarm, key, b)
 		}
 	}
-}
-
-func mapsEqual(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestTemplateDashboard: the dashboard's body is JSON once its ${...} are

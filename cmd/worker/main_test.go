@@ -7,10 +7,10 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
 	"github.com/webordinary/claude-code-astro/internal/testkit/gotool"
+	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 )
 
 // TestHelp: every way of asking for help prints it and exits 0; the
@@ -81,7 +81,7 @@ func TestSignals(t *testing.T) {
 	defer cancel()
 	hurry := make(chan struct{})
 	exited := make(chan int, 1)
-	var stderr syncBuffer
+	var stderr logbuf.Buffer
 	go onSignals(sigs, cancel, hurry, &stderr, func(code int) { exited <- code })
 
 	sigs <- os.Interrupt
@@ -105,22 +105,4 @@ func TestSignals(t *testing.T) {
 	if !strings.Contains(stderr.String(), "stopping the running jobs now") {
 		t.Errorf("the second signal said %q", stderr.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for concurrent use.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"log/slog"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/metrics"
 	"github.com/webordinary/claude-code-astro/internal/testkit/emf"
+	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/jobs"
 )
 
@@ -71,7 +73,7 @@ func TestAnsweredExecute(t *testing.T) {
 			{"Service": "worker", "JobType": "execute", "Status": "succeeded", "ErrorCode": "none"},
 			{"Service": "worker", "Status": "succeeded"},
 		}
-		if len(m.Dimensions) != 2 || !equalMaps(m.Dimensions[0], wantDims[0]) || !equalMaps(m.Dimensions[1], wantDims[1]) {
+		if len(m.Dimensions) != 2 || !maps.Equal(m.Dimensions[0], wantDims[0]) || !maps.Equal(m.Dimensions[1], wantDims[1]) {
 			t.Errorf("%s dimensions %v, want %v", name, m.Dimensions, wantDims)
 		}
 	}
@@ -80,18 +82,6 @@ func TestAnsweredExecute(t *testing.T) {
 			t.Errorf("the metric line holds the id %s: %s", id, out.String())
 		}
 	}
-}
-
-func equalMaps(a, b map[string]string) bool {
-	if len(a) != len(b) {
-		return false
-	}
-	for k, v := range a {
-		if b[k] != v {
-			return false
-		}
-	}
-	return true
 }
 
 // TestAnsweredFailures: failures carry their code; budget and quota
@@ -125,7 +115,7 @@ func TestAnsweredFailures(t *testing.T) {
 			if ok != (event == tt.event) {
 				t.Errorf("%s: event %s written: %v", tt.code, event, ok)
 			}
-			if ok && (m.Value != 1 || len(m.Dimensions) != 1 || !equalMaps(m.Dimensions[0], map[string]string{"Service": "worker"})) {
+			if ok && (m.Value != 1 || len(m.Dimensions) != 1 || !maps.Equal(m.Dimensions[0], map[string]string{"Service": "worker"})) {
 				t.Errorf("%s: %+v", event, m)
 			}
 		}
@@ -149,7 +139,7 @@ func TestReadableLines(t *testing.T) {
 }
 
 func TestEveryWritesUntilCancelled(t *testing.T) {
-	var out syncBuffer
+	var out logbuf.Buffer
 	rec := metrics.New(&out, metrics.Options{Service: "worker"})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
