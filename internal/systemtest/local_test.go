@@ -41,25 +41,7 @@ func TestLocalModeRunsJobsFromSend(t *testing.T) {
 	local := exec.Command(workerBin, "local", "-dir", dir, "-http", httpAddr, "-aws-addr", "127.0.0.1:0")
 	local.Dir = repoRoot
 	local.Env = env
-	var out, logs logbuf.Buffer
-	local.Stdout, local.Stderr = &out, &logs
-	local.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := local.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- local.Wait() }()
-	t.Cleanup(func() {
-		_ = local.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(25 * time.Second):
-			_ = syscall.Kill(-local.Process.Pid, syscall.SIGKILL)
-		}
-		if t.Failed() {
-			t.Logf("worker local printed:\n%s\nlogs:\n%s", out.String(), logs.String())
-		}
-	})
+	out, _, done := startLocal(t, local, 25*time.Second)
 	wait.For(t, 60*time.Second, "worker local to say it is running", func() bool {
 		return strings.Contains(out.String(), "worker local is running")
 	})
@@ -166,4 +148,32 @@ func openLocalPreview(t *testing.T, httpAddr, previewURL string) string {
 		return resp.StatusCode == http.StatusOK
 	})
 	return page
+}
+
+// startLocal starts `worker local` (cmd, its arguments and environment
+// set) in a process group of its own, and stops it when the test ends:
+// SIGTERM, then SIGKILL of the group after stopWait. Its output and logs
+// are printed when the test failed. done receives its exit.
+func startLocal(t *testing.T, local *exec.Cmd, stopWait time.Duration) (out, logs *logbuf.Buffer, done <-chan error) {
+	t.Helper()
+	out, logs = &logbuf.Buffer{}, &logbuf.Buffer{}
+	local.Stdout, local.Stderr = out, logs
+	local.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	if err := local.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- local.Wait() }()
+	t.Cleanup(func() {
+		_ = local.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(stopWait):
+			_ = syscall.Kill(-local.Process.Pid, syscall.SIGKILL)
+		}
+		if t.Failed() {
+			t.Logf("worker local printed:\n%s\nlogs:\n%s", out.String(), logs.String())
+		}
+	})
+	return out, logs, exited
 }

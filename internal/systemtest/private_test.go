@@ -7,13 +7,11 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
 	claudecode "github.com/webordinary/claude-code-astro/internal/agent/claude-code"
 	"github.com/webordinary/claude-code-astro/internal/reach"
-	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
@@ -163,25 +161,7 @@ func TestLocalFromAPrivateCheckoutInstallsTheCLI(t *testing.T) {
 		"ASTRO_PORT=" + strconv.Itoa(previewtest.FreePort(t)), "LOG_FORMAT=json",
 		"TENANT_UIDS=" + uidRange(sandboxtest.ClaimUIDs(t)),
 	}
-	var out, logs logbuf.Buffer
-	local.Stdout, local.Stderr = &out, &logs
-	local.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := local.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- local.Wait() }()
-	t.Cleanup(func() {
-		_ = local.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(25 * time.Second):
-			_ = syscall.Kill(-local.Process.Pid, syscall.SIGKILL)
-		}
-		if t.Failed() {
-			t.Logf("worker local printed:\n%s\nlogs:\n%s", out.String(), logs.String())
-		}
-	})
+	out, logs, done := startLocal(t, local, 25*time.Second)
 	wait.For(t, 10*time.Minute, "worker local to install the CLI and say it is running", func() bool {
 		select {
 		case err := <-done:

@@ -16,7 +16,6 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/lease"
 	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
-	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
@@ -224,25 +223,7 @@ func TestLocalFleet(t *testing.T) {
 		"ASTRO_PORT=" + strconv.Itoa(previewtest.FreePort(t)), "LOG_FORMAT=json",
 		"TENANT_UIDS=" + uidRange(sandboxtest.ClaimUIDs(t)),
 	}
-	var out, logs logbuf.Buffer
-	local.Stdout, local.Stderr = &out, &logs
-	local.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := local.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- local.Wait() }()
-	t.Cleanup(func() {
-		_ = local.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-done:
-		case <-time.After(40 * time.Second):
-			_ = syscall.Kill(-local.Process.Pid, syscall.SIGKILL)
-		}
-		if t.Failed() {
-			t.Logf("worker local printed:\n%s\nlogs:\n%s", out.String(), logs.String())
-		}
-	})
+	out, logs, _ := startLocal(t, local, 40*time.Second)
 	wait.For(t, 90*time.Second, "the local fleet to say it runs", func() bool {
 		return strings.Contains(out.String(), "A fleet: 2 workers")
 	})
