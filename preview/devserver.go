@@ -480,7 +480,7 @@ func (d *DevServer) supervise(r *run) {
 			if perr := d.repick(); perr != nil {
 				err = errors.Join(err, perr)
 			} else {
-				d.log.Warn("dev server port held by another process: moving to another port", "dir", r.dir, "err", err, "port", d.Port())
+				d.log.Warn("dev server port held by another process: moving to another port", "dir", r.dir, "error", err, "port", d.Port())
 				attempt--
 				continue
 			}
@@ -488,14 +488,14 @@ func (d *DevServer) supervise(r *run) {
 		repicks = 0
 		var fatal *startError
 		if attempt == 0 && errors.As(err, &fatal) {
-			d.log.Error("dev server failed to start", "dir", r.dir, "err", err)
+			d.log.Error("dev server failed to start", "dir", r.dir, "error", err)
 			d.update(r, StateFailed, 0, err)
 			return
 		}
 		if readyFor >= stableAfter {
 			bo.Reset()
 		}
-		d.log.Warn("dev server exited", "dir", r.dir, "err", err, "readyFor", readyFor.Round(time.Millisecond))
+		d.log.Warn("dev server exited", "dir", r.dir, "error", err, "ready_for", readyFor.Round(time.Millisecond))
 		d.update(r, StateRestarting, 0, err)
 	}
 }
@@ -606,7 +606,7 @@ func (d *DevServer) runOnce(r *run) (time.Duration, error) {
 		stderr.flush()
 		// Stragglers (esbuild and other children) die with the group.
 		if err := syscall.Kill(-pid, syscall.SIGKILL); err != nil && !errors.Is(err, syscall.ESRCH) {
-			log.Warn("kill dev server process group", "err", err)
+			log.Warn("kill dev server process group", "error", err)
 		}
 		if !waitGroupGone(pid, d.cfg.StopTimeout) {
 			log.Warn("dev server process group still alive after SIGKILL", "pgid", pid)
@@ -727,7 +727,7 @@ func (d *DevServer) answers(ctx context.Context, port int, g *guard) (bool, erro
 	}
 	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // best effort: the status is what counts
 	if err := resp.Body.Close(); err != nil {
-		d.log.DebugContext(ctx, "close probe response", "err", err)
+		d.log.DebugContext(ctx, "close probe response", "error", err)
 	}
 	return true, nil
 }

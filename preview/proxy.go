@@ -217,13 +217,13 @@ var hmrUpgrader = websocket.Upgrader{
 func (p *Proxy) restartHMR(w http.ResponseWriter, r *http.Request, why string) {
 	conn, err := hmrUpgrader.Upgrade(w, r, nil)
 	if err != nil {
-		p.log.DebugContext(r.Context(), "cannot answer an HMR socket", "err", err)
+		p.log.DebugContext(r.Context(), "cannot answer an HMR socket", "error", err)
 		return // the upgrader answered the client already
 	}
 	defer conn.Close()
 	msg := websocket.FormatCloseMessage(websocket.CloseServiceRestart, "dev server restarting")
 	if err := conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
-		p.log.DebugContext(r.Context(), "close an HMR socket", "err", err)
+		p.log.DebugContext(r.Context(), "close an HMR socket", "error", err)
 	}
 	p.log.InfoContext(r.Context(), "closed an HMR socket that cannot reach its dev server: the page reloads when the dev server answers", "reason", why)
 }
@@ -255,7 +255,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		if p.servers != nil && isPageLoad(r) {
 			id, _ := PreviewID(r.Context())
 			if err := p.servers.Ensure(r.Context(), id); err != nil {
-				p.log.DebugContext(r.Context(), "no preview to start", "preview", id, "err", err)
+				p.log.DebugContext(r.Context(), "no preview to start", "preview", id, "error", err)
 				http.Error(w, "This preview has no workspace on this worker.", http.StatusNotFound)
 				return
 			}
@@ -283,7 +283,7 @@ func (p *Proxy) proxyError(w http.ResponseWriter, r *http.Request, err error) {
 		return
 	}
 	p.log.LogAttrs(r.Context(), level, "preview proxy error",
-		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("err", err))
+		slog.String("method", r.Method), slog.String("path", r.URL.Path), slog.Any("error", err))
 	p.serveStarting(w)
 }
 

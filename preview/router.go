@@ -393,13 +393,13 @@ func (rt *Router) unavailable(w http.ResponseWriter, r *http.Request, why string
 func closeHMR(w http.ResponseWriter, r *http.Request, log *slog.Logger, why string) {
 	conn, err := hmrUpgrader.Upgrade(w, r, nil)
 	if err != nil {
-		log.DebugContext(r.Context(), "cannot answer an HMR socket", "err", err)
+		log.DebugContext(r.Context(), "cannot answer an HMR socket", "error", err)
 		return // the upgrader answered the client already
 	}
 	defer conn.Close()
 	msg := websocket.FormatCloseMessage(websocket.CloseServiceRestart, "preview moving")
 	if err := conn.WriteControl(websocket.CloseMessage, msg, time.Now().Add(time.Second)); err != nil {
-		log.DebugContext(r.Context(), "close an HMR socket", "err", err)
+		log.DebugContext(r.Context(), "close an HMR socket", "error", err)
 	}
 	log.DebugContext(r.Context(), "closed an HMR socket: the page reloads when its preview serves", "reason", why)
 }

@@ -238,7 +238,7 @@ func (s *Servers) Ensure(ctx context.Context, id string) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 		defer cancel()
 		if err := s.Target(sctx, t); err != nil {
-			s.log.Warn("preview not serving", "preview", id, "tenant", t.Key, "err", err)
+			s.log.Warn("preview not serving", "preview", id, "tenant", t.Key, "error", err)
 		}
 	})
 	return nil
@@ -382,7 +382,7 @@ func (s *Servers) stopInBackground(servers []*server, why string) {
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 			defer cancel()
 			if err := s.stop(ctx, e, why); err != nil {
-				s.log.Warn("stop a dev server", "preview", e.target.ID, "err", err)
+				s.log.Warn("stop a dev server", "preview", e.target.ID, "error", err)
 			}
 		})
 	}

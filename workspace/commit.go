@@ -172,7 +172,7 @@ func (u *User) Push(ctx context.Context, threadID string) (pushed bool, reason s
 		// remote now has it.
 		_, err = u.git(ctx, gitCall{args: []string{"update-ref", "refs/remotes/origin/" + b, "refs/heads/" + b}})
 		if err != nil {
-			u.log.WarnContext(ctx, "record the pushed branch", "branch", b, "err", err)
+			u.log.WarnContext(ctx, "record the pushed branch", "branch", b, "error", err)
 			err = nil
 		}
 	}

@@ -82,7 +82,7 @@ func (u *User) Init(ctx context.Context, opt InitOptions) (InitResult, error) {
 
 	meta, err := u.Metadata()
 	if err != nil && !errors.Is(err, ErrNotInitialized) {
-		u.log.WarnContext(ctx, "unreadable metadata, rewriting it", "err", err)
+		u.log.WarnContext(ctx, "unreadable metadata, rewriting it", "error", err)
 		meta = Metadata{}
 	}
 	repoURL := opt.RepoURL
@@ -181,7 +181,7 @@ func (u *User) fetch(ctx context.Context, repoURL string) {
 			args: []string{"fetch", "--prune", "--quiet", "--", access.URL, "+refs/heads/*:refs/remotes/origin/*"}})
 	}
 	if err != nil {
-		u.log.WarnContext(ctx, "fetch failed; continuing with local state", "err", err)
+		u.log.WarnContext(ctx, "fetch failed; continuing with local state", "error", err)
 	}
 }
 

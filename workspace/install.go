@@ -164,7 +164,7 @@ func (u *User) runInstaller(ctx context.Context, args []string) error {
 		// The tenant's cache starts as a copy of the seed: $1 the seed, $2
 		// its own cache. A constant script, run as the tenant.
 		if _, err := u.run(ctx, u.HomeDir, "/bin/sh", "-c", `[ -e "$2" ] || cp -R -- "$1" "$2"`, "seed", seed, cache); err != nil {
-			u.log.WarnContext(ctx, "cannot copy the seed npm cache; installing without it", "err", err)
+			u.log.WarnContext(ctx, "cannot copy the seed npm cache; installing without it", "error", err)
 		}
 	}
 	env := append(u.childEnv(),

@@ -324,6 +324,6 @@ func (u *User) fastForward(ctx context.Context, threadID string) {
 		return
 	}
 	if _, err := u.git(ctx, gitCall{args: []string{"merge", "--ff-only", "--quiet", remote}}); err != nil {
-		u.log.WarnContext(ctx, "fast-forward thread branch", "branch", b, "err", err)
+		u.log.WarnContext(ctx, "fast-forward thread branch", "branch", b, "error", err)
 	}
 }

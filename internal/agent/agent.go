@@ -341,7 +341,7 @@ func (r *Runner) prepare(req Request) (Request, func(), error) {
 	req.TmpDir = tmp
 	return req, func() {
 		if err := os.RemoveAll(tmp); err != nil {
-			r.log.Warn("remove agent tmp dir", "dir", tmp, "err", err)
+			r.log.Warn("remove agent tmp dir", "dir", tmp, "error", err)
 		}
 	}, nil
 }
@@ -544,7 +544,7 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	watchCtx, stopWatch := context.WithCancel(context.Background())
 	var watching sync.WaitGroup
 	watching.Go(func() { tree.Load().watch(watchCtx, treeScanInterval) })
-	log.InfoContext(ctx, "agent started", "pid", pid, "mode", req.Mode, "resume", resume, "instructionBytes", len(req.Instruction))
+	log.InfoContext(ctx, "agent started", "pid", pid, "mode", req.Mode, "resume", resume, "instruction_bytes", len(req.Instruction))
 	if r.cfg.Started != nil {
 		r.cfg.Started(pid)
 	}
@@ -552,15 +552,15 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	parser.flush()
 	stopWatch()
 	watching.Wait()
-	log.DebugContext(ctx, "agent process exited", "err", waitErr, "wallMs", time.Since(start).Milliseconds())
+	log.DebugContext(ctx, "agent process exited", "error", waitErr, "wall_ms", time.Since(start).Milliseconds())
 
 	// Nothing the agent started outlives the run.
 	killCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), r.cfg.KillGrace+5*time.Second)
 	if err := tree.Load().kill(killCtx); err != nil {
-		log.ErrorContext(ctx, "kill agent processes", "pid", pid, "err", err)
+		log.ErrorContext(ctx, "kill agent processes", "pid", pid, "error", err)
 	}
 	cancel()
-	log.DebugContext(ctx, "agent processes gone", "wallMs", time.Since(start).Milliseconds())
+	log.DebugContext(ctx, "agent processes gone", "wall_ms", time.Since(start).Milliseconds())
 
 	sessionID, initAt, cr := parser.state()
 	res := notRun // a CLI that ended before it said its session wrote none
@@ -579,13 +579,13 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 	}
 	stderrText := r.redactor.String(stderr.String())
 	ok := cr != nil && !cr.IsError && (waitErr == nil || errors.Is(waitErr, exec.ErrWaitDelay))
-	log.InfoContext(ctx, "agent finished", "ok", ok, "turns", res.NumTurns, "costUsd", res.CostUSD,
-		"durationMs", res.DurationMs, "startupMs", res.StartupMs, "wallMs", time.Since(start).Milliseconds())
+	log.InfoContext(ctx, "agent finished", "ok", ok, "turns", res.NumTurns, "cost_usd", res.CostUSD,
+		"duration_ms", res.DurationMs, "startup_ms", res.StartupMs, "wall_ms", time.Since(start).Milliseconds())
 
 	switch {
 	case ok:
 		if waitErr != nil {
-			log.WarnContext(ctx, "agent left its output open after exiting", "err", waitErr)
+			log.WarnContext(ctx, "agent left its output open after exiting", "error", waitErr)
 		}
 		return res, nil
 	case ctx.Err() != nil:
@@ -594,7 +594,7 @@ func (r *Runner) runOnce(ctx context.Context, req Request, resume bool, emit fun
 		return res, errNoConversation
 	}
 	e := &Error{Code: CodeAgentFailed, Message: r.failureMessage(waitErr, cr, stderrText), Err: waitErr}
-	log.WarnContext(ctx, "agent failed", "err", e.Message)
+	log.WarnContext(ctx, "agent failed", "error", e.Message)
 	return res, e
 }
 

@@ -145,7 +145,7 @@ func (p *streamParser) line(b []byte) {
 		p.mu.Unlock()
 		p.log.Debug("agent session started", "model", l.Model)
 	case l.Type == "system" && l.Subtype == "api_retry":
-		p.log.Warn("agent API call retried", "attempt", l.Attempt, "maxRetries", l.MaxRetries, "status", l.ErrorStatus)
+		p.log.Warn("agent API call retried", "attempt", l.Attempt, "max_retries", l.MaxRetries, "status", l.ErrorStatus)
 	case l.Type == "assistant" && l.Message != nil:
 		for _, c := range l.Message.Content {
 			switch c.Type {

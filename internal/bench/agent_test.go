@@ -214,10 +214,10 @@ func agentTimes(b *testing.B, p *workerProc, offset int) (wall, startup time.Dur
 	if len(found) != 1 {
 		b.Fatalf("want one \"agent finished\" log line for the job, found %d", len(found))
 	}
-	wallMs, ok1 := found[0]["wallMs"].(float64)
-	startupMs, ok2 := found[0]["startupMs"].(float64)
+	wallMs, ok1 := found[0]["wall_ms"].(float64)
+	startupMs, ok2 := found[0]["startup_ms"].(float64)
 	if !ok1 || !ok2 {
-		b.Fatalf("\"agent finished\" lacks wallMs or startupMs: %v", found[0])
+		b.Fatalf("\"agent finished\" lacks wall_ms or startup_ms: %v", found[0])
 	}
 	return time.Duration(wallMs) * time.Millisecond, time.Duration(startupMs) * time.Millisecond
 }
