@@ -167,6 +167,19 @@ func (s *Handler) failQuota(ctx context.Context, u *workspace.User, job jobs.Job
 	return err
 }
 
+// checkQuota measures the user's workspace once more after the agent ran
+// (the watcher measures only every QuotaEvery): an error wrapping
+// workspace.ErrQuotaExceeded when it holds more than the quota. It runs
+// even when the job's context has ended.
+func (s *Handler) checkQuota(ctx context.Context, u *workspace.User) error {
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	defer cancel()
+	if _, err := u.CheckQuota(ctx, s.cfg.Quota); errors.Is(err, workspace.ErrQuotaExceeded) {
+		return err
+	}
+	return nil
+}
+
 // isCode reports whether err is a *jobs.Error of code.
 func isCode(err error, code jobs.Code) bool {
 	var je *jobs.Error
@@ -390,6 +403,12 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	if cause := context.Cause(ctx); errors.Is(cause, workspace.ErrQuotaExceeded) {
 		return resp, s.failQuota(ctx, u, job, record, cause)
 	}
+	// Whatever the agent's run came to (done, failed, stopped at the budget
+	// or by a cancel), nothing it left is kept past the quota: a run that
+	// fails on purpose must not fill the disk either.
+	if err := s.checkQuota(ctx, u); err != nil {
+		return resp, s.failQuota(ctx, u, job, record, err)
+	}
 	if lease != nil && lease.BudgetExceeded() {
 		// The gateway stopped the agent at the budget: keep what it did.
 		_, spent := lease.Usage()
@@ -419,9 +438,6 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	// commit instead of running the instruction again on top of its edits.
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
-	if _, err := u.CheckQuota(ctx, s.cfg.Quota); errors.Is(err, workspace.ErrQuotaExceeded) {
-		return resp, s.failQuota(ctx, u, job, record, err)
-	}
 	if job.Mode != jobs.ModePlan {
 		commit, err := u.Commit(ctx, job.ThreadID, job.JobID, job.Instruction)
 		if err != nil {
