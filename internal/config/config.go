@@ -424,17 +424,27 @@ func (p *parser) boolean(name string, dst *bool) {
 	*dst = b
 }
 
+// minutes reads a *_MINUTES variable: a Go duration, or (the old form) a
+// number of minutes.
 func (p *parser) minutes(name string, dst *time.Duration) {
 	v, ok := p.lookup(name)
 	if !ok {
 		return
 	}
-	m, err := strconv.ParseFloat(v, 64)
-	if err != nil || m < 0 || m > 7*24*60 {
-		p.fail(name, "must be a number of minutes from 0 (never) up, not %q", v)
+	// A Go duration ("90s", "1h30m"), as every other time variable; a
+	// plain number is minutes, as the variable's name has always said.
+	d, err := time.ParseDuration(v)
+	if err != nil {
+		var m float64
+		if m, err = strconv.ParseFloat(v, 64); err == nil {
+			d = time.Duration(m * float64(time.Minute))
+		}
+	}
+	if err != nil || d < 0 || d > 7*24*time.Hour {
+		p.fail(name, "must be a duration such as 10m or 90s, or a number of minutes, from 0 (never) up to a week, not %q", v)
 		return
 	}
-	*dst = time.Duration(m * float64(time.Minute))
+	*dst = d
 }
 
 func (p *parser) duration(name string, dst *time.Duration) {

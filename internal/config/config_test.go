@@ -101,6 +101,8 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"bad bool", "ASTRO_DEV_MODE", "yes please", "ASTRO_DEV_MODE"},
 		{"negative minutes", "AUTO_SHUTDOWN_MINUTES", "-1", "AUTO_SHUTDOWN_MINUTES"},
 		{"minutes word", "AUTO_SHUTDOWN_MINUTES", "five", "AUTO_SHUTDOWN_MINUTES"},
+		{"negative duration", "AUTO_SHUTDOWN_MINUTES", "-5m", "AUTO_SHUTDOWN_MINUTES"},
+		{"over a week", "PREVIEW_IDLE_MINUTES", "200h", "PREVIEW_IDLE_MINUTES"},
 		{"turns zero", "CLAUDE_MAX_TURNS", "0", "CLAUDE_MAX_TURNS"},
 		{"timeout number", "JOB_TIMEOUT", "15", "JOB_TIMEOUT"},
 		{"users zero", "MAX_CONCURRENT_USERS", "0", "MAX_CONCURRENT_USERS"},
@@ -192,5 +194,18 @@ func TestRouterFromEnv(t *testing.T) {
 				t.Errorf("error leaks the key: %q", err)
 			}
 		})
+	}
+}
+
+// TestMinutesAcceptDurations: the *_MINUTES variables take Go durations as
+// every other time variable does, and still read a plain number as minutes.
+func TestMinutesAcceptDurations(t *testing.T) {
+	for v, want := range map[string]time.Duration{"5": 5 * time.Minute, "0.5": 30 * time.Second, "90s": 90 * time.Second, "1h30m": 90 * time.Minute, "0": 0} {
+		env := map[string]string{"JOB_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/j", "RESPONSE_QUEUE_URL": "https://sqs.us-east-1.amazonaws.com/1/r",
+			"AUTO_SHUTDOWN_MINUTES": v}
+		c, err := FromEnv(func(k string) string { return env[k] })
+		if err != nil || c.AutoShutdown != want {
+			t.Errorf("AUTO_SHUTDOWN_MINUTES=%q: %v, %v; want %v", v, c.AutoShutdown, err, want)
+		}
 	}
 }
