@@ -84,6 +84,17 @@ func (e *env) startWorkerAs(tb testing.TB, vars map[string]string, as *syscall.C
 	for k, v := range vars {
 		cmd.Env = append(cmd.Env, k+"="+v)
 	}
+	if vars["STATUS_SOCKET"] == "" {
+		// A status socket of each worker's own: two workers of one
+		// measurement would otherwise share the default one, and the
+		// second refuses to start. Its parent is one the worker's uid can
+		// write (it makes the socket's 0700 directory there).
+		dir := sandboxtest.SearchableTempDir(tb)
+		if err := os.Chmod(dir, 0o777); err != nil {
+			tb.Fatal(err)
+		}
+		cmd.Env = append(cmd.Env, "STATUS_SOCKET="+filepath.Join(dir, "status", "status.sock"))
+	}
 	p := &workerProc{tb: tb, cmd: cmd, addr: vars["HTTP_ADDR"], logs: &logbuf.Buffer{}, done: make(chan struct{})}
 	cmd.Stdout, cmd.Stderr = p.logs, p.logs
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Credential: as}
