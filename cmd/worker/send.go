@@ -17,6 +17,7 @@ import (
 	awsconfig "github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/sqs"
+	"github.com/aws/smithy-go"
 	"github.com/google/uuid"
 
 	"github.com/webordinary/claude-code-astro/jobs"
@@ -166,6 +167,13 @@ func unreachable(err error) bool {
 	return errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED) || errors.Is(err, syscall.ECONNRESET) || errors.Is(err, io.ErrUnexpectedEOF)
 }
 
+// missingQueue reports whether err says the queue does not exist (the
+// emulator and SQS's two protocols name it differently: match the code).
+func missingQueue(err error) bool {
+	var api smithy.APIError
+	return errors.As(err, &api) && (api.ErrorCode() == "AWS.SimpleQueueService.NonExistentQueue" || api.ErrorCode() == "QueueDoesNotExist")
+}
+
 // await reads the response queue until the job's final response arrives,
 // printing its progress. Responses to other jobs are left on the queue.
 func (c *SendCommand) await(ctx context.Context, client *sqs.Client, queueURL, jobID string, wait time.Duration) (jobs.Response, error) {
@@ -179,9 +187,11 @@ func (c *SendCommand) await(ctx context.Context, client *sqs.Client, queueURL, j
 		if ctx.Err() != nil {
 			return jobs.Response{}, fmt.Errorf("no final response for job %s within %s", jobID, wait)
 		}
-		if err != nil && unreachable(err) {
+		if err != nil && (unreachable(err) || told && missingQueue(err)) {
 			// `worker local` restarting, a network blip: the answer waits
-			// in the queue; go on waiting.
+			// in the queue; go on waiting. A restarted worker local answers
+			// before it has put its queues back: no queue, right after
+			// none could be reached, is the same restart.
 			if !told {
 				fmt.Fprintf(c.Stderr, "the response queue is unreachable (%v); still waiting\n", err)
 				told = true
