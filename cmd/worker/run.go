@@ -76,9 +76,9 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	awsCfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(awsHTTPTimeout)))
+	awsCfg, err := loadAWS(ctx)
 	if err != nil {
-		return fmt.Errorf("load AWS configuration: %w", err)
+		return err
 	}
 	// Before any call: where the calls go, and what signs them.
 	if err := checkQueueEndpoints(c.Getenv, awsCfg, map[string]string{
@@ -89,6 +89,17 @@ func (c *RunCommand) Run(ctx context.Context, args []string) error {
 		return err
 	}
 	return serve(ctx, cfg, serveOptions{AWS: awsCfg, Stdout: c.Stdout, Stderr: c.Stderr, PATH: c.Getenv("PATH"), Hurry: c.Hurry})
+}
+
+// loadAWS reads the AWS SDK's configuration from the environment, with an
+// HTTP client whose timeout outlasts a long poll: the worker's and the
+// router's.
+func loadAWS(ctx context.Context) (aws.Config, error) {
+	cfg, err := awsconfig.LoadDefaultConfig(ctx, awsconfig.WithHTTPClient(awshttp.NewBuildableClient().WithTimeout(awsHTTPTimeout)))
+	if err != nil {
+		return aws.Config{}, fmt.Errorf("load AWS configuration: %w", err)
+	}
+	return cfg, nil
 }
 
 // serveOptions are what serve needs beyond the configuration.
