@@ -3,6 +3,7 @@
 package main
 
 import (
+	"path/filepath"
 	"bufio"
 	"context"
 	"crypto/rand"
@@ -72,7 +73,10 @@ func localFleet(ctx context.Context, c *LocalCommand, n int, httpAddr string, aw
 		cmd.Env = append(cmd.Env,
 			"AWS_ENDPOINT_URL="+endpoint, "AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=local", "AWS_SECRET_ACCESS_KEY=local",
 			"HTTP_ADDR="+addr, "PREVIEW_ADVERTISE_ADDR="+addr, "PREVIEW_BASE_URL="+base, "PREVIEW_SECRET="+secret,
-			"LEASE_TABLE="+localLeaseTable, "ASTRO_PORT="+strconv.Itoa(astroPort+100*i))
+			"LEASE_TABLE="+localLeaseTable, "ASTRO_PORT="+strconv.Itoa(astroPort+100*i),
+			// A status socket of each worker's own: they would all take the
+			// default one, and a second worker refuses to share it.
+			"STATUS_SOCKET="+filepath.Join(env["WORKSPACE_PATH"]+"-status", "worker-"+strconv.Itoa(i+1), "status.sock"))
 		cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true} // Ctrl-C reaches the fleet through us, in order
 		out, err := cmd.StderrPipe()
 		if err != nil {
