@@ -3,7 +3,6 @@
 package main
 
 import (
-	"path/filepath"
 	"bufio"
 	"context"
 	"crypto/rand"
@@ -12,6 +11,7 @@ import (
 	"net"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"syscall"
