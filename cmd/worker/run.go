@@ -28,6 +28,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/ledger"
 	"github.com/webordinary/claude-code-astro/internal/logging"
 	"github.com/webordinary/claude-code-astro/internal/metrics"
+	"github.com/webordinary/claude-code-astro/internal/portcap"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/secrets"
@@ -140,6 +141,14 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 		Limits: sandbox.ChildLimits{DataBytes: uint64(cfg.TenantMaxMemoryMB) << 20, Nice: cfg.TenantNice}})
 	if err != nil {
 		return fmt.Errorf("start the tenant sandbox (TENANT_UIDS, TENANT_MAX_MEMORY_MB, TENANT_NICE): %w", err)
+	}
+	if sb.Privileged() && cfg.TenantMaxPorts > 0 {
+		ports, err := portcap.New(portcap.Config{MinUID: cfg.TenantUIDs.Min, MaxUID: cfg.TenantUIDs.Max,
+			Max: cfg.TenantMaxPorts, Logger: log.With("component", "portcap")})
+		if err != nil {
+			return fmt.Errorf("bound the tenants' ports (TENANT_MAX_PORTS, TENANT_UIDS): %w", err)
+		}
+		go ports.Run(ctx)
 	}
 	// What tenant processes run must be within their reach; the CLI is
 	// copied where it is when it is not.

@@ -109,6 +109,9 @@ type Config struct {
 	TenantMaxMemoryMB int
 	// TenantNice is the niceness of tenant processes (TENANT_NICE).
 	TenantNice int
+	// TenantMaxPorts is how many listening TCP sockets one tenant's
+	// processes may hold (TENANT_MAX_PORTS); 0 is no bound.
+	TenantMaxPorts int
 	// StatusSocket is the unix socket `worker status` reads tenant
 	// details from (STATUS_SOCKET); empty means DefaultStatusSocket.
 	StatusSocket string
@@ -186,6 +189,7 @@ func Default() Config {
 		TenantMaxFiles:     200000,
 		TenantMaxMemoryMB:  2048,
 		TenantNice:         10,
+		TenantMaxPorts:     8,
 		JobTimeout:         15 * time.Minute,
 		MaxConcurrentUsers: 2,
 		LogLevel:           slog.LevelInfo,
@@ -236,6 +240,7 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.integer("TENANT_MAX_FILES", &c.TenantMaxFiles, 0, 1<<31-1)
 	p.integer("TENANT_MAX_MEMORY_MB", &c.TenantMaxMemoryMB, 0, 1<<24)
 	p.integer("TENANT_NICE", &c.TenantNice, 0, 19)
+	p.integer("TENANT_MAX_PORTS", &c.TenantMaxPorts, 0, 1000)
 	p.str("STATUS_SOCKET", &c.StatusSocket)
 	p.duration("JOB_TIMEOUT", &c.JobTimeout)
 	p.integer("MAX_CONCURRENT_USERS", &c.MaxConcurrentUsers, 1, 64)

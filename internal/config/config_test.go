@@ -34,7 +34,7 @@ func TestFromEnvDefaults(t *testing.T) {
 		c.TenantDiskMB != 2048 {
 		t.Errorf("defaults differ from CONTRACT.md: %+v", c)
 	}
-	if c.TenantMaxFiles != 200000 || c.TenantMaxMemoryMB != 2048 || c.TenantNice != 10 || c.StatusSocket != "" {
+	if c.TenantMaxFiles != 200000 || c.TenantMaxMemoryMB != 2048 || c.TenantNice != 10 || c.TenantMaxPorts != 8 || c.StatusSocket != "" {
 		t.Errorf("tenant limit defaults differ from README.md: %+v", c)
 	}
 }
@@ -134,6 +134,7 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"files word", "TENANT_MAX_FILES", "many", "TENANT_MAX_FILES"},
 		{"memory negative", "TENANT_MAX_MEMORY_MB", "-5", "TENANT_MAX_MEMORY_MB"},
 		{"nice too high", "TENANT_NICE", "20", "TENANT_NICE"},
+		{"ports negative", "TENANT_MAX_PORTS", "-1", "TENANT_MAX_PORTS"},
 		{"relative status socket", "STATUS_SOCKET", "status.sock", "STATUS_SOCKET"},
 	}
 	for _, tt := range tests {

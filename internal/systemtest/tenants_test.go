@@ -67,10 +67,17 @@ func hostileSite() map[string]string {
 		"fake-astro.json": `{"name":"astro","version":"0.0.0","type":"module","exports":{".":"./index.mjs","./package.json":"./package.json"}}
 `,
 		"fake-astro.mjs": `import { execFileSync } from 'node:child_process';
+import { existsSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 export async function dev(config) {
   execFileSync('sh', ['./attack.sh', 'devserver'], { stdio: 'inherit' });
   http.createServer((q, s) => s.end('<h1 id="title">hostile</h1>')).listen(config.server.port, '127.0.0.1');
+  // Then, once, it hoards ports, which would push every other preview off
+  // the dev servers' range.
+  if (!existsSync('hoarded')) {
+    writeFileSync('hoarded', '');
+    for (let i = 0; i < 30; i++) http.createServer().listen(0, '127.0.0.1');
+  }
 }
 `,
 		"index.html": "<h1>Hostile</h1>\n",
@@ -82,8 +89,9 @@ export async function dev(config) {
 // scripted to reach outside her project. Tenant bob shares the worker and
 // the root. Nothing of bob's can be read or changed, no secret and no other
 // uid's memory or environment can be read, nothing can be planted in the
-// shared root or in what decides alice's own jobs, and no process of alice
-// outlives her job but her dev server.
+// shared root or in what decides alice's own jobs, no process of alice
+// outlives her job but her dev server, and her dev server, hoarding ports
+// past TENANT_MAX_PORTS, is killed.
 func TestHostileRepositoryStaysInItsTenant(t *testing.T) {
 	t.Parallel()
 	sandboxtest.RequireRoot(t)
@@ -125,6 +133,11 @@ func TestHostileRepositoryStaysInItsTenant(t *testing.T) {
 			t.Errorf("a process alice left survived her init job: %d %s", q.pid, q.cmdline)
 		}
 	}
+	// Her dev server's 31 listeners are over TENANT_MAX_PORTS (8): the
+	// worker kills it.
+	wait.For(t, 20*time.Second, "the worker to stop alice's port hoarding", func() bool {
+		return strings.Contains(p.logs.String(), "TENANT_MAX_PORTS") && listenersOf(t, aliceUID) <= 8
+	})
 
 	// alice's agent tries to read and write bob's files directly.
 	h.api.SetScript(
@@ -213,6 +226,22 @@ func processesOf(uid uint32) []procInfo {
 		out = append(out, procInfo{pid: p.PID, cmdline: strings.ReplaceAll(string(b), "\x00", " ")})
 	}
 	return out
+}
+
+// listenersOf counts the listening TCP sockets uid holds.
+func listenersOf(t *testing.T, uid uint32) int {
+	t.Helper()
+	ls, err := procfs.Listeners()
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := 0
+	for _, l := range ls {
+		if l.UID == uid {
+			n++
+		}
+	}
+	return n
 }
 
 // descendsFrom reports whether pid is root or below it.
