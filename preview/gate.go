@@ -75,12 +75,12 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if token := r.URL.Query().Get(TokenParam); token != "" {
-		id, expires, ok := g.cfg.Tokens.Verify(token)
-		if !ok || (want != "" && id != want) {
+		c, ok := g.cfg.Tokens.Claims(token)
+		if !ok || (want != "" && c.ID != want) {
 			g.refuse(w, r, "invalid, expired or another preview's token")
 			return
 		}
-		g.setCookie(w, r, token, expires)
+		g.setCookie(w, r, token, c.Expires)
 		if r.Method == http.MethodGet || r.Method == http.MethodHead {
 			q := r.URL.Query()
 			q.Del(TokenParam)
@@ -92,36 +92,36 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, to.String(), http.StatusFound)
 			return
 		}
-		g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), id), token, expires)))
+		g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), c.ID), token, c)))
 		return
 	}
-	cookie, expires, id, ok := g.fromCookies(r, want)
+	cookie, c, ok := g.fromCookies(r, want)
 	if !ok {
 		g.refuse(w, r, "no valid preview token or cookie for this preview")
 		return
 	}
-	g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), id), cookie, expires)))
+	g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), c.ID), cookie, c)))
 }
 
 // fromCookies returns the preview a request's cookies open: every preview
 // cookie is tried (the __Host- one first), not just the first of a name,
 // so a cookie another preview's site set on the parent domain, which the
 // browser may send first, cannot shadow this preview's own. With want set,
-// only a token of that preview counts. It returns the cookie's value, when
-// its token expires, and the preview.
-func (g *Gate) fromCookies(r *http.Request, want string) (value string, expires time.Time, id string, ok bool) {
+// only a token of that preview counts. It returns the cookie's value and
+// what its token says.
+func (g *Gate) fromCookies(r *http.Request, want string) (value string, claims Claims, ok bool) {
 	cookies := r.Cookies()
 	for _, name := range []string{HostCookieName, CookieName} {
 		for _, c := range cookies {
 			if c.Name != name {
 				continue
 			}
-			if id, expires, ok := g.cfg.Tokens.Verify(c.Value); ok && (want == "" || id == want) {
-				return c.Value, expires, id, true
+			if claims, ok := g.cfg.Tokens.Claims(c.Value); ok && (want == "" || claims.ID == want) {
+				return c.Value, claims, true
 			}
 		}
 	}
-	return "", time.Time{}, "", false
+	return "", Claims{}, false
 }
 
 // setCookie gives the browser the token as a cookie of this host.

@@ -2,6 +2,7 @@ package preview_test
 
 import (
 	"context"
+	"encoding/base64"
 	"io"
 	"net"
 	"net/http"
@@ -59,6 +60,39 @@ func TestTokens(t *testing.T) {
 	} {
 		if id, _, ok := tokens.Verify(bad); ok {
 			t.Errorf("%s: Verify = %q, ok: want refused", name, id)
+		}
+	}
+}
+
+// TestTokensNameTheirUser: a worker's token names the user behind its
+// preview (what a router wakes by when no lease item does), and a token
+// whose user is changed, or is not its preview's, is refused.
+func TestTokensNameTheirUser(t *testing.T) {
+	tokens := preview.NewTokens([]byte("key one"), time.Hour)
+	alice := preview.ID("acme", "alice")
+	tok := tokens.IssueFor("acme", "alice")
+	c, ok := tokens.Claims(tok)
+	if !ok || c.ID != alice || c.ClientID != "acme" || c.UserID != "alice" || time.Until(c.Expires) < 59*time.Minute {
+		t.Fatalf("Claims(IssueFor(acme, alice)) = %+v %v", c, ok)
+	}
+	if id, _, ok := tokens.Verify(tok); !ok || id != alice {
+		t.Errorf("Verify(IssueFor(acme, alice)) = %q %v", id, ok)
+	}
+	if c, ok := tokens.Claims(tokens.Issue(alice)); !ok || c.ID != alice || c.ClientID != "" || c.UserID != "" {
+		t.Errorf("a token of the first form: %+v %v, want its preview and no user", c, ok)
+	}
+	parts := strings.Split(tok, ".")
+	swapped := func(who string) string {
+		return strings.Join([]string{parts[0], parts[1], base64.RawURLEncoding.EncodeToString([]byte(who)), parts[3]}, ".")
+	}
+	for name, bad := range map[string]string{
+		"another user named":   swapped("acme/bob"),
+		"the user dropped":     parts[0] + "." + parts[1] + "." + parts[3],
+		"who not base64":       parts[0] + "." + parts[1] + ".%%%." + parts[3],
+		"another preview's id": preview.ID("acme", "bob") + strings.TrimPrefix(tok, alice),
+	} {
+		if c, ok := tokens.Claims(bad); ok {
+			t.Errorf("%s: Claims = %+v, ok: want refused", name, c)
 		}
 	}
 }

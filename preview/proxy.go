@@ -298,24 +298,43 @@ func (p *Proxy) serveStarting(w http.ResponseWriter) {
 	_, _ = w.Write(p.page) // a client that went away needs no answer
 }
 
-// startingPage is the 503 page: it reloads itself after retryAfter, by a
-// meta refresh and by a script (whichever the browser honours first).
+// startingPage is the 503 page. Its script asks for the page again (HEAD,
+// which starts and wakes nothing) every startingPoll and reloads as soon as
+// the answer is not 503, and reloads anyway after 5 x retryAfter (that
+// load may wake the preview again); without scripts, a meta refresh
+// reloads it after retryAfter.
 func startingPage(retryAfter time.Duration) []byte {
 	secs := strconv.Itoa(int((retryAfter + time.Second - 1) / time.Second))
-	ms := strconv.FormatInt(retryAfter.Milliseconds(), 10)
+	poll := strconv.FormatInt(startingPoll.Milliseconds(), 10)
+	giveUp := strconv.FormatInt(5*retryAfter.Milliseconds(), 10)
 	return []byte(`<!doctype html>
 <html lang="en">
 <head>
 <meta charset="utf-8">
-<meta http-equiv="refresh" content="` + secs + `">
+<noscript><meta http-equiv="refresh" content="` + secs + `"></noscript>
 <meta name="viewport" content="width=device-width">
 <title>Preview starting…</title>
 <style>body{font-family:system-ui,sans-serif;display:grid;place-items:center;min-height:90vh;color:#444}</style>
 </head>
 <body>
 <main id="preview-starting"><h1>Preview starting…</h1><p>The site is starting. This page reloads by itself.</p></main>
-<script>setTimeout(function(){location.reload()},` + ms + `)</script>
+<script>
+(function () {
+  var start = Date.now();
+  function poll() {
+    if (Date.now() - start > ` + giveUp + `) { location.reload(); return; }
+    fetch(location.href, { method: 'HEAD', cache: 'no-store', credentials: 'same-origin' })
+      .then(function (r) { if (r.status !== 503) location.reload(); else setTimeout(poll, ` + poll + `); })
+      .catch(function () { setTimeout(poll, ` + poll + `); });
+  }
+  setTimeout(poll, ` + poll + `);
+})();
+</script>
 </body>
 </html>
 `)
 }
+
+// startingPoll is how often the starting page asks whether the preview
+// serves.
+const startingPoll = 500 * time.Millisecond

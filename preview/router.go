@@ -48,8 +48,10 @@ type RouterConfig struct {
 	// Health reports whether the lease table answers, for GET /health.
 	// Nil: always healthy.
 	Health func(ctx context.Context) error
-	// CacheTTL is how long a lease read is used again; zero means
-	// DefaultRouteCache (2 s). Negative: never cached.
+	// CacheTTL is how long a lease read is used again, and how often the
+	// lease of a preview with open WebSockets is read (they are closed
+	// when it moves); zero means DefaultRouteCache (2 s). Negative: never
+	// cached. A read that found no live lease is used for 500 ms at most.
 	CacheTTL time.Duration
 	// WakeEvery is the least time between two wakes of one preview; zero
 	// means DefaultWakeEvery (30 s).
@@ -90,10 +92,19 @@ type Router struct {
 	page []byte
 	now  func() time.Time
 
-	mu     sync.Mutex
-	routes map[string]route     // lease reads by preview id
-	woken  map[string]time.Time // last wake by preview id
-	waking map[string]time.Time // woken and not yet served, by preview id (Woke)
+	mu      sync.Mutex
+	routes  map[string]route     // lease reads by preview id
+	woken   map[string]time.Time // last wake by preview id
+	waking  map[string]time.Time // woken and not yet served, by preview id (Woke)
+	sockets map[string]*watched  // open proxied WebSockets by preview id
+}
+
+// watched is the open WebSockets the router proxies for one preview, by
+// the owner address each goes to, with what ends each. One goroutine per
+// preview watches its lease while any is open.
+type watched struct {
+	next   int
+	byAddr map[string]map[int]context.CancelFunc
 }
 
 // observation is one request's figures, for Observe.
@@ -136,6 +147,10 @@ type route struct {
 	read  time.Time
 }
 
+// noLeaseCache is how long a read that found no live lease is used again:
+// the pages of a preview being woken poll for it.
+const noLeaseCache = 500 * time.Millisecond
+
 // maxRemembered bounds the route cache and the wake log: past it they are
 // emptied (they are caches).
 const maxRemembered = 10000
@@ -159,7 +174,7 @@ func NewRouter(cfg RouterConfig) *Router {
 		log = slog.New(slog.DiscardHandler)
 	}
 	rt := &Router{cfg: cfg, log: log, page: startingPage(cfg.RetryAfter), now: time.Now,
-		routes: map[string]route{}, woken: map[string]time.Time{}, waking: map[string]time.Time{}}
+		routes: map[string]route{}, woken: map[string]time.Time{}, waking: map[string]time.Time{}, sockets: map[string]*watched{}}
 	rt.gate = NewGate(GateConfig{Tokens: cfg.Tokens, PerHost: true, Next: http.HandlerFunc(rt.forward), Logger: log})
 	rt.rp = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -274,7 +289,94 @@ func (rt *Router) forward(w http.ResponseWriter, r *http.Request) {
 	}
 	owner := &url.URL{Scheme: "http", Host: l.Addr}
 	rt.log.DebugContext(r.Context(), "preview routed", "preview", id, "owner", l.Owner, "addr", l.Addr, "epoch", l.Epoch)
-	rt.rp.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), ownerKey{}, owner)))
+	ctx := context.WithValue(r.Context(), ownerKey{}, owner)
+	if r.Header.Get("Upgrade") != "" {
+		// A WebSocket stays open for as long as the page: it is ended
+		// when the lease moves, so the page reconnects to the new owner.
+		var done func()
+		ctx, done = rt.watch(ctx, id, l.Addr)
+		defer done()
+	}
+	rt.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// watch registers a WebSocket of preview id proxied to addr: the returned
+// context ends when the preview's lease no longer names addr (read every
+// CacheTTL while any of its sockets is open), which closes the socket, and
+// the page's Vite client polls, through the router, until the new owner
+// serves, then reloads. done unregisters it.
+func (rt *Router) watch(ctx context.Context, id, addr string) (context.Context, func()) {
+	ctx, cancel := context.WithCancel(ctx)
+	rt.mu.Lock()
+	w := rt.sockets[id]
+	first := w == nil
+	if first {
+		w = &watched{byAddr: map[string]map[int]context.CancelFunc{}}
+		rt.sockets[id] = w
+	}
+	n := w.next
+	w.next++
+	if w.byAddr[addr] == nil {
+		w.byAddr[addr] = map[int]context.CancelFunc{}
+	}
+	w.byAddr[addr][n] = cancel
+	rt.mu.Unlock()
+	if first {
+		go rt.watchLease(id, w)
+	}
+	return ctx, func() {
+		cancel()
+		rt.mu.Lock()
+		delete(w.byAddr[addr], n)
+		if len(w.byAddr[addr]) == 0 {
+			delete(w.byAddr, addr)
+		}
+		rt.mu.Unlock()
+	}
+}
+
+// watchLease reads preview id's lease every CacheTTL for as long as w has
+// an open socket, and ends the sockets that go to an address the lease no
+// longer names (another owner, or none).
+func (rt *Router) watchLease(id string, w *watched) {
+	every := max(rt.cfg.CacheTTL, 100*time.Millisecond)
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for range t.C {
+		rt.mu.Lock()
+		if len(w.byAddr) == 0 {
+			delete(rt.sockets, id)
+			rt.mu.Unlock()
+			return
+		}
+		rt.mu.Unlock()
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		l, found, err := rt.lookup(ctx, id)
+		cancel()
+		if err != nil {
+			rt.log.Warn("cannot read a preview lease for its open sockets", "preview", id, "error", err)
+			continue
+		}
+		live := found && l.Live(rt.now()) && l.Addr != ""
+		var ended []context.CancelFunc
+		rt.mu.Lock()
+		for addr, sockets := range w.byAddr {
+			if live && addr == l.Addr {
+				continue
+			}
+			for _, end := range sockets {
+				ended = append(ended, end)
+			}
+		}
+		rt.mu.Unlock()
+		if len(ended) > 0 {
+			rt.log.Info("the preview's lease moved: its open sockets closed, the page reconnects to the new owner",
+				"preview", id, "sockets", len(ended), "addr", l.Addr, "epoch", l.Epoch)
+			for _, end := range ended {
+				end()
+			}
+		}
+	}
 }
 
 // lookup reads preview id's lease, or the read of at most CacheTTL ago.
@@ -283,7 +385,13 @@ func (rt *Router) lookup(ctx context.Context, id string) (lease.Lease, bool, err
 	rt.mu.Lock()
 	c, ok := rt.routes[id]
 	rt.mu.Unlock()
-	if ok && now.Sub(c.read) < rt.cfg.CacheTTL {
+	ttl := rt.cfg.CacheTTL
+	if ok && (!c.found || !c.l.Live(now)) {
+		// No live lease yet: a preview being woken is served as soon as
+		// its lease is taken, not up to CacheTTL later.
+		ttl = min(ttl, noLeaseCache)
+	}
+	if ok && now.Sub(c.read) < ttl {
 		return c.l, c.found, nil
 	}
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
@@ -309,15 +417,20 @@ func (rt *Router) forget(id string) {
 }
 
 // wake sends one preview job for the user behind preview id, at most one
-// per WakeEvery. The lease item, live or ended, names the user; a preview
-// no worker ever served has none, and is not woken.
+// per WakeEvery. The lease item, live or ended, names the user; where the
+// table kept none (its TTL deleted the ended item), the request's signed
+// token or cookie does. A preview neither names is not woken.
 func (rt *Router) wake(ctx context.Context, id string, l lease.Lease, found bool) {
 	if rt.cfg.Wake == nil {
 		return
 	}
 	if !found || l.ClientID == "" || l.UserID == "" {
-		rt.log.InfoContext(ctx, "no worker ever served this preview: nothing to wake (a job of the user starts it)", "preview", id)
-		return
+		if c, ok := credentialClaims(ctx); ok && c.ID == id && c.ClientID != "" && c.UserID != "" {
+			l.ClientID, l.UserID = c.ClientID, c.UserID
+		} else {
+			rt.log.InfoContext(ctx, "nothing names the user behind this preview: not woken (a job of the user starts it)", "preview", id)
+			return
+		}
 	}
 	now := rt.now()
 	rt.mu.Lock()

@@ -2,10 +2,12 @@ package preview_test
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -254,13 +256,26 @@ func TestRouterWakesAPreviewWithNoLiveLease(t *testing.T) {
 		t.Fatalf("a second wake (%s) within 30 s", who)
 	default:
 	}
-	// A user no worker ever served has no item: nothing to wake.
+	// A preview with no item (never served, or its ended item deleted by
+	// the table's TTL) and a token that names no user: nothing to wake.
 	carol := preview.ID("acme", "carol")
 	e.do(t, carol, "/", &http.Cookie{Name: preview.CookieName, Value: e.tokens.Issue(carol)}, page)
 	select {
 	case who := <-e.wakes:
-		t.Fatalf("woke %q without an item", who)
+		t.Fatalf("woke %q without an item or a token naming the user", who)
 	default:
+	}
+	// The same with the cookie a worker's previewUrl gives, which names
+	// the user: woken from the cookie.
+	dave := preview.ID("acme", "dave")
+	e.do(t, dave, "/", &http.Cookie{Name: preview.CookieName, Value: e.tokens.IssueFor("acme", "dave")}, page)
+	select {
+	case who := <-e.wakes:
+		if who != "acme/dave" {
+			t.Fatalf("woke %q, want acme/dave (from the signed cookie)", who)
+		}
+	default:
+		t.Fatal("no preview job sent for a preview whose cookie names its user")
 	}
 }
 
@@ -345,5 +360,85 @@ func TestRouterObservesRequestsAndWakes(t *testing.T) {
 	}
 	if len(e.woke) != 1 || e.woke[0] <= 0 {
 		t.Errorf("Woke told %v, want one wake time", e.woke)
+	}
+}
+
+// TestRouterClosesSocketsWhenTheLeaseMoves: an HMR socket open through the
+// router to worker one is closed once alice's lease moves to worker two
+// (within a lease read or two), and the page's next socket reaches worker
+// two; a socket of bob's, whose lease stays, stays open.
+func TestRouterClosesSocketsWhenTheLeaseMoves(t *testing.T) {
+	emu := sqstest.Start(t)
+	table := lease.NewTable(emu.DynamoDB(), emu.CreateLeaseTable(t, "moves"))
+	tokens := preview.NewTokens([]byte("fleet key"), time.Hour)
+	upgrader := websocket.Upgrader{CheckOrigin: func(*http.Request) bool { return true }, Subprotocols: []string{"vite-hmr"}}
+	holdOpen := func(name string) http.Handler {
+		return preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: true, Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			c, err := upgrader.Upgrade(w, r, nil)
+			if err != nil {
+				return
+			}
+			defer c.Close()
+			_ = c.WriteMessage(websocket.TextMessage, []byte(name))
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+			}
+		})})
+	}
+	one, two := httptest.NewServer(holdOpen("one")), httptest.NewServer(holdOpen("two"))
+	t.Cleanup(one.Close)
+	t.Cleanup(two.Close)
+	const ttl = 200 * time.Millisecond
+	router := httptest.NewServer(preview.NewRouter(preview.RouterConfig{Tokens: tokens, Domain: routerDomain, Leases: table,
+		CacheTTL: ttl, Logger: testLogger(t)}))
+	t.Cleanup(router.Close)
+	take := func(user string, to *httptest.Server, owner string) {
+		t.Helper()
+		if _, err := table.Take(context.Background(), lease.Lease{Preview: preview.ID("acme", user), ClientID: "acme", UserID: user,
+			Owner: owner, Addr: strings.TrimPrefix(to.URL, "http://")}, time.Minute); err != nil {
+			t.Fatal(err)
+		}
+	}
+	dial := func(user string) (*websocket.Conn, string) {
+		t.Helper()
+		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{"vite-hmr"},
+			NetDialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+				return (&net.Dialer{}).DialContext(ctx, network, strings.TrimPrefix(router.URL, "http://"))
+			}}
+		cookie := &http.Cookie{Name: preview.CookieName, Value: tokens.IssueFor("acme", user)}
+		conn, _, err := d.Dial("ws://"+preview.ID("acme", user)+routerDomain+"/", http.Header{"Cookie": {cookie.String()}})
+		if err != nil {
+			t.Fatalf("%s's socket through the router: %v", user, err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		_, msg, err := conn.ReadMessage()
+		if err != nil {
+			t.Fatalf("%s's socket: first message: %v", user, err)
+		}
+		return conn, string(msg)
+	}
+	take("alice", one, "worker-1")
+	take("bob", one, "worker-1")
+	alice, at := dial("alice")
+	bob, _ := dial("bob")
+	if at != "one" {
+		t.Fatalf("alice's socket reached worker %s, want one", at)
+	}
+
+	take("alice", two, "worker-2")
+	moved := time.Now()
+	_ = alice.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, _, err := alice.ReadMessage(); err == nil || errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Fatalf("alice's socket to worker one still open 5 s after her lease moved (read: %v)", err)
+	}
+	t.Logf("alice's socket closed %s after her lease moved", time.Since(moved).Round(time.Millisecond))
+	if _, at := dial("alice"); at != "two" {
+		t.Errorf("alice's next socket reached worker %s, want two", at)
+	}
+	_ = bob.SetReadDeadline(time.Now().Add(3 * ttl))
+	if _, _, err := bob.ReadMessage(); !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("bob's socket, whose lease stayed, ended: %v", err)
 	}
 }

@@ -31,9 +31,12 @@ func isPreviewCookie(name string) bool { return name == CookieName || name == Ho
 // PREVIEW_TOKEN_TTL is not set.
 const DefaultTokenTTL = 12 * time.Hour
 
-// Tokens signs and checks preview tokens: "{preview id}.{expiry}.{MAC}",
-// where the MAC is HMAC-SHA256 over the id and the expiry (Unix seconds,
-// base 36) under a secret key. A token opens one preview until it expires.
+// Tokens signs and checks preview tokens: "{preview id}.{expiry}.{who}.{MAC}",
+// where who is the base64url of "{clientId}/{userId}" (the user behind the
+// preview, which a router needs to wake it when no lease item names the
+// user any more) and the MAC is HMAC-SHA256 over the rest under a secret
+// key. Tokens of the first form, "{preview id}.{expiry}.{MAC}", without
+// who, are still accepted. A token opens one preview until it expires.
 // The zero value is not usable: call NewTokens. It is safe for concurrent
 // use.
 type Tokens struct {
@@ -53,41 +56,81 @@ func NewTokens(key []byte, ttl time.Duration) *Tokens {
 // TTL returns how long a new token is valid.
 func (t *Tokens) TTL() time.Duration { return t.ttl }
 
-// Issue returns a token for preview id, valid for the TTL from now.
+// Issue returns a token for preview id that names no user, valid for the
+// TTL from now. A worker issues IssueFor's.
 func (t *Tokens) Issue(id string) string {
 	exp := strconv.FormatInt(t.now().Add(t.ttl).Unix(), 36)
-	return id + "." + exp + "." + t.mac(id, exp)
+	return id + "." + exp + "." + t.mac(id+"."+exp)
+}
+
+// IssueFor returns a token for clientID/userID's preview that names them,
+// valid for the TTL from now.
+func (t *Tokens) IssueFor(clientID, userID string) string {
+	signed := ID(clientID, userID) + "." + strconv.FormatInt(t.now().Add(t.ttl).Unix(), 36) + "." +
+		base64.RawURLEncoding.EncodeToString([]byte(clientID+"/"+userID))
+	return signed + "." + t.mac(signed)
+}
+
+// Claims is what a valid token says.
+type Claims struct {
+	// ID is the preview it opens.
+	ID string
+	// Expires is when it stops opening it.
+	Expires time.Time
+	// ClientID and UserID name the user behind the preview; empty for a
+	// token of the first form.
+	ClientID, UserID string
 }
 
 // Verify returns the preview id a token opens and when it expires; ok is
 // false for a token that is malformed, forged (signed with another key) or
 // expired.
 func (t *Tokens) Verify(token string) (id string, expires time.Time, ok bool) {
-	id, rest, found := strings.Cut(token, ".")
-	if !found || !ValidID(id) {
-		return "", time.Time{}, false
-	}
-	exp, mac, found := strings.Cut(rest, ".")
-	if !found {
-		return "", time.Time{}, false
-	}
-	secs, err := strconv.ParseInt(exp, 36, 64)
-	if err != nil {
-		return "", time.Time{}, false
-	}
-	if !hmac.Equal([]byte(mac), []byte(t.mac(id, exp))) {
-		return "", time.Time{}, false
-	}
-	expires = time.Unix(secs, 0)
-	if !t.now().Before(expires) {
-		return "", time.Time{}, false
-	}
-	return id, expires, true
+	c, ok := t.Claims(token)
+	return c.ID, c.Expires, ok
 }
 
-// mac returns the base64url HMAC of id and exp.
-func (t *Tokens) mac(id, exp string) string {
+// Claims returns what token says; ok is false for a token that is
+// malformed, forged (signed with another key) or expired, and for one whose
+// user is not its preview's.
+func (t *Tokens) Claims(token string) (c Claims, ok bool) {
+	dot := strings.LastIndexByte(token, '.')
+	if dot < 0 {
+		return Claims{}, false
+	}
+	signed, mac := token[:dot], token[dot+1:]
+	parts := strings.Split(signed, ".")
+	if len(parts) != 2 && len(parts) != 3 || !ValidID(parts[0]) {
+		return Claims{}, false
+	}
+	if !hmac.Equal([]byte(mac), []byte(t.mac(signed))) {
+		return Claims{}, false
+	}
+	secs, err := strconv.ParseInt(parts[1], 36, 64)
+	if err != nil {
+		return Claims{}, false
+	}
+	c = Claims{ID: parts[0], Expires: time.Unix(secs, 0)}
+	if !t.now().Before(c.Expires) {
+		return Claims{}, false
+	}
+	if len(parts) == 3 {
+		who, err := base64.RawURLEncoding.DecodeString(parts[2])
+		if err != nil {
+			return Claims{}, false
+		}
+		var found bool
+		c.ClientID, c.UserID, found = strings.Cut(string(who), "/")
+		if !found || ID(c.ClientID, c.UserID) != c.ID {
+			return Claims{}, false
+		}
+	}
+	return c, true
+}
+
+// mac returns the base64url HMAC of signed.
+func (t *Tokens) mac(signed string) string {
 	m := hmac.New(sha256.New, t.key)
-	m.Write([]byte(id + "." + exp))
+	m.Write([]byte(signed))
 	return base64.RawURLEncoding.EncodeToString(m.Sum(nil))
 }

@@ -18,20 +18,27 @@ type credentialKey struct{}
 // credential is the token or cookie a Gate accepted.
 type credential struct {
 	browser [sha256.Size]byte // a hash of the token: one per browser, in practice
-	expires time.Time
+	claims  Claims
 }
 
-// withCredential returns ctx carrying the accepted token's expiry and a
+// withCredential returns ctx carrying what the accepted token says and a
 // hash of it (never the token itself).
-func withCredential(ctx context.Context, token string, expires time.Time) context.Context {
-	return context.WithValue(ctx, credentialKey{}, credential{browser: sha256.Sum256([]byte(token)), expires: expires})
+func withCredential(ctx context.Context, token string, c Claims) context.Context {
+	return context.WithValue(ctx, credentialKey{}, credential{browser: sha256.Sum256([]byte(token)), claims: c})
 }
 
 // CredentialExpiry returns when the token or cookie that let the request
 // through expires, as a Gate found it.
 func CredentialExpiry(ctx context.Context) (time.Time, bool) {
 	c, ok := ctx.Value(credentialKey{}).(credential)
-	return c.expires, ok
+	return c.claims.Expires, ok
+}
+
+// credentialClaims returns what the token or cookie that let the request
+// through says, as a Gate found it.
+func credentialClaims(ctx context.Context) (Claims, bool) {
+	c, ok := ctx.Value(credentialKey{}).(credential)
+	return c.claims, ok
 }
 
 // browserOf returns the key of the request's browser: its credential's

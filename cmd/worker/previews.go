@@ -105,7 +105,7 @@ func (p *previews) url(clientID, userID string) string {
 		return "" // PREVIEW_BASE_URL was validated at start
 	}
 	q := u.Query()
-	q.Set(preview.TokenParam, p.tokens.Issue(id))
+	q.Set(preview.TokenParam, p.tokens.IssueFor(clientID, userID))
 	u.RawQuery = q.Encode()
 	return u.String()
 }

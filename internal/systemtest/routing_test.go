@@ -14,6 +14,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/dynamodb"
+	ddbtypes "github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
+
 	"github.com/webordinary/claude-code-astro/internal/lease"
 	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
@@ -120,9 +124,10 @@ func (f *fleet) routerHost(user string) string {
 // Chromium, shows their site; a job for alice on another worker moves her
 // lease there (its epoch grows), the old worker stops her dev server, and
 // the open page reconnects and shows the edit by itself; SIGKILL of the
-// worker serving bob leaves his lease to expire, after which a page load
-// wakes his preview on another worker; SIGTERM ends a worker's leases at
-// once.
+// worker serving bob leaves his lease to expire (and its item deleted, as
+// the table's TTL does), after which a page load wakes his preview on
+// another worker, by the user its signed cookie names; SIGTERM ends a
+// worker's leases at once.
 func TestFleetRoutesEachPreviewToItsWorker(t *testing.T) {
 	t.Parallel()
 	f := newFleet(t, 3)
@@ -151,6 +156,7 @@ func TestFleetRoutesEachPreviewToItsWorker(t *testing.T) {
 
 	t.Run("a job on another worker moves the lease and the open page follows", func(t *testing.T) {
 		before := f.lease(t, "alice")
+		connectedBefore := countConsole(pages["alice"], viteConnected)
 		page := h.projectDir("alice") + "/src/pages/index.astro"
 		start := time.Now()
 		f.run(t, 2, headingJob("edit-alice", "alice", "t-alice", page, "Welcome to Example Site", "Alice on worker three"))
@@ -172,8 +178,22 @@ func TestFleetRoutesEachPreviewToItsWorker(t *testing.T) {
 		// reported here, and asserted by preview's Sockets tests; on ECS
 		// each task sees only its own writes.
 		closed := strings.Contains(f.workers[0].logs.String(), `"msg":"closed the preview's sockets`)
-		t.Logf("worker 0 closed alice's open socket with 1012: %v; alice's page connected its HMR socket %d times",
-			closed, countConsole(pages["alice"], viteConnected))
+		moved := strings.Contains(f.router.logs.String(), `"msg":"the preview's lease moved`)
+		t.Logf("worker 0 closed alice's open socket with 1012: %v; the router closed it when the lease moved: %v; alice's page connected its HMR socket %d times",
+			closed, moved, countConsole(pages["alice"], viteConnected))
+		// The page follows the new owner by itself: its HMR socket comes
+		// back (through the router, to worker 2), and an edit written now,
+		// which only worker 2's dev server watches (worker 0's stopped),
+		// shows without a reload.
+		wait.For(t, 30*time.Second, "alice's page to reconnect its HMR socket", func() bool {
+			return countConsole(pages["alice"], viteConnected) >= connectedBefore+1
+		})
+		current, err := os.ReadFile(page)
+		if err != nil {
+			t.Fatal(err)
+		}
+		workspacetest.WriteOwned(t, page, strings.Replace(string(current), "Alice on worker three", "Alice, written after the takeover", 1))
+		pages["alice"].WaitText("#title", "Alice, written after the takeover", 30*time.Second)
 		if f.owner(t, "bob") != 1 {
 			t.Errorf("bob's lease moved with alice's")
 		}
@@ -187,6 +207,12 @@ func TestFleetRoutesEachPreviewToItsWorker(t *testing.T) {
 		}
 		w.wait(10 * time.Second)
 		wait.For(t, 2*fleetLeaseTTL, "bob's lease to expire", func() bool { return f.owner(t, "bob") == -1 })
+		// The table's TTL deletes expired items (within days on AWS): with
+		// the item gone, the page's signed cookie names bob.
+		if _, err := h.emu.DynamoDB().DeleteItem(context.Background(), &dynamodb.DeleteItemInput{TableName: aws.String(f.table.Name()),
+			Key: map[string]ddbtypes.AttributeValue{"preview": &ddbtypes.AttributeValueMemberS{Value: preview.ID("acme", "bob")}}}); err != nil {
+			t.Fatal(err)
+		}
 		start := time.Now()
 		pages["bob"].Open("http://" + f.routerHost("bob") + "/")
 		pages["bob"].WaitText("#title", "Welcome to Example Site", 90*time.Second)

@@ -332,7 +332,10 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	if err := u.Touch(); err != nil {
 		s.log.WarnContext(ctx, "cannot update metadata.json", "error", err)
 	}
-	s.preview(ctx, u, job)
+	// The dev server starts (and the user's preview lease moves here)
+	// while the agent runs, not before it: on a worker that did not serve
+	// the user, a dev server's start would otherwise delay the edit.
+	defer s.previewWhile(ctx, u, job)()
 
 	thread, err := u.LoadThread(job.ThreadID)
 	if err != nil {
@@ -534,6 +537,18 @@ func (s *Handler) preview(ctx context.Context, u *workspace.User, job jobs.Job) 
 	if err := s.cfg.Preview.Target(ctx, t); err != nil {
 		s.log.WarnContext(ctx, "preview not serving", "error", err)
 	}
+}
+
+// previewWhile points the dev server at the user's project in the
+// background, as preview does, and returns a func that waits until it is
+// done.
+func (s *Handler) previewWhile(ctx context.Context, u *workspace.User, job jobs.Job) (wait func()) {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		s.preview(ctx, u, job)
+	}()
+	return func() { <-done }
 }
 
 // previewURL returns the job's user's previewUrl, "" without one.
