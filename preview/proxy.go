@@ -43,7 +43,7 @@ type ProxyConfig struct {
 	Activity Activity
 	// ViewMax (PREVIEW_VIEW_MAX) is how long after its browser's last page
 	// load an open WebSocket still counts as a view, for Activity and for
-	// the dev server's idle stop. Zero means DefaultViewMax. Whatever it
+	// the dev server's idle stop. Zero means config.Default()'s. Whatever it
 	// is, a socket is closed when the token or cookie that opened it
 	// expires.
 	ViewMax time.Duration

@@ -10,14 +10,13 @@ import (
 	"strconv"
 	"sync"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/config"
 )
 
-// Defaults of ServersConfig.
-const (
-	DefaultMaxServers = 3
-	DefaultIdleAfter  = 10 * time.Minute
-	DefaultPortRange  = 100
-)
+// DefaultPortRange is how many ports from BasePort the dev servers take
+// (ServersConfig.PortRange).
+const DefaultPortRange = 100
 
 // ErrNoWorkspace is returned by Ensure for a preview id whose user has no
 // workspace this worker can serve.
@@ -56,10 +55,11 @@ type ServersConfig struct {
 	// PATH is the dev servers' PATH (where they find node).
 	PATH string
 	// MaxServers is how many dev servers run at once (PREVIEW_MAX_SERVERS);
-	// past it the least recently viewed one stops. Default DefaultMaxServers.
+	// past it the least recently viewed one stops. 0 means
+	// config.Default()'s.
 	MaxServers int
 	// IdleAfter stops a dev server nobody viewed (and no job targeted) for
-	// that long (PREVIEW_IDLE_MINUTES). Default DefaultIdleAfter.
+	// that long (PREVIEW_IDLE_MINUTES). 0 means config.Default()'s.
 	IdleAfter time.Duration
 	// Lookup finds the preview of an id whose dev server is not running (a
 	// user of this worker's root, after a restart or an eviction), or
@@ -116,10 +116,10 @@ type ServerInfo struct {
 // NewServers returns Servers with none running.
 func NewServers(cfg ServersConfig) *Servers {
 	if cfg.MaxServers <= 0 {
-		cfg.MaxServers = DefaultMaxServers
+		cfg.MaxServers = config.Default().MaxPreviewServers()
 	}
 	if cfg.IdleAfter <= 0 {
-		cfg.IdleAfter = DefaultIdleAfter
+		cfg.IdleAfter = config.Default().PreviewIdle
 	}
 	if cfg.PortRange <= 0 {
 		cfg.PortRange = DefaultPortRange

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/config"
 )
 
 // TokenParam is the query parameter that carries a preview token in a
@@ -27,10 +29,6 @@ const HostCookieName = "__Host-" + CookieName
 // token.
 func isPreviewCookie(name string) bool { return name == CookieName || name == HostCookieName }
 
-// DefaultTokenTTL is how long a preview token opens its preview when
-// PREVIEW_TOKEN_TTL is not set.
-const DefaultTokenTTL = 12 * time.Hour
-
 // Tokens signs and checks preview tokens: "{preview id}.{expiry}.{who}.{MAC}",
 // where who is the base64url of "{clientId}/{userId}" (the user behind the
 // preview, which a router needs to wake it when no lease item names the
@@ -45,10 +43,11 @@ type Tokens struct {
 	now func() time.Time
 }
 
-// NewTokens returns Tokens signing with key; ttl <= 0 means DefaultTokenTTL.
+// NewTokens returns Tokens signing with key; ttl (PREVIEW_TOKEN_TTL) <= 0
+// means config.Default()'s.
 func NewTokens(key []byte, ttl time.Duration) *Tokens {
 	if ttl <= 0 {
-		ttl = DefaultTokenTTL
+		ttl = config.Default().PreviewTokenTTL
 	}
 	return &Tokens{key: append([]byte(nil), key...), ttl: ttl, now: time.Now}
 }

@@ -5,11 +5,9 @@ import (
 	"crypto/sha256"
 	"sync"
 	"time"
-)
 
-// DefaultViewMax is PREVIEW_VIEW_MAX's default: how long after its
-// browser's last page load an open socket still counts as a view.
-const DefaultViewMax = 30 * time.Minute
+	"github.com/webordinary/claude-code-astro/internal/config"
+)
 
 // credentialKey is the request context key under which a Gate leaves what
 // it learnt of the request's token or cookie.
@@ -64,7 +62,7 @@ type views struct {
 
 func newViews(max time.Duration) *views {
 	if max <= 0 {
-		max = DefaultViewMax
+		max = config.Default().PreviewViewMax
 	}
 	return &views{max: max, lastLoad: map[[sha256.Size]byte]time.Time{}}
 }

@@ -26,6 +26,7 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/service/sqs/types"
 
+	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/ledger"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/jobs"
@@ -66,7 +67,8 @@ type Config struct {
 	Redactor *redact.Redactor
 	Logger   *slog.Logger
 
-	// MaxConcurrentUsers is how many users' jobs run at once, default 2:
+	// MaxConcurrentUsers is how many users' jobs run at once
+	// (MAX_CONCURRENT_USERS); 0 means config.Default()'s:
 	// the worker asks the queue for no more messages than it has free
 	// lanes, so it holds only what runs (and what came with it in one
 	// answer for the same user).
@@ -80,7 +82,7 @@ type Config struct {
 	WaitTime time.Duration // long poll; default 20s
 	// VisibilityTimeout is the job queue's; 0 reads it from the queue.
 	VisibilityTimeout time.Duration
-	JobTimeout        time.Duration // a job's hard limit; default 15m
+	JobTimeout        time.Duration // a job's hard limit (JOB_TIMEOUT); 0 means config.Default()'s
 	BackoffMin        time.Duration // default 200ms
 	BackoffMax        time.Duration // default 20s
 	// StuckAfter is how long the receive loop may go without turning before
@@ -190,13 +192,13 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 		return nil, errors.New("worker: JobQueueURL, ResponseQueueURL and Handler are required")
 	}
 	if cfg.MaxConcurrentUsers <= 0 {
-		cfg.MaxConcurrentUsers = 2
+		cfg.MaxConcurrentUsers = config.Default().MaxConcurrentUsers
 	}
 	if cfg.WaitTime <= 0 {
 		cfg.WaitTime = 20 * time.Second
 	}
 	if cfg.JobTimeout <= 0 {
-		cfg.JobTimeout = 15 * time.Minute
+		cfg.JobTimeout = config.Default().JobTimeout
 	}
 	if cfg.BackoffMin <= 0 {
 		cfg.BackoffMin = 200 * time.Millisecond

@@ -38,14 +38,9 @@ import (
 	"syscall"
 
 	"github.com/webordinary/claude-code-astro/internal/atomicfile"
+	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
-)
-
-// Default commit identity.
-const (
-	DefaultAuthorName  = "Claude Code"
-	DefaultAuthorEmail = "claude@webordinary.com"
 )
 
 // Config configures Workspaces. Root and Sandbox are required.
@@ -57,7 +52,7 @@ type Config struct {
 	// runs as that tenant.
 	Sandbox *sandbox.Sandbox
 	// AuthorName and AuthorEmail are the commit author and committer.
-	// Empty means DefaultAuthorName and DefaultAuthorEmail.
+	// (GIT_AUTHOR_NAME, GIT_AUTHOR_EMAIL). Empty means config.Default()'s.
 	AuthorName, AuthorEmail string
 	// PATH is the search path given to children and used to find git and
 	// the package managers. Empty means this process's PATH.
@@ -142,10 +137,10 @@ func Open(cfg Config) (*Workspaces, error) {
 		cfg.PATH = os.Getenv("PATH")
 	}
 	if cfg.AuthorName == "" {
-		cfg.AuthorName = DefaultAuthorName
+		cfg.AuthorName = config.Default().GitAuthorName
 	}
 	if cfg.AuthorEmail == "" {
-		cfg.AuthorEmail = DefaultAuthorEmail
+		cfg.AuthorEmail = config.Default().GitAuthorEmail
 	}
 	git, err := lookPath("git", cfg.PATH)
 	if err != nil {

@@ -7,6 +7,8 @@ import (
 	"net"
 	"net/http"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/config"
 )
 
 // HealthcheckCommand is `worker healthcheck`: the image's HEALTHCHECK, so the
@@ -28,7 +30,7 @@ func (c *HealthcheckCommand) Run(ctx context.Context, args []string) error {
 		*addr = c.Getenv("HTTP_ADDR")
 	}
 	if *addr == "" {
-		*addr = ":8080"
+		*addr = config.Default().HTTPAddr
 	}
 	host, port, err := net.SplitHostPort(*addr)
 	if err != nil {

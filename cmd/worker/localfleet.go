@@ -52,7 +52,7 @@ func localFleet(ctx context.Context, c *LocalCommand, n int, httpAddr string, aw
 	}
 	secret := rand.Text() // the fleet's preview token key, shared by workers and router
 	base := localPreviewURL(httpAddr)
-	astroPort := 4321
+	astroPort := config.Default().AstroPort
 	if v, err := strconv.Atoi(env["ASTRO_PORT"]); err == nil {
 		astroPort = v
 	}
@@ -111,8 +111,8 @@ func localFleet(ctx context.Context, c *LocalCommand, n int, httpAddr string, aw
 		}
 	}()
 
-	rcfg := config.Router{HTTPAddr: httpAddr, PreviewBaseURL: base, PreviewSecret: secret, PreviewTokenTTL: 12 * time.Hour,
-		LeaseTable: localLeaseTable, JobQueueURL: env["JOB_QUEUE_URL"], LogFormat: "auto"}
+	rcfg := config.Router{HTTPAddr: httpAddr, PreviewBaseURL: base, PreviewSecret: secret, PreviewTokenTTL: config.Default().PreviewTokenTTL,
+		LeaseTable: localLeaseTable, JobQueueURL: env["JOB_QUEUE_URL"], LogFormat: config.Default().LogFormat}
 	if err := rcfg.Validate(); err != nil {
 		return err
 	}

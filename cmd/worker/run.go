@@ -166,10 +166,6 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	if apiKey.Value() == "" {
 		log.Warn("no ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID: execute jobs will fail")
 	}
-	pricing, err := gateway.ParsePricing(cfg.ClaudePricing)
-	if err != nil {
-		return &config.FieldError{Var: "CLAUDE_PRICING", Reason: err.Error()}
-	}
 
 	// runCtx ends at a stop (a signal, idle): the worker stops receiving.
 	// What running jobs use (the secrets, the gateway, the dev servers'
@@ -182,7 +178,7 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	wg.Go(func() { apiKey.Keep(svcCtx, cfg.SecretRefresh) })
 	wg.Go(func() { token.Keep(svcCtx, cfg.SecretRefresh) })
 	gw := gateway.New(gateway.Config{APIUpstream: cfg.AnthropicBaseURL, APIKey: apiKey, GitToken: token,
-		TokenHosts: cfg.GitTokenHosts, Pricing: pricing, Logger: log.With("component", "gateway")})
+		TokenHosts: cfg.GitTokenHosts, Pricing: cfg.ClaudePricing, Logger: log.With("component", "gateway")})
 	gwDone, err := gw.Listen(svcCtx)
 	if err != nil {
 		return err

@@ -28,13 +28,12 @@ import (
 	"github.com/google/uuid"
 
 	claudecode "github.com/webordinary/claude-code-astro/internal/agent/claude-code"
+	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 )
 
 // Defaults applied by NewRunner to zero Config fields.
 const (
-	DefaultBin              = "claude"
-	DefaultMaxTurns         = 30
 	DefaultMaxRetries       = 2
 	DefaultPATH             = "/usr/local/bin:/usr/bin:/bin"
 	DefaultProgressInterval = time.Second
@@ -80,11 +79,12 @@ var projectRules = map[string][]string{
 // Config configures a Runner. The zero value of each field means its default.
 type Config struct {
 	// Bin is the CLI executable, a path or a name looked up in PATH
-	// (CLAUDE_BIN). Default "claude".
+	// (CLAUDE_BIN); "" means config.Default()'s.
 	Bin string
 	// Model is passed as --model (CLAUDE_MODEL); "" means the CLI's default.
 	Model string
-	// MaxTurns is the agent's turn limit per run (CLAUDE_MAX_TURNS). Default 30.
+	// MaxTurns is the agent's turn limit per run (CLAUDE_MAX_TURNS); 0
+	// means config.Default()'s.
 	MaxTurns int
 	// Tools are the built-in tools the agent has (--tools). Default
 	// DefaultTools(); plan mode drops the write tools.
@@ -133,10 +133,10 @@ type Runner struct {
 // NewRunner returns a Runner for cfg with defaults applied.
 func NewRunner(cfg Config) *Runner {
 	if cfg.Bin == "" {
-		cfg.Bin = DefaultBin
+		cfg.Bin = config.Default().ClaudeBin
 	}
 	if cfg.MaxTurns <= 0 {
-		cfg.MaxTurns = DefaultMaxTurns
+		cfg.MaxTurns = config.Default().ClaudeMaxTurns
 	}
 	if cfg.Tools == nil {
 		cfg.Tools = DefaultTools()

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/lease"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/preview"
@@ -144,9 +145,9 @@ func benchRouter(b *testing.B, e *env) {
 
 	// 18c: DynamoDB calls per preview-hour, from the lease's renewal period
 	// and the router's reads counted over the requests above.
-	renewals := int(time.Hour / (lease.DefaultTTL / 3))
+	renewals := int(time.Hour / (config.Default().LeaseTTL / 3))
 	e.table.Info("18c", fmt.Sprintf("worker: %d writes (renewals at LEASE_TTL %s); router: %d reads for %d requests in %s (one per 2 s at most while requests come: <= 1800 an hour per router; none for a page idle on its HMR socket)",
-		renewals, lease.DefaultTTL, reads, 2*routerRequests, elapsed.Round(time.Millisecond)))
+		renewals, config.Default().LeaseTTL, reads, 2*routerRequests, elapsed.Round(time.Millisecond)))
 }
 
 // getPageWith GETs the page at base with the headers h (Host, Cookie).

@@ -1,21 +1,34 @@
 // Package config reads the worker's configuration from the environment
 // (CONTRACT.md section 5): defaults in one value, the environment layered on
 // top, then validation that names the variable at fault.
+//
+// Two rules keep it that way:
+//
+//   - Each default is in one place: Default. A package that a variable
+//     configures (the sandbox, the gateway, the agent, the preview, the
+//     workspace, the queue loop, the leases) keeps no copy: where its zero
+//     value stands for the default, it takes the value from Default. So
+//     config imports none of the packages it configures (deps_test.go
+//     checks it); the rules it checks with live in small packages of their
+//     own (internal/ident, internal/pricing).
+//   - Parsing reads the form of a variable (a number, a duration, JSON);
+//     Validate checks every range and rule, so a Config built in code is
+//     checked as one read from the environment is.
 package config
 
 import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/url"
 	"strconv"
 	"strings"
 	"time"
 
-	"github.com/webordinary/claude-code-astro/internal/gateway"
 	"github.com/webordinary/claude-code-astro/internal/ident"
-	"github.com/webordinary/claude-code-astro/internal/sandbox"
+	"github.com/webordinary/claude-code-astro/internal/pricing"
 )
 
 // ErrInvalid is wrapped by every configuration error.
@@ -85,14 +98,15 @@ type Config struct {
 	// ClaudeMaxBudgetUSD is the most one job may spend (CLAUDE_MAX_BUDGET_USD);
 	// 0 means no limit.
 	ClaudeMaxBudgetUSD float64
-	// ClaudePricing is CLAUDE_PRICING, JSON laid over the built-in prices.
-	ClaudePricing string
+	// ClaudePricing is CLAUDE_PRICING, parsed: the built-in prices with
+	// the variable's JSON laid over them. Nil means the built-in prices.
+	ClaudePricing *pricing.Table
 	// SecretRefresh is how often secrets given by Secrets Manager id are
 	// read again (SECRET_REFRESH).
 	SecretRefresh time.Duration
 
 	// TenantUIDs is the range tenant uids come from (TENANT_UIDS, MIN-MAX).
-	TenantUIDs sandbox.UIDRange
+	TenantUIDs ident.UIDRange
 	// TenantMaxProcs is RLIMIT_NPROC of every tenant uid (TENANT_MAX_PROCS).
 	TenantMaxProcs int
 	// TenantMaxFileMB is RLIMIT_FSIZE of tenant processes, in MiB
@@ -182,7 +196,7 @@ func Default() Config {
 		PreviewViewMax:     30 * time.Minute,
 		ECSTaskMode:        TaskAuto,
 		LeaseTTL:           30 * time.Second,
-		TenantUIDs:         sandbox.DefaultUIDs,
+		TenantUIDs:         ident.UIDRange{Min: 100000, Max: 1099999}, // above every system and login account
 		TenantMaxProcs:     1024,
 		TenantMaxFileMB:    2048,
 		TenantDiskMB:       2048,
@@ -206,13 +220,13 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.str("RESPONSE_QUEUE_URL", &c.ResponseQueueURL)
 	p.str("WORKSPACE_PATH", &c.WorkspacePath)
 	p.str("HTTP_ADDR", &c.HTTPAddr)
-	p.integer("ASTRO_PORT", &c.AstroPort, 1, 65535)
+	p.integer("ASTRO_PORT", &c.AstroPort)
 	p.boolean("ASTRO_DEV_MODE", &c.AstroDevMode)
 	p.str("PREVIEW_BASE_URL", &c.PreviewBaseURL)
 	p.str("PREVIEW_SECRET", &c.PreviewSecret)
 	p.str("PREVIEW_SECRET_SECRET_ID", &c.PreviewSecretSecretID)
 	p.duration("PREVIEW_TOKEN_TTL", &c.PreviewTokenTTL)
-	p.integer("PREVIEW_MAX_SERVERS", &c.PreviewMaxServers, 1, 1000)
+	p.integerNotZero("PREVIEW_MAX_SERVERS", &c.PreviewMaxServers)
 	p.minutes("PREVIEW_IDLE_MINUTES", &c.PreviewIdle)
 	p.duration("PREVIEW_VIEW_MAX", &c.PreviewViewMax)
 	p.minutes("AUTO_SHUTDOWN_MINUTES", &c.AutoShutdown)
@@ -229,21 +243,21 @@ func FromEnv(getenv func(string) string) (Config, error) {
 	p.str("CLAUDE_BIN", &c.ClaudeBin)
 	p.str("WORKER_CACHE_DIR", &c.CacheDir)
 	p.str("CLAUDE_MODEL", &c.ClaudeModel)
-	p.integer("CLAUDE_MAX_TURNS", &c.ClaudeMaxTurns, 1, 1000)
+	p.integer("CLAUDE_MAX_TURNS", &c.ClaudeMaxTurns)
 	p.dollars("CLAUDE_MAX_BUDGET_USD", &c.ClaudeMaxBudgetUSD)
-	p.str("CLAUDE_PRICING", &c.ClaudePricing)
+	p.pricing("CLAUDE_PRICING", &c.ClaudePricing)
 	p.duration("SECRET_REFRESH", &c.SecretRefresh)
 	p.uidRange("TENANT_UIDS", &c.TenantUIDs)
-	p.integer("TENANT_MAX_PROCS", &c.TenantMaxProcs, 64, 1<<20)
-	p.integer("TENANT_MAX_FILE_MB", &c.TenantMaxFileMB, 16, 1<<20)
-	p.integer("TENANT_DISK_MB", &c.TenantDiskMB, 0, 1<<24)
-	p.integer("TENANT_MAX_FILES", &c.TenantMaxFiles, 0, 1<<31-1)
-	p.integer("TENANT_MAX_MEMORY_MB", &c.TenantMaxMemoryMB, 0, 1<<24)
-	p.integer("TENANT_NICE", &c.TenantNice, 0, 19)
-	p.integer("TENANT_MAX_PORTS", &c.TenantMaxPorts, 0, 1000)
+	p.integer("TENANT_MAX_PROCS", &c.TenantMaxProcs)
+	p.integer("TENANT_MAX_FILE_MB", &c.TenantMaxFileMB)
+	p.integer("TENANT_DISK_MB", &c.TenantDiskMB)
+	p.integer("TENANT_MAX_FILES", &c.TenantMaxFiles)
+	p.integer("TENANT_MAX_MEMORY_MB", &c.TenantMaxMemoryMB)
+	p.integer("TENANT_NICE", &c.TenantNice)
+	p.integer("TENANT_MAX_PORTS", &c.TenantMaxPorts)
 	p.str("STATUS_SOCKET", &c.StatusSocket)
 	p.duration("JOB_TIMEOUT", &c.JobTimeout)
-	p.integer("MAX_CONCURRENT_USERS", &c.MaxConcurrentUsers, 1, 64)
+	p.integer("MAX_CONCURRENT_USERS", &c.MaxConcurrentUsers)
 	p.level("LOG_LEVEL", &c.LogLevel)
 	p.str("LOG_FORMAT", &c.LogFormat)
 	p.str("ECS_CONTAINER_METADATA_URI_V4", &c.ECSMetadataURI)
@@ -299,12 +313,6 @@ func (c Config) Validate() error {
 	if c.PreviewSecret != "" && c.PreviewSecretSecretID != "" {
 		return &FieldError{"PREVIEW_SECRET_SECRET_ID", "set either PREVIEW_SECRET or PREVIEW_SECRET_SECRET_ID, not both"}
 	}
-	if c.PreviewIdle <= 0 {
-		return &FieldError{"PREVIEW_IDLE_MINUTES", "must be above 0"}
-	}
-	if c.PreviewViewMax <= 0 {
-		return &FieldError{"PREVIEW_VIEW_MAX", "must be a positive duration such as 30m"}
-	}
 	if c.AnthropicAPIKey != "" && c.AnthropicAPIKeySecretID != "" {
 		return &FieldError{"ANTHROPIC_API_KEY_SECRET_ID", "set either ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID, not both"}
 	}
@@ -321,14 +329,8 @@ func (c Config) Validate() error {
 			return &FieldError{"REPO_URL", err.Error()}
 		}
 	}
-	if _, err := gateway.ParsePricing(c.ClaudePricing); err != nil {
-		return &FieldError{"CLAUDE_PRICING", err.Error()}
-	}
 	if c.ClaudeBin == "" {
 		return &FieldError{"CLAUDE_BIN", "must not be empty"}
-	}
-	if c.JobTimeout <= 0 {
-		return &FieldError{"JOB_TIMEOUT", "must be positive"}
 	}
 	switch c.LogFormat {
 	case "auto", "json", "text":
@@ -353,8 +355,82 @@ func (c Config) Validate() error {
 	if c.ECSTaskMode == TaskService && (c.ECSAgentURI == "" || c.ECSMetadataURI == "") {
 		return &FieldError{"ECS_TASK_MODE", "is service, but ECS_AGENT_URI or ECS_CONTAINER_METADATA_URI_V4 is not set: not on ECS"}
 	}
+	if err := c.validateRanges(); err != nil {
+		return err
+	}
 	if err := c.validateFleet(); err != nil {
 		return err
+	}
+	return nil
+}
+
+// week bounds the *_MINUTES variables.
+const week = 7 * 24 * time.Hour
+
+// validateRanges checks every number and duration against its range, and
+// the rules of TENANT_UIDS and GIT_TOKEN_HOSTS.
+func (c Config) validateRanges() error {
+	for _, n := range []struct {
+		name      string
+		v, lo, hi int
+		zero      string // what 0 means, when it is allowed and below lo
+	}{
+		{"ASTRO_PORT", c.AstroPort, 1, 65535, ""},
+		{"PREVIEW_MAX_SERVERS", c.PreviewMaxServers, 1, 1000, "MAX_CONCURRENT_USERS + 1"},
+		{"CLAUDE_MAX_TURNS", c.ClaudeMaxTurns, 1, 1000, ""},
+		{"TENANT_MAX_PROCS", c.TenantMaxProcs, 64, 1 << 20, ""},
+		{"TENANT_MAX_FILE_MB", c.TenantMaxFileMB, 16, 1 << 20, ""},
+		{"TENANT_DISK_MB", c.TenantDiskMB, 0, 1 << 24, ""},
+		{"TENANT_MAX_FILES", c.TenantMaxFiles, 0, 1<<31 - 1, ""},
+		{"TENANT_MAX_MEMORY_MB", c.TenantMaxMemoryMB, 0, 1 << 24, ""},
+		{"TENANT_NICE", c.TenantNice, 0, 19, ""},
+		{"TENANT_MAX_PORTS", c.TenantMaxPorts, 0, 1000, ""},
+		{"MAX_CONCURRENT_USERS", c.MaxConcurrentUsers, 1, 64, ""},
+	} {
+		if n.v == 0 && n.zero != "" {
+			continue
+		}
+		if n.v < n.lo || n.v > n.hi {
+			reason := fmt.Sprintf("must be a whole number from %d to %d, not %d", n.lo, n.hi, n.v)
+			if n.zero != "" {
+				reason += " (unset means " + n.zero + ")"
+			}
+			return &FieldError{n.name, reason}
+		}
+	}
+	for _, d := range []struct {
+		name     string
+		v, least time.Duration
+	}{
+		{"PREVIEW_TOKEN_TTL", c.PreviewTokenTTL, 1},
+		{"PREVIEW_VIEW_MAX", c.PreviewViewMax, 1},
+		{"SECRET_REFRESH", c.SecretRefresh, 1},
+		{"JOB_TIMEOUT", c.JobTimeout, 1},
+		{"LEASE_TTL", c.LeaseTTL, 3 * time.Second},
+	} {
+		if d.v < d.least {
+			if d.least > 1 {
+				return &FieldError{d.name, fmt.Sprintf("must be a duration of at least %s, not %s", d.least, d.v)}
+			}
+			return &FieldError{d.name, fmt.Sprintf("must be a positive duration such as 15m or 90s, not %s", d.v)}
+		}
+	}
+	if c.AutoShutdown < 0 || c.AutoShutdown > week {
+		return &FieldError{"AUTO_SHUTDOWN_MINUTES", fmt.Sprintf("must be a duration from 0 (never) up to a week, not %s", c.AutoShutdown)}
+	}
+	if c.PreviewIdle <= 0 || c.PreviewIdle > week {
+		return &FieldError{"PREVIEW_IDLE_MINUTES", fmt.Sprintf("must be a duration above 0 and up to a week, not %s", c.PreviewIdle)}
+	}
+	if c.ClaudeMaxBudgetUSD < 0 || c.ClaudeMaxBudgetUSD > 1e6 || math.IsNaN(c.ClaudeMaxBudgetUSD) {
+		return &FieldError{"CLAUDE_MAX_BUDGET_USD", fmt.Sprintf("must be a number of US dollars from 0 (no limit) to 1000000, not %v", c.ClaudeMaxBudgetUSD)}
+	}
+	if err := c.TenantUIDs.Check(); err != nil {
+		return &FieldError{"TENANT_UIDS", err.Error()}
+	}
+	for _, h := range c.GitTokenHosts {
+		if h == "" || strings.ContainsAny(h, "/@ ") {
+			return &FieldError{"GIT_TOKEN_HOSTS", fmt.Sprintf("wants hosts such as github.com or 127.0.0.1:8080, comma-separated, not %q", h)}
+		}
 	}
 	return nil
 }
@@ -390,30 +466,35 @@ func (p *parser) list(name string, dst *[]string) {
 	}
 	var out []string
 	for _, item := range strings.Split(v, ",") {
-		item = strings.TrimSpace(item)
-		if item == "" {
-			continue
+		if item = strings.TrimSpace(item); item != "" {
+			out = append(out, item)
 		}
-		if strings.ContainsAny(item, "/@ ") {
-			p.fail(name, "wants hosts such as github.com or 127.0.0.1:8080, comma-separated, not %q", item)
-			return
-		}
-		out = append(out, item)
 	}
 	*dst = out
 }
 
-func (p *parser) integer(name string, dst *int, lo, hi int) {
+func (p *parser) integer(name string, dst *int) {
 	v, ok := p.lookup(name)
 	if !ok {
 		return
 	}
 	n, err := strconv.Atoi(v)
-	if err != nil || n < lo || n > hi {
-		p.fail(name, "must be a whole number from %d to %d, not %q", lo, hi, v)
+	if err != nil {
+		p.fail(name, "must be a whole number, not %q", v)
 		return
 	}
 	*dst = n
+}
+
+// integerNotZero reads a whole number whose 0, in the Config, means the
+// default: an explicit 0 is refused, as the variable says that by being
+// unset.
+func (p *parser) integerNotZero(name string, dst *int) {
+	if v, ok := p.lookup(name); ok && v == "0" {
+		p.fail(name, "must not be 0: unset it for the default")
+		return
+	}
+	p.integer(name, dst)
 }
 
 func (p *parser) boolean(name string, dst *bool) {
@@ -441,12 +522,14 @@ func (p *parser) minutes(name string, dst *time.Duration) {
 	d, err := time.ParseDuration(v)
 	if err != nil {
 		var m float64
-		if m, err = strconv.ParseFloat(v, 64); err == nil {
+		if m, err = strconv.ParseFloat(v, 64); err == nil && math.Abs(m) <= float64(week/time.Minute) {
 			d = time.Duration(m * float64(time.Minute))
+		} else if err == nil {
+			d = week + 1 // out of range, and too large for a Duration: Validate says so
 		}
 	}
-	if err != nil || d < 0 || d > 7*24*time.Hour {
-		p.fail(name, "must be a duration such as 10m or 90s, or a number of minutes, from 0 (never) up to a week, not %q", v)
+	if err != nil {
+		p.fail(name, "must be a duration such as 10m or 90s, or a number of minutes, not %q", v)
 		return
 	}
 	*dst = d
@@ -458,37 +541,54 @@ func (p *parser) duration(name string, dst *time.Duration) {
 		return
 	}
 	d, err := time.ParseDuration(v)
-	if err != nil || d <= 0 {
-		p.fail(name, "must be a positive duration such as 15m or 90s, not %q", v)
+	if err != nil {
+		p.fail(name, "must be a duration such as 15m or 90s, not %q", v)
 		return
 	}
 	*dst = d
 }
 
+// dollars reads an amount. An explicit 0 is refused: in the Config it
+// means no limit, which the variable says by being unset, and "0" could be
+// read as "spend nothing".
 func (p *parser) dollars(name string, dst *float64) {
 	v, ok := p.lookup(name)
 	if !ok {
 		return
 	}
 	f, err := strconv.ParseFloat(v, 64)
-	if err != nil || f <= 0 || f > 1e6 {
-		p.fail(name, "must be a number of US dollars above 0, such as 2.50, not %q", v)
+	if err != nil || f == 0 {
+		p.fail(name, "must be a number of US dollars above 0, such as 2.50 (unset means no limit), not %q", v)
 		return
 	}
 	*dst = f
 }
 
-func (p *parser) uidRange(name string, dst *sandbox.UIDRange) {
+func (p *parser) uidRange(name string, dst *ident.UIDRange) {
 	v, ok := p.lookup(name)
 	if !ok {
 		return
 	}
-	r, err := sandbox.ParseUIDRange(v)
+	r, err := ident.ParseUIDRange(v)
 	if err != nil {
 		p.fail(name, "%v", err)
 		return
 	}
 	*dst = r
+}
+
+// pricing reads CLAUDE_PRICING once, into the table the gateway uses.
+func (p *parser) pricing(name string, dst **pricing.Table) {
+	v, ok := p.lookup(name)
+	if !ok {
+		return
+	}
+	t, err := pricing.Parse(v)
+	if err != nil {
+		p.fail(name, "%v", err)
+		return
+	}
+	*dst = t
 }
 
 func (p *parser) level(name string, dst *slog.Level) {
@@ -510,11 +610,8 @@ func (p *parser) level(name string, dst *slog.Level) {
 	}
 }
 
-// validateFleet checks LEASE_TABLE, PREVIEW_ADVERTISE_ADDR and LEASE_TTL.
+// validateFleet checks LEASE_TABLE and PREVIEW_ADVERTISE_ADDR.
 func (c Config) validateFleet() error {
-	if c.LeaseTTL < 3*time.Second {
-		return &FieldError{"LEASE_TTL", "must be a duration of at least 3s, such as 30s"}
-	}
 	if c.PreviewAdvertiseAddr != "" {
 		host, port, err := net.SplitHostPort(c.PreviewAdvertiseAddr)
 		if err != nil || host == "" || port == "" {

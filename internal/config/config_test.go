@@ -4,6 +4,7 @@ import (
 	"errors"
 	"log/slog"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -136,6 +137,14 @@ func TestFromEnvInvalid(t *testing.T) {
 		{"nice too high", "TENANT_NICE", "20", "TENANT_NICE"},
 		{"ports negative", "TENANT_MAX_PORTS", "-1", "TENANT_MAX_PORTS"},
 		{"relative status socket", "STATUS_SOCKET", "status.sock", "STATUS_SOCKET"},
+		{"pricing not JSON", "CLAUDE_PRICING", "cheap", "CLAUDE_PRICING"},
+		{"negative price", "CLAUDE_PRICING", `{"m": {"input": -1}}`, "CLAUDE_PRICING"},
+		{"budget zero", "CLAUDE_MAX_BUDGET_USD", "0", "CLAUDE_MAX_BUDGET_USD"},
+		{"budget too high", "CLAUDE_MAX_BUDGET_USD", "2e6", "CLAUDE_MAX_BUDGET_USD"},
+		{"tenant uids of the system", "TENANT_UIDS", "500-5000", "TENANT_UIDS"},
+		{"tenant uids word", "TENANT_UIDS", "many", "TENANT_UIDS"},
+		{"secret refresh zero", "SECRET_REFRESH", "0s", "SECRET_REFRESH"},
+		{"minutes too large for a duration", "AUTO_SHUTDOWN_MINUTES", "1e300", "AUTO_SHUTDOWN_MINUTES"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -208,5 +217,77 @@ func TestMinutesAcceptDurations(t *testing.T) {
 		if err != nil || c.AutoShutdown != want {
 			t.Errorf("AUTO_SHUTDOWN_MINUTES=%q: %v, %v; want %v", v, c.AutoShutdown, err, want)
 		}
+	}
+}
+
+// TestValidateChecksAConfigBuiltInCode: every range FromEnv enforces holds
+// for a Config built in code too: Validate names the variable.
+func TestValidateChecksAConfigBuiltInCode(t *testing.T) {
+	tests := []struct {
+		name    string
+		mod     func(*Config)
+		wantVar string
+	}{
+		{"port", func(c *Config) { c.AstroPort = 70000 }, "ASTRO_PORT"},
+		{"negative preview servers", func(c *Config) { c.PreviewMaxServers = -1 }, "PREVIEW_MAX_SERVERS"},
+		{"turns", func(c *Config) { c.ClaudeMaxTurns = 0 }, "CLAUDE_MAX_TURNS"},
+		{"procs", func(c *Config) { c.TenantMaxProcs = 10 }, "TENANT_MAX_PROCS"},
+		{"file size", func(c *Config) { c.TenantMaxFileMB = 1 }, "TENANT_MAX_FILE_MB"},
+		{"disk", func(c *Config) { c.TenantDiskMB = -1 }, "TENANT_DISK_MB"},
+		{"files", func(c *Config) { c.TenantMaxFiles = -1 }, "TENANT_MAX_FILES"},
+		{"memory", func(c *Config) { c.TenantMaxMemoryMB = 1 << 25 }, "TENANT_MAX_MEMORY_MB"},
+		{"nice", func(c *Config) { c.TenantNice = 20 }, "TENANT_NICE"},
+		{"users", func(c *Config) { c.MaxConcurrentUsers = 65 }, "MAX_CONCURRENT_USERS"},
+		{"token ttl", func(c *Config) { c.PreviewTokenTTL = 0 }, "PREVIEW_TOKEN_TTL"},
+		{"view max", func(c *Config) { c.PreviewViewMax = -time.Second }, "PREVIEW_VIEW_MAX"},
+		{"secret refresh", func(c *Config) { c.SecretRefresh = 0 }, "SECRET_REFRESH"},
+		{"job timeout", func(c *Config) { c.JobTimeout = 0 }, "JOB_TIMEOUT"},
+		{"lease ttl", func(c *Config) { c.LeaseTTL = time.Second }, "LEASE_TTL"},
+		{"auto shutdown", func(c *Config) { c.AutoShutdown = 8 * 24 * time.Hour }, "AUTO_SHUTDOWN_MINUTES"},
+		{"preview idle", func(c *Config) { c.PreviewIdle = 0 }, "PREVIEW_IDLE_MINUTES"},
+		{"budget", func(c *Config) { c.ClaudeMaxBudgetUSD = -1 }, "CLAUDE_MAX_BUDGET_USD"},
+		{"tenant uids", func(c *Config) { c.TenantUIDs.Min = 0 }, "TENANT_UIDS"},
+		{"token host", func(c *Config) { c.GitTokenHosts = []string{"https://github.com/"} }, "GIT_TOKEN_HOSTS"},
+	}
+	valid := Default()
+	valid.JobQueueURL, valid.ResponseQueueURL = jobQ, respQ
+	if err := valid.Validate(); err != nil {
+		t.Fatalf("Default with queues: %v", err)
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := valid
+			c.GitTokenHosts = slices.Clone(valid.GitTokenHosts)
+			tt.mod(&c)
+			err := c.Validate()
+			var fe *FieldError
+			if !errors.As(err, &fe) || !errors.Is(err, ErrInvalid) || fe.Var != tt.wantVar {
+				t.Fatalf("Validate() = %v, want a *FieldError naming %s", err, tt.wantVar)
+			}
+		})
+	}
+	// The zeros that mean a default or "none" pass.
+	c := valid
+	c.PreviewMaxServers, c.ClaudeMaxBudgetUSD, c.AutoShutdown, c.TenantDiskMB = 0, 0, 0, 0
+	if err := c.Validate(); err != nil {
+		t.Errorf("zeros that mean a default: %v", err)
+	}
+}
+
+// TestPricingParsedOnce: CLAUDE_PRICING is parsed into the Config, and
+// the table is what prices a model; unset, the Config holds nil (the
+// built-in prices).
+func TestPricingParsedOnce(t *testing.T) {
+	kv := map[string]string{"JOB_QUEUE_URL": jobQ, "RESPONSE_QUEUE_URL": respQ}
+	c, err := FromEnv(env(kv))
+	if err != nil || c.ClaudePricing != nil {
+		t.Fatalf("unset: %v, %v; want nil", c.ClaudePricing, err)
+	}
+	kv["CLAUDE_PRICING"] = `{"my-model": {"input": 7, "output": 8}}`
+	if c, err = FromEnv(env(kv)); err != nil {
+		t.Fatal(err)
+	}
+	if got := c.ClaudePricing.For("my-model-1"); got.Input != 7 || got.Output != 8 {
+		t.Errorf("my-model-1 priced %+v, want input 7, output 8", got)
 	}
 }

@@ -12,6 +12,8 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+
+	"github.com/webordinary/claude-code-astro/internal/pricing"
 )
 
 // maxAPIBody bounds a Messages API request the gateway reads (it keeps the
@@ -37,6 +39,12 @@ func (u *Usage) add(o Usage) {
 	u.OutputTokens += o.OutputTokens
 	u.CacheReadTokens += o.CacheReadTokens
 	u.CacheWriteTokens += o.CacheWriteTokens
+}
+
+// usageCost returns what usage u costs at price pr, in US dollars.
+func usageCost(pr pricing.Price, u Usage) float64 {
+	return (float64(u.InputTokens)*pr.Input + float64(u.OutputTokens)*pr.Output +
+		float64(u.CacheReadTokens)*pr.CacheRead + float64(u.CacheWriteTokens)*pr.CacheWrite) / 1e6
 }
 
 // apiUsage is the usage object of the Messages API.
@@ -108,7 +116,7 @@ func (g *Gateway) newAPIProxy() http.Handler {
 		FlushInterval:  -1, // server-sent events, unbuffered
 		ModifyResponse: g.countUsage,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			g.log.Warn("gateway: the Messages API cannot be reached", "error", err)
+			g.log.Warn("the Messages API cannot be reached", "error", err)
 			w.Header().Set("Content-Type", "application/json")
 			w.WriteHeader(http.StatusBadGateway)
 			fmt.Fprintf(w, `{"type":"error","error":{"type":"api_error","message":%q}}`+"\n", "gateway: the Messages API cannot be reached")
@@ -140,7 +148,7 @@ func (g *Gateway) newAPIProxy() http.Handler {
 			body, reservation, why = l.reserve(body)
 			if why != "" {
 				spent, budget := l.spent()
-				g.log.Warn("gateway: job budget spent; refusing its API call", "tenant", l.opts.Tenant, "job_id", l.opts.JobID,
+				g.log.Warn("job budget spent; refusing its API call", "tenant", l.opts.Tenant, "job_id", l.opts.JobID,
 					"spent_usd", spent, "budget_usd", budget, "reason", why)
 				g.refuse(w, r, http.StatusBadRequest, fmt.Sprintf("budget exceeded: the job spent $%.4f of its $%.4f (%s)", spent, budget, why), l.opts.Tenant)
 				return
@@ -156,14 +164,13 @@ func (g *Gateway) newAPIProxy() http.Handler {
 	})
 }
 
-// apiTransport sends a Messages API request with the real key, and when the
-// upstream answers 401 and the key comes from Secrets Manager, reads the key
-// again and, if it changed (rotated), sends the request once more.
+// apiTransport sends a Messages API request with the real key, and once
+// more with a rotated key after a 401 (sendRotating).
 type apiTransport struct{ g *Gateway }
 
 func (t *apiTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	call, _ := req.Context().Value(apiCallKey{}).(*apiCall)
-	send := func(key string) (*http.Response, error) {
+	return t.g.sendRotating(req.Context(), t.g.cfg.APIKey, "api_key", call != nil, func(key string) (*http.Response, error) {
 		out := req.Clone(req.Context())
 		if call != nil {
 			out.Body = io.NopCloser(bytes.NewReader(call.body))
@@ -171,23 +178,7 @@ func (t *apiTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 		}
 		out.Header.Set("X-Api-Key", key)
 		return t.g.transport.RoundTrip(out)
-	}
-	key := t.g.cfg.APIKey.Value()
-	resp, err := send(key)
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || !t.g.cfg.APIKey.Refreshes() {
-		return resp, err
-	}
-	changed, rerr := t.g.cfg.APIKey.Refresh(req.Context())
-	if rerr != nil {
-		t.g.log.Warn("gateway: the Messages API refused the key, and it cannot be read again", "error", rerr)
-	}
-	if !changed {
-		return resp, nil
-	}
-	t.g.log.Info("gateway: the API key was rotated; sending the request again with the new key")
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	_ = resp.Body.Close()
-	return send(t.g.cfg.APIKey.Value())
+	})
 }
 
 // spent returns what the lease's answered calls cost, and its budget.
@@ -373,7 +364,7 @@ func (b *usageBody) finish() {
 
 // count adds one answer's usage to the lease.
 func (l *Lease) count(model string, u Usage) {
-	cost := l.g.cfg.Pricing.Cost(model, u)
+	cost := usageCost(l.g.cfg.Pricing.For(model), u)
 	l.mu.Lock()
 	l.usage.add(u)
 	l.cost += cost

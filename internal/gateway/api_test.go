@@ -15,6 +15,7 @@ import (
 	"github.com/sivchari/kumo"
 
 	"github.com/webordinary/claude-code-astro/internal/gateway"
+	"github.com/webordinary/claude-code-astro/internal/pricing"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/internal/secrets"
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
@@ -132,11 +133,11 @@ func TestAPIGatewayRefusesOtherCredentials(t *testing.T) {
 // the upstream.
 func TestAPIGatewayStopsAJobAtItsBudget(t *testing.T) {
 	api := fakeanthropic.New(t)
-	pricing, err := gateway.ParsePricing(`{"claude-sonnet-4-5": {"input": 1000000, "output": 1000000, "cacheRead": 0, "cacheWrite": 0}}`)
+	prices, err := pricing.Parse(`{"claude-sonnet-4-5": {"input": 1000000, "output": 1000000, "cacheRead": 0, "cacheWrite": 0}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGateway(t, api, func(c *gateway.Config) { c.Pricing = pricing })
+	g := newGateway(t, api, func(c *gateway.Config) { c.Pricing = prices })
 	// A dollar a token: the first call's input (about 45 tokens) and the
 	// output the rest buys spend it.
 	lease := g.Lease(gateway.LeaseOptions{API: true, Tenant: "acme/alice", BudgetUSD: 70})

@@ -27,6 +27,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -34,6 +35,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/config"
+	"github.com/webordinary/claude-code-astro/internal/pricing"
 	"github.com/webordinary/claude-code-astro/internal/secrets"
 )
 
@@ -57,10 +60,11 @@ type Config struct {
 	// GitToken is the real git token; nil or empty sends none.
 	GitToken *secrets.Secret
 	// TokenHosts are the hosts (GIT_TOKEN_HOSTS) the git token is sent to.
-	// Empty means DefaultTokenHosts.
+	// Empty means config.Default()'s.
 	TokenHosts []string
-	// Pricing prices the API's usage for budgets. Nil means DefaultPricing.
-	Pricing *Pricing
+	// Pricing prices the API's usage for budgets (CLAUDE_PRICING). Nil
+	// means the built-in prices.
+	Pricing *pricing.Table
 	// Transport carries requests to the upstreams. Nil means a transport
 	// that ignores proxy settings of the environment.
 	Transport http.RoundTripper
@@ -89,10 +93,10 @@ func New(cfg Config) *Gateway {
 		cfg.APIUpstream = DefaultAPIUpstream
 	}
 	if len(cfg.TokenHosts) == 0 {
-		cfg.TokenHosts = DefaultTokenHosts
+		cfg.TokenHosts = config.Default().GitTokenHosts
 	}
 	if cfg.Pricing == nil {
-		cfg.Pricing = DefaultPricing()
+		cfg.Pricing = pricing.Builtin()
 	}
 	g := &Gateway{cfg: cfg, log: cfg.Logger, transport: cfg.Transport,
 		apiLeases: map[string]*Lease{}, gitLeases: map[string]*Lease{}}
@@ -131,7 +135,7 @@ func (g *Gateway) Listen(ctx context.Context) (done <-chan struct{}, err error) 
 	go func() {
 		defer close(finished)
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
-			g.log.Error("gateway stopped", "error", err)
+			g.log.Error("stopped serving", "error", err)
 		}
 	}()
 	go func() {
@@ -275,7 +279,7 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, status int, why
 	if r.Method == http.MethodHead {
 		level = slog.LevelDebug // the CLI's connectivity check, sent without its key
 	}
-	g.log.Log(r.Context(), level, "gateway refused a request", "path", r.URL.Path, "method", r.Method, "status", status, "reason", why, "tenant", tenant)
+	g.log.Log(r.Context(), level, "refused a request", "path", r.URL.Path, "method", r.Method, "status", status, "reason", why, "tenant", tenant)
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(status)
 	typ := "authentication_error"
@@ -288,4 +292,28 @@ func (g *Gateway) refuse(w http.ResponseWriter, r *http.Request, status int, why
 		typ = "invalid_request_error"
 	}
 	fmt.Fprintf(w, `{"type":"error","error":{"type":%q,"message":%q}}`+"\n", typ, "gateway: "+why)
+}
+
+// sendRotating sends a request with secret's current value and, when the
+// upstream answers 401, replayable (send may be called twice: the body was
+// kept) and the secret comes from Secrets Manager, reads the secret again;
+// if it changed (rotated), the request is sent once more with the new value.
+// name says which secret it is in logs ("api_key", "git_token"). This is the one
+// retry of both parts: the API key and the git token.
+func (g *Gateway) sendRotating(ctx context.Context, secret *secrets.Secret, name string, replayable bool, send func(value string) (*http.Response, error)) (*http.Response, error) {
+	resp, err := send(secret.Value())
+	if err != nil || resp.StatusCode != http.StatusUnauthorized || !replayable || !secret.Refreshes() {
+		return resp, err
+	}
+	changed, rerr := secret.Refresh(ctx)
+	if rerr != nil {
+		g.log.Warn("the upstream refused the secret, and it cannot be read again", "secret", name, "error", rerr)
+	}
+	if !changed {
+		return resp, nil
+	}
+	g.log.Info("the secret was rotated; sending the request again with the new value", "secret", name)
+	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20)) // the 401 is answered by the retry instead
+	_ = resp.Body.Close()                                        // a read-only body: nothing to lose
+	return send(secret.Value())
 }

@@ -15,10 +15,6 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/ident"
 )
 
-// DefaultTokenHosts are the hosts the git token is sent to when
-// Config.TokenHosts is empty.
-var DefaultTokenHosts = []string{"github.com"}
-
 // maxRetryBody bounds the git request body kept to send it again after a
 // token rotation; a larger push is sent once.
 const maxRetryBody = 32 << 20
@@ -84,7 +80,7 @@ func (g *Gateway) newGitProxy() http.Handler {
 		Transport:     &gitTransport{g: g},
 		FlushInterval: -1,
 		ErrorHandler: func(w http.ResponseWriter, r *http.Request, err error) {
-			g.log.Warn("gateway: the git remote cannot be reached", "error", err)
+			g.log.Warn("the git remote cannot be reached", "error", err)
 			http.Error(w, "gateway: the git remote cannot be reached", http.StatusBadGateway)
 		},
 	}
@@ -148,12 +144,13 @@ func (g *Gateway) newGitProxy() http.Handler {
 }
 
 // gitTransport sends a git request to the repository, with the real token
-// where it may go, and tries once more with a rotated token after a 401.
+// where it may go, and once more with a rotated token after a 401
+// (sendRotating) when its body was kept.
 type gitTransport struct{ g *Gateway }
 
 func (t *gitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 	call := req.Context().Value(gitCallKey{}).(*gitCall)
-	send := func(token string) (*http.Response, error) {
+	return t.g.sendRotating(req.Context(), t.g.cfg.GitToken, "git_token", call.withAuth && call.body != nil, func(token string) (*http.Response, error) {
 		out := req
 		if call.body != nil {
 			out = req.Clone(req.Context())
@@ -164,22 +161,7 @@ func (t *gitTransport) RoundTrip(req *http.Request) (*http.Response, error) {
 			out.Header.Set("Authorization", "Basic "+base64.StdEncoding.EncodeToString([]byte("x-access-token:"+token)))
 		}
 		return t.g.transport.RoundTrip(out)
-	}
-	resp, err := send(t.g.cfg.GitToken.Value())
-	if err != nil || resp.StatusCode != http.StatusUnauthorized || !call.withAuth || call.body == nil {
-		return resp, err
-	}
-	changed, rerr := t.g.cfg.GitToken.Refresh(req.Context())
-	if rerr != nil {
-		t.g.log.Warn("gateway: the git remote refused the token, and it cannot be read again", "error", rerr)
-	}
-	if !changed {
-		return resp, nil
-	}
-	t.g.log.Info("gateway: the git token was rotated; sending the request again with the new token")
-	_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, 1<<20))
-	_ = resp.Body.Close()
-	return send(t.g.cfg.GitToken.Value())
+	})
 }
 
 // TokenAllowed reports whether the git token may be sent to u: https to one

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/gateway"
+	"github.com/webordinary/claude-code-astro/internal/pricing"
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/internal/testkit/wait"
 	"github.com/webordinary/claude-code-astro/workspace"
@@ -153,11 +154,11 @@ func TestAPIBudgetHoldsUnderConcurrentCalls(t *testing.T) {
 		return fakeanthropic.Text("ok") // 10 output tokens: within max_tokens
 	})
 	// A dollar a token, so a call costs about $60.
-	pricing, err := gateway.ParsePricing(`{"claude-sonnet-4-5": {"input": 1000000, "output": 1000000, "cacheRead": 0, "cacheWrite": 0}}`)
+	prices, err := pricing.Parse(`{"claude-sonnet-4-5": {"input": 1000000, "output": 1000000, "cacheRead": 0, "cacheWrite": 0}}`)
 	if err != nil {
 		t.Fatal(err)
 	}
-	g := newGateway(t, api, func(c *gateway.Config) { c.Pricing = pricing })
+	g := newGateway(t, api, func(c *gateway.Config) { c.Pricing = prices })
 	lease := g.Lease(gateway.LeaseOptions{API: true, Tenant: "acme/alice", BudgetUSD: budget})
 	defer lease.Close()
 

@@ -132,3 +132,25 @@ func TestLoopbackHost(t *testing.T) {
 		}
 	}
 }
+
+func TestParseUIDRange(t *testing.T) {
+	tests := []struct {
+		in   string
+		want UIDRange
+		ok   bool
+	}{
+		{"100000-1099999", UIDRange{Min: 100000, Max: 1099999}, true},
+		{" 2000 - 2099 ", UIDRange{Min: 2000, Max: 2099}, true},
+		{"999-5000", UIDRange{}, false},        // system accounts
+		{"2000-2098", UIDRange{}, false},       // fewer than 100
+		{"2000-2147483647", UIDRange{}, false}, // the 2^31 limit
+		{"2000", UIDRange{}, false},
+		{"a-b", UIDRange{}, false},
+	}
+	for _, tt := range tests {
+		got, err := ParseUIDRange(tt.in)
+		if (err == nil) != tt.ok || (tt.ok && got != tt.want) {
+			t.Errorf("ParseUIDRange(%q) = %v, %v; want %v, ok %v", tt.in, got, err, tt.want, tt.ok)
+		}
+	}
+}

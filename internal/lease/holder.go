@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"sync"
 	"time"
+
+	"github.com/webordinary/claude-code-astro/internal/config"
 )
 
 // HolderConfig configures a Holder. Table, Owner and Addr are required.
@@ -14,7 +16,7 @@ type HolderConfig struct {
 	// Owner is this worker's id; Addr where routers reach its HTTP port.
 	Owner, Addr string
 	// TTL is a lease's lifetime (LEASE_TTL); leases are renewed every third
-	// of it. Zero means DefaultTTL.
+	// of it. Zero means config.Default()'s.
 	TTL time.Duration
 	// Lost is called (from Run's goroutine) with the preview id of a lease
 	// this worker no longer holds: taken over by another worker, or not
@@ -42,7 +44,7 @@ type Holder struct {
 // NewHolder returns a Holder holding nothing.
 func NewHolder(cfg HolderConfig) *Holder {
 	if cfg.TTL <= 0 {
-		cfg.TTL = DefaultTTL
+		cfg.TTL = config.Default().LeaseTTL
 	}
 	log := cfg.Logger
 	if log == nil {

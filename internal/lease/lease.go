@@ -19,9 +19,6 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/dynamodb/types"
 )
 
-// DefaultTTL is a lease's lifetime when LEASE_TTL is not set.
-const DefaultTTL = 30 * time.Second
-
 // Attribute names of an item.
 const (
 	attrPreview   = "preview"

@@ -21,24 +21,23 @@ import (
 	"os/exec"
 	"sync"
 	"syscall"
+
+	"github.com/webordinary/claude-code-astro/internal/config"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 )
 
 // ErrSingleTenant reports a second tenant on a worker that cannot switch
 // uids.
 var ErrSingleTenant = errors.New("this worker cannot switch uids (it was not started as root) and serves one tenant only")
 
-// DefaultUIDs is the default range of tenant uids (and gids): above every
-// system and login account, below the 2^31 limit some tools assume.
-var DefaultUIDs = UIDRange{Min: 100000, Max: 1099999}
-
 // Config configures a Sandbox. Root is required.
 type Config struct {
 	// Root is the shared workspace root (WORKSPACE_PATH); the uid records
 	// live in Root/.uids.
 	Root string
-	// UIDs is the range tenant uids are taken from. The zero value means
-	// DefaultUIDs.
-	UIDs UIDRange
+	// UIDs is the range tenant uids are taken from (TENANT_UIDS). The
+	// zero value means config.Default().TenantUIDs.
+	UIDs ident.UIDRange
 	// Unprivileged forces single-tenant mode even when the process could
 	// switch uids (tests of that mode).
 	Unprivileged bool
@@ -62,10 +61,10 @@ type Sandbox struct {
 // New returns a Sandbox on cfg.Root. It is privileged (tenants get uids of
 // their own) when the process runs as root and may set uids and gids.
 func New(cfg Config) (*Sandbox, error) {
-	if cfg.UIDs == (UIDRange{}) {
-		cfg.UIDs = DefaultUIDs
+	if cfg.UIDs == (ident.UIDRange{}) {
+		cfg.UIDs = config.Default().TenantUIDs
 	}
-	if err := cfg.UIDs.validate(); err != nil {
+	if err := cfg.UIDs.Check(); err != nil {
 		return nil, err
 	}
 	if err := cfg.Limits.Resolve(); err != nil {

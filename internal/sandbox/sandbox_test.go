@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"github.com/webordinary/claude-code-astro/internal/procfs"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
@@ -29,7 +30,7 @@ func TestMain(m *testing.M) {
 
 func TestUIDsAreStableDistinctAndRaceFree(t *testing.T) {
 	root := sandboxtest.Root(t)
-	r := sandbox.UIDRange{Min: 200000, Max: 200099} // small: collisions of the hash are certain
+	r := ident.UIDRange{Min: 200000, Max: 200099} // small: collisions of the hash are certain
 	keys := []string{"acme/alice", "acme/Alice", "acme/ali_ce", "acme/ali-ce", "beta/alice", "acme/bob"}
 	for i := range 40 {
 		keys = append(keys, fmt.Sprintf("c%d/u%d", i%7, i))

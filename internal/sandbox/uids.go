@@ -10,37 +10,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/webordinary/claude-code-astro/internal/ident"
 )
-
-// UIDRange is a range of uids, both ends included.
-type UIDRange struct{ Min, Max uint32 }
-
-// ParseUIDRange reads "MIN-MAX".
-func ParseUIDRange(s string) (UIDRange, error) {
-	lo, hi, ok := strings.Cut(s, "-")
-	min, err1 := strconv.ParseUint(strings.TrimSpace(lo), 10, 32)
-	max, err2 := strconv.ParseUint(strings.TrimSpace(hi), 10, 32)
-	if !ok || err1 != nil || err2 != nil {
-		return UIDRange{}, fmt.Errorf("want MIN-MAX, such as %d-%d", DefaultUIDs.Min, DefaultUIDs.Max)
-	}
-	r := UIDRange{Min: uint32(min), Max: uint32(max)}
-	return r, r.validate()
-}
-
-// String returns "MIN-MAX".
-func (r UIDRange) String() string { return fmt.Sprintf("%d-%d", r.Min, r.Max) }
-
-func (r UIDRange) validate() error {
-	switch {
-	case r.Min < 1000:
-		return fmt.Errorf("tenant uids must start at 1000 or above (system accounts), not %d", r.Min)
-	case r.Max < r.Min+99:
-		return fmt.Errorf("tenant uid range %s is too small: want at least 100 uids", r)
-	case r.Max >= 1<<31-1:
-		return fmt.Errorf("tenant uids must stay below 2147483647, not %d", r.Max)
-	}
-	return nil
-}
 
 // maxProbes bounds the search for a free uid.
 const maxProbes = 10000
@@ -55,14 +27,14 @@ const maxProbes = 10000
 // concurrent use, across processes too.
 type Allocator struct {
 	dir string
-	r   UIDRange
+	r   ident.UIDRange
 
 	mu    sync.Mutex
 	known map[string]uint32
 }
 
 // NewAllocator returns an Allocator recording under root/.uids.
-func NewAllocator(root string, r UIDRange) (*Allocator, error) {
+func NewAllocator(root string, r ident.UIDRange) (*Allocator, error) {
 	dir := filepath.Join(root, ".uids")
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, fmt.Errorf("create the uid records: %w", err)

@@ -19,8 +19,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"github.com/webordinary/claude-code-astro/internal/procfs"
-	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
 	"github.com/webordinary/claude-code-astro/internal/testkit/logbuf"
 	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
@@ -162,7 +162,7 @@ func newHarness(t *testing.T, opt harnessOptions) *harness {
 }
 
 // uidRange formats r as TENANT_UIDS does.
-func uidRange(r sandbox.UIDRange) string {
+func uidRange(r ident.UIDRange) string {
 	return strconv.FormatUint(uint64(r.Min), 10) + "-" + strconv.FormatUint(uint64(r.Max), 10)
 }
 

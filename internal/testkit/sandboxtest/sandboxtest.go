@@ -9,13 +9,14 @@ import (
 	"syscall"
 	"testing"
 
+	"github.com/webordinary/claude-code-astro/internal/ident"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 )
 
 // UIDs is the tenant uid range the tests use, away from the default one so
 // that tests never share a uid with a worker of this machine. ClaimUIDs
 // hands out slices of it.
-var UIDs = sandbox.UIDRange{Min: 3000000, Max: 3999999}
+var UIDs = ident.UIDRange{Min: 3000000, Max: 3999999}
 
 // slotSize is how many uids one test gets: tenants pick theirs from a hash
 // of their key, so a test's few tenants spread over the slice.
@@ -28,7 +29,7 @@ const slotSize = 1000
 // tenant uid) would kill the other's. The claim is a lock on a file under
 // the system's temporary directory, which the kernel releases when this
 // process ends, so a crashed test leaves nothing claimed.
-func ClaimUIDs(tb testing.TB) sandbox.UIDRange {
+func ClaimUIDs(tb testing.TB) ident.UIDRange {
 	tb.Helper()
 	dir := filepath.Join(os.TempDir(), "claude-code-astro-test-uids")
 	if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -46,10 +47,10 @@ func ClaimUIDs(tb testing.TB) sandbox.UIDRange {
 		}
 		tb.Cleanup(func() { f.Close() }) // closing releases the lock
 		first := UIDs.Min + uint32(slot*slotSize)
-		return sandbox.UIDRange{Min: first, Max: first + slotSize - 1}
+		return ident.UIDRange{Min: first, Max: first + slotSize - 1}
 	}
 	tb.Fatalf("claim test uids: all %d slices of %d-%d are in use", slots, UIDs.Min, UIDs.Max)
-	return sandbox.UIDRange{}
+	return ident.UIDRange{}
 }
 
 // RequireRoot fails the test when this process cannot start processes

@@ -9,11 +9,11 @@ import (
 	"syscall"
 	"testing"
 
-	"github.com/webordinary/claude-code-astro/internal/sandbox"
+	"github.com/webordinary/claude-code-astro/internal/ident"
 )
 
 func TestClaimUIDsGivesDisjointSlices(t *testing.T) {
-	var claimed []sandbox.UIDRange
+	var claimed []ident.UIDRange
 	t.Run("claims", func(t *testing.T) {
 		for range 3 {
 			r := ClaimUIDs(t)

@@ -1,4 +1,8 @@
-package gateway
+// Package pricing is what Claude models' tokens cost: the built-in list
+// prices, and CLAUDE_PRICING laid over them. The configuration parses
+// CLAUDE_PRICING into a Table once; the API gateway prices a job's usage
+// with it to hold the job to its budget.
+package pricing
 
 import (
 	"encoding/json"
@@ -15,12 +19,12 @@ type Price struct {
 	CacheWrite float64 `json:"cacheWrite"`
 }
 
-// Pricing prices a model by the longest model-name prefix it knows. A
-// model it does not know is priced at its highest price, so a budget is
-// never spent unnoticed. The zero value knows nothing: use DefaultPricing or
-// ParsePricing.
-type Pricing struct {
-	prefixes []string // longest first
+// Table prices a model by the longest model-name prefix it knows. A model
+// it does not know is priced at its highest price, so a budget is never
+// spent unnoticed. The zero value knows nothing: use Builtin or Parse. A
+// Table is never changed once made: it is safe for concurrent use.
+type Table struct {
+	prefixes []string // longest first, then by name
 	prices   map[string]Price
 	highest  Price
 }
@@ -42,16 +46,16 @@ var builtinPrices = map[string]Price{
 	"claude-3-opus":     {Input: 15, Output: 75, CacheWrite: 18.75, CacheRead: 1.5},
 }
 
-// DefaultPricing returns the built-in prices.
-func DefaultPricing() *Pricing {
-	p, _ := newPricing(builtinPrices) // the built-ins are valid
-	return p
+// Builtin returns the built-in prices.
+func Builtin() *Table {
+	t, _ := newTable(builtinPrices) // the built-ins are valid
+	return t
 }
 
-// ParsePricing reads CLAUDE_PRICING: a JSON object from model name (or
-// prefix) to {"input", "output", "cacheRead", "cacheWrite"} in USD per
-// million tokens, laid over the built-in prices. Empty means the built-ins.
-func ParsePricing(s string) (*Pricing, error) {
+// Parse reads CLAUDE_PRICING: a JSON object from model name (or prefix) to
+// {"input", "output", "cacheRead", "cacheWrite"} in USD per million tokens,
+// laid over the built-in prices. Empty means the built-ins.
+func Parse(s string) (*Table, error) {
 	prices := map[string]Price{}
 	for k, v := range builtinPrices {
 		prices[k] = v
@@ -67,38 +71,34 @@ func ParsePricing(s string) (*Pricing, error) {
 			prices[k] = v
 		}
 	}
-	return newPricing(prices)
+	return newTable(prices)
 }
 
-func newPricing(prices map[string]Price) (*Pricing, error) {
-	p := &Pricing{prices: prices}
+func newTable(prices map[string]Price) (*Table, error) {
+	t := &Table{prices: prices}
 	for name, price := range prices {
 		if name == "" || price.Input < 0 || price.Output < 0 || price.CacheRead < 0 || price.CacheWrite < 0 {
 			return nil, fmt.Errorf("price of %q: want a model name and prices of 0 or more", name)
 		}
-		p.prefixes = append(p.prefixes, name)
-		p.highest.Input = max(p.highest.Input, price.Input)
-		p.highest.Output = max(p.highest.Output, price.Output)
-		p.highest.CacheRead = max(p.highest.CacheRead, price.CacheRead)
-		p.highest.CacheWrite = max(p.highest.CacheWrite, price.CacheWrite)
+		t.prefixes = append(t.prefixes, name)
+		t.highest.Input = max(t.highest.Input, price.Input)
+		t.highest.Output = max(t.highest.Output, price.Output)
+		t.highest.CacheRead = max(t.highest.CacheRead, price.CacheRead)
+		t.highest.CacheWrite = max(t.highest.CacheWrite, price.CacheWrite)
 	}
-	sort.Slice(p.prefixes, func(i, j int) bool { return len(p.prefixes[i]) > len(p.prefixes[j]) })
-	return p, nil
+	sort.Slice(t.prefixes, func(i, j int) bool {
+		a, b := t.prefixes[i], t.prefixes[j]
+		return len(a) > len(b) || (len(a) == len(b) && a < b)
+	})
+	return t, nil
 }
 
 // For returns model's price.
-func (p *Pricing) For(model string) Price {
-	for _, prefix := range p.prefixes {
+func (t *Table) For(model string) Price {
+	for _, prefix := range t.prefixes {
 		if strings.HasPrefix(model, prefix) {
-			return p.prices[prefix]
+			return t.prices[prefix]
 		}
 	}
-	return p.highest
-}
-
-// Cost returns what usage u of model costs, in US dollars.
-func (p *Pricing) Cost(model string, u Usage) float64 {
-	pr := p.For(model)
-	return (float64(u.InputTokens)*pr.Input + float64(u.OutputTokens)*pr.Output +
-		float64(u.CacheReadTokens)*pr.CacheRead + float64(u.CacheWriteTokens)*pr.CacheWrite) / 1e6
+	return t.highest
 }
