@@ -27,6 +27,12 @@ import (
 // uids.
 var ErrSingleTenant = errors.New("this worker cannot switch uids (it was not started as root) and serves one tenant only")
 
+// DefaultPATH is the PATH of every tenant process the worker starts (the
+// Astro dev server, the Claude Code CLI) when its configuration sets none:
+// where node, git and the system's tools are, and nothing of the worker's
+// own environment.
+const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
+
 // DefaultUIDs is the default range of tenant uids (and gids): above every
 // system and login account, below the 2^31 limit some tools assume.
 var DefaultUIDs = UIDRange{Min: 100000, Max: 1099999}
