@@ -39,33 +39,18 @@ func TestValidateID(t *testing.T) {
 	}
 }
 
+// TestValidateRepoURL checks the wrapping: ident.CheckRepoURL's own test
+// has the full table of URLs.
 func TestValidateRepoURL(t *testing.T) {
 	tests := []struct {
 		url string
 		ok  bool
 	}{
 		{"https://github.com/acme/site.git", true},
-		{"ssh://git@github.com/acme/site.git", true},
-		{"git@github.com:acme/site.git", true},
-		{"file:///srv/git/site.git", true},
 		{"/srv/git/site.git", true},
-		{"http://127.0.0.1:8080/site.git", true},
-		{"http://localhost/site.git", true},
-		{"http://[::1]:9000/site.git", true},
-		{"", false},
 		{"https://user:secret-pass@github.com/acme/site.git", false},
-		{"https://ghp_abcdef123456@github.com/acme/site.git", false},
-		{"ssh://git:secret-pass@github.com/acme/site.git", false},
-		{"http://github.com/acme/site.git", false},
-		{"http://10.0.0.1/site.git", false},
-		{"git://github.com/acme/site.git", false},
-		{"ext::sh -c touch% /tmp/pwned", false},
-		{"-uhello", false},
+		{"file:relative", false},
 		{"--upload-pack=touch /tmp/x", false},
-		{"relative/path", false},
-		{"file://evil.example/srv/site.git", false},
-		{"https://github.com/a b", false},
-		{"https:///nohost", false},
 	}
 	for _, tt := range tests {
 		err := workspace.ValidateRepoURL(tt.url)

@@ -30,12 +30,12 @@ import (
 	claudecode "github.com/webordinary/claude-code-astro/internal/agent/claude-code"
 	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/redact"
+	"github.com/webordinary/claude-code-astro/internal/sandbox"
 )
 
 // Defaults applied by NewRunner to zero Config fields.
 const (
 	DefaultMaxRetries       = 2
-	DefaultPATH             = "/usr/local/bin:/usr/bin:/bin"
 	DefaultProgressInterval = time.Second
 	DefaultKillGrace        = 5 * time.Second
 )
@@ -97,7 +97,7 @@ type Config struct {
 	APIKey string
 	// BaseURL, when set, is given as ANTHROPIC_BASE_URL.
 	BaseURL string
-	// PATH is the child's PATH. Default DefaultPATH.
+	// PATH is the child's PATH. Default sandbox.DefaultPATH.
 	PATH string
 	// MaxRetries is CLAUDE_CODE_MAX_RETRIES, how often the CLI retries a
 	// failed API call (529 overloaded, dropped connection) with backoff.
@@ -142,7 +142,7 @@ func NewRunner(cfg Config) *Runner {
 		cfg.Tools = DefaultTools()
 	}
 	if cfg.PATH == "" {
-		cfg.PATH = DefaultPATH
+		cfg.PATH = sandbox.DefaultPATH
 	}
 	switch {
 	case cfg.MaxRetries == 0:

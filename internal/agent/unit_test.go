@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/redact"
+	"github.com/webordinary/claude-code-astro/internal/sandbox"
 )
 
 func TestStreamParserProgress(t *testing.T) {
@@ -200,7 +201,7 @@ func TestEnv(t *testing.T) {
 	})
 	env := r.env(Request{HomeDir: "/home/u", ConfigDir: "/home/u/.claude", TmpDir: "/tmp/x"})
 	want := []string{
-		"PATH=" + DefaultPATH, "HOME=/home/u", "ANTHROPIC_API_KEY=sk-key", "ANTHROPIC_BASE_URL=http://127.0.0.1:1",
+		"PATH=" + sandbox.DefaultPATH, "HOME=/home/u", "ANTHROPIC_API_KEY=sk-key", "ANTHROPIC_BASE_URL=http://127.0.0.1:1",
 		"CLAUDE_CONFIG_DIR=/home/u/.claude", "CLAUDE_CODE_TMPDIR=/tmp/x", "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC=1",
 		"CLAUDE_CODE_MAX_RETRIES=2", "DISABLE_AUTOUPDATER=1", "HTTPS_PROXY=http://proxy:3128",
 	}

@@ -135,9 +135,10 @@ func (s *Server) handler(proxy *httputil.ReverseProxy) http.Handler {
 			rec := &bodyRecorder{ResponseWriter: w, status: http.StatusOK}
 			proxy.ServeHTTP(rec, r)
 			if rec.status == http.StatusOK {
-				s.rememberGroups(body, rec.body.Bytes())
+				sent := parseSent(body, rec.body.Bytes())
+				s.rememberGroups(sent)
 				if j := s.kept(); j != nil {
-					j.sent(body, rec.body.Bytes())
+					j.sent(sent)
 				}
 			}
 			return
@@ -170,57 +171,28 @@ func sends(action string) bool {
 }
 
 // rememberGroups notes the group of every FIFO message a send created.
-func (s *Server) rememberGroups(req, resp []byte) {
-	var in struct {
-		MessageGroupID string `json:"MessageGroupId"`
-		Entries        []struct {
-			ID             string `json:"Id"`
-			MessageGroupID string `json:"MessageGroupId"`
-		}
-	}
-	var out struct {
-		MessageID  string `json:"MessageId"`
-		Successful []struct {
-			ID        string `json:"Id"`
-			MessageID string `json:"MessageId"`
-		}
-	}
-	if json.Unmarshal(req, &in) != nil || json.Unmarshal(resp, &out) != nil {
-		return
-	}
+func (s *Server) rememberGroups(sent []sentMessage) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	defer func() {
+	learned := false
+	for _, m := range sent {
+		if m.group != "" {
+			s.groups[m.id] = m.group
+			learned = true
+		}
+	}
+	if learned {
 		close(s.learned)
 		s.learned = make(chan struct{})
-	}()
-	if in.MessageGroupID != "" && out.MessageID != "" {
-		s.groups[out.MessageID] = in.MessageGroupID
-	}
-	for _, e := range in.Entries {
-		for _, ok := range out.Successful {
-			if ok.ID == e.ID && e.MessageGroupID != "" {
-				s.groups[ok.MessageID] = e.MessageGroupID
-			}
-		}
 	}
 }
 
 // forgetDeleted drops the groups of the messages a delete removes.
 func (s *Server) forgetDeleted(action string, req []byte) {
-	var in struct {
-		ReceiptHandle string `json:"ReceiptHandle"`
-		Entries       []struct {
-			ReceiptHandle string `json:"ReceiptHandle"`
-		}
-	}
-	if (action != "AmazonSQS.DeleteMessage" && action != "AmazonSQS.DeleteMessageBatch") || json.Unmarshal(req, &in) != nil {
+	if action != "AmazonSQS.DeleteMessage" && action != "AmazonSQS.DeleteMessageBatch" {
 		return
 	}
-	handles := []string{in.ReceiptHandle}
-	for _, e := range in.Entries {
-		handles = append(handles, e.ReceiptHandle)
-	}
+	handles := deletedHandles(req)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for _, h := range handles {

@@ -64,13 +64,11 @@ func (s *Server) Persist(ctx context.Context, path string) (restored int, err er
 		if err != nil {
 			return restored, fmt.Errorf("send a kept message again: %w", err)
 		}
-		var in struct {
-			MessageGroupID string `json:"MessageGroupId"`
-		}
+		var in map[string]json.RawMessage
 		_ = json.Unmarshal(m.Request, &in) // it was valid when it was sent
-		if in.MessageGroupID != "" {
+		if group := groupOf(in); group != "" {
 			s.mu.Lock()
-			s.groups[id] = in.MessageGroupID
+			s.groups[id] = group
 			s.mu.Unlock()
 		}
 		j.live[id] = keptMessage{Seq: j.next, Request: m.Request}
@@ -117,42 +115,18 @@ func (s *Server) sendRaw(ctx context.Context, action string, body []byte) (strin
 }
 
 // sent notes the messages a successful send created.
-func (j *journal) sent(req, resp []byte) {
-	var in map[string]json.RawMessage
-	var out struct {
-		MessageID  string `json:"MessageId"`
-		Successful []struct {
-			ID        string `json:"Id"`
-			MessageID string `json:"MessageId"`
-		}
-	}
-	if json.Unmarshal(req, &in) != nil || json.Unmarshal(resp, &out) != nil {
+func (j *journal) sent(sent []sentMessage) {
+	if len(sent) == 0 {
 		return
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()
-	if out.MessageID != "" && !j.gone[out.MessageID] {
-		j.live[out.MessageID] = keptMessage{Seq: j.next, Request: req}
-		j.next++
-	}
-	var entries []map[string]json.RawMessage
-	_ = json.Unmarshal(in["Entries"], &entries) // none: not a batch
-	for _, e := range entries {
-		var id string
-		_ = json.Unmarshal(e["Id"], &id)
-		for _, ok := range out.Successful {
-			if ok.ID != id || j.gone[ok.MessageID] {
-				continue
-			}
-			delete(e, "Id")
-			e["QueueUrl"] = in["QueueUrl"]
-			b, err := json.Marshal(e)
-			if err != nil {
-				continue
-			}
-			j.live[ok.MessageID] = keptMessage{Seq: j.next, Request: b}
-			j.next++
+	for _, m := range sent {
+		if j.gone[m.id] || m.request == nil {
+			continue
 		}
+		j.live[m.id] = keptMessage{Seq: j.next, Request: m.request}
+		j.next++
 	}
 	j.saveLogged()
 }
@@ -166,18 +140,9 @@ func (j *journal) received(handle, id string) {
 
 // deleted forgets the messages a successful delete removed.
 func (j *journal) deleted(req []byte) {
-	var in struct {
-		ReceiptHandle string `json:"ReceiptHandle"`
-		Entries       []struct {
-			ReceiptHandle string `json:"ReceiptHandle"`
-		}
-	}
-	if json.Unmarshal(req, &in) != nil {
+	handles := deletedHandles(req)
+	if handles == nil {
 		return
-	}
-	handles := []string{in.ReceiptHandle}
-	for _, e := range in.Entries {
-		handles = append(handles, e.ReceiptHandle)
 	}
 	j.mu.Lock()
 	defer j.mu.Unlock()

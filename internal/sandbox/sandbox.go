@@ -30,6 +30,12 @@ import (
 // uids.
 var ErrSingleTenant = errors.New("this worker cannot switch uids (it was not started as root) and serves one tenant only")
 
+// DefaultPATH is the PATH of every tenant process the worker starts (the
+// Astro dev server, the Claude Code CLI) when its configuration sets none:
+// where node, git and the system's tools are, and nothing of the worker's
+// own environment.
+const DefaultPATH = "/usr/local/bin:/usr/bin:/bin"
+
 // Config configures a Sandbox. Root is required.
 type Config struct {
 	// Root is the shared workspace root (WORKSPACE_PATH); the uid records
