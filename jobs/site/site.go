@@ -160,11 +160,29 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 // failed, discards its changes and returns its quota_exceeded error.
 func (s *Handler) failQuota(ctx context.Context, u *workspace.User, job jobs.Job, record workspace.JobRecord, cause error) error {
 	err := s.overQuota(ctx, u, cause)
-	record.Status, record.ErrorCode, record.FinishedAt = "failed", string(jobs.CodeQuotaExceeded), time.Now().UTC()
-	if _, rerr := u.RecordJob(job.ThreadID, record); rerr != nil {
-		s.log.WarnContext(ctx, "cannot record the job", "error", rerr)
-	}
+	s.recordOutcome(ctx, u, job, record, jobs.Response{}, jobs.CodeQuotaExceeded)
 	return err
+}
+
+// recordOutcome records how the job ended in its thread: succeeded when
+// code is "" (an error code the record holds stays), else failed with code; pushed when resp's push landed; its
+// finish time now (and its start too when it has none). A record that
+// cannot be written is logged, not the job's failure: the job's commit,
+// which FindJobCommit finds, is what keeps a redelivery from running it
+// again.
+func (s *Handler) recordOutcome(ctx context.Context, u *workspace.User, job jobs.Job, record workspace.JobRecord, resp jobs.Response, code jobs.Code) {
+	record.Status = "succeeded"
+	if code != "" {
+		record.Status, record.ErrorCode = "failed", string(code)
+	}
+	record.Pushed = resp.Pushed != nil && *resp.Pushed
+	record.FinishedAt = time.Now().UTC()
+	if record.StartedAt.IsZero() {
+		record.StartedAt = record.FinishedAt
+	}
+	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+		s.log.WarnContext(ctx, "cannot record the job", "error", err)
+	}
 }
 
 // checkQuota measures the user's workspace once more after the agent ran
@@ -314,11 +332,8 @@ func (s *Handler) revert(ctx context.Context, u *workspace.User, job jobs.Job) (
 	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
 	defer cancel()
 	s.push(ctx, u, job, &resp)
-	record := workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Commit: res.SHA, Reverted: res.Reverted,
-		Pushed: resp.Pushed != nil && *resp.Pushed, Status: "succeeded", StartedAt: started, FinishedAt: time.Now().UTC()}
-	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-		s.log.WarnContext(ctx, "cannot record the job", "error", err)
-	}
+	s.recordOutcome(ctx, u, job, workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Commit: res.SHA, Reverted: res.Reverted,
+		StartedAt: started}, resp, "")
 	return resp, nil
 }
 
@@ -353,15 +368,8 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 			resp.Claude = &jobs.ClaudeResult{SessionID: rec.SessionID, CostUSD: rec.CostUSD}
 		}
 		s.push(ctx, u, job, &resp)
-		rec.JobID, rec.Type, rec.Commit, rec.Status = job.JobID, string(job.Type), sha, "succeeded"
-		rec.Pushed = resp.Pushed != nil && *resp.Pushed
-		rec.FinishedAt = time.Now().UTC()
-		if rec.StartedAt.IsZero() {
-			rec.StartedAt = rec.FinishedAt
-		}
-		if _, err := u.RecordJob(job.ThreadID, rec); err != nil {
-			s.log.WarnContext(ctx, "cannot record the job", "error", err)
-		}
+		rec.JobID, rec.Type, rec.Commit = job.JobID, string(job.Type), sha
+		s.recordOutcome(ctx, u, job, rec, resp, "")
 		return resp, nil
 	}
 
@@ -425,12 +433,9 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 		// Changes the agent made stay in the working tree, uncommitted: a
 		// retry of the job sees them, and a switch to another thread saves
 		// them on this thread's branch.
-		code := classify(runErr)
-		record.Status, record.ErrorCode, record.FinishedAt = "failed", string(jobs.ErrorBodyOf(code).Code), time.Now().UTC()
-		if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-			s.log.WarnContext(ctx, "cannot record the job", "error", err)
-		}
-		return resp, code
+		failure := classify(runErr)
+		s.recordOutcome(ctx, u, job, record, jobs.Response{}, jobs.ErrorBodyOf(failure).Code)
+		return resp, failure
 	}
 
 	// The agent's work is done: commit and push it even if the job's time
@@ -449,11 +454,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 		// lands now.
 		s.push(ctx, u, job, &resp)
 	}
-	record.Pushed = resp.Pushed != nil && *resp.Pushed
-	record.Status, record.FinishedAt = "succeeded", time.Now().UTC()
-	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-		s.log.WarnContext(ctx, "cannot record the job", "error", err)
-	}
+	s.recordOutcome(ctx, u, job, record, resp, "")
 	return resp, nil
 }
 
@@ -474,11 +475,7 @@ func (s *Handler) keepPartial(ctx context.Context, u *workspace.User, job jobs.J
 			s.push(ctx, u, job, &resp)
 		}
 	}
-	record.Pushed = resp.Pushed != nil && *resp.Pushed
-	record.Status, record.ErrorCode, record.FinishedAt = "failed", string(failure.Code), time.Now().UTC()
-	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-		s.log.WarnContext(ctx, "cannot record the job", "error", err)
-	}
+	s.recordOutcome(ctx, u, job, record, resp, failure.Code)
 	return resp, failure
 }
 
@@ -513,9 +510,7 @@ func (s *Handler) servePreview(ctx context.Context, u *workspace.User, job jobs.
 		}
 		resp.Branch = branch
 	}
-	t := preview.Target{ID: preview.ID(job.ClientID, job.UserID), Key: u.Tenant.Key, ThreadID: job.ThreadID,
-		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir, Limit: u.Tenant.Limit}}
-	if err := s.cfg.Preview.Target(ctx, t); err != nil {
+	if err := s.cfg.Preview.Target(ctx, PreviewTarget(u, job.ThreadID)); err != nil {
 		return jobs.Response{}, jobs.Errorf(jobs.CodeInternal, "start the preview: %v", err)
 	}
 	resp.PreviewURL = s.previewURL(job)
@@ -529,11 +524,16 @@ func (s *Handler) preview(ctx context.Context, u *workspace.User, job jobs.Job) 
 	if s.cfg.Preview == nil {
 		return
 	}
-	t := preview.Target{ID: preview.ID(job.ClientID, job.UserID), Key: u.Tenant.Key, ThreadID: job.ThreadID,
-		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir, Limit: u.Tenant.Limit}}
-	if err := s.cfg.Preview.Target(ctx, t); err != nil {
+	if err := s.cfg.Preview.Target(ctx, PreviewTarget(u, job.ThreadID)); err != nil {
 		s.log.WarnContext(ctx, "preview not serving", "error", err)
 	}
+}
+
+// PreviewTarget is what serves u's preview: its project, run as its tenant,
+// on threadID ("" for the thread the workspace has checked out).
+func PreviewTarget(u *workspace.User, threadID string) preview.Target {
+	return preview.Target{ID: preview.ID(u.ClientID, u.UserID), Key: u.Tenant.Key, ThreadID: threadID, Dir: u.ProjectDir,
+		As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir, Limit: u.Tenant.Limit}}
 }
 
 // previewURL returns the job's user's previewUrl, "" without one.
