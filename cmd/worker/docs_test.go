@@ -14,6 +14,7 @@ import (
 
 	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
+	"github.com/webordinary/claude-code-astro/jobs"
 )
 
 // TestDocumentsAgree: the README, the compose file, infra/README.md, the
@@ -44,7 +45,7 @@ func TestDocumentsAgree(t *testing.T) {
 
 	// The stop: SIGTERM to exit, as the code bounds it, inside the grace
 	// the compose file and ECS give.
-	exit := int(exitBudget.Seconds())
+	exit := int(jobs.ShutdownBudget.Seconds())
 	for _, doc := range []string{"README.md", "docker-compose.yml", "infra/README.md", "infra/worker.yaml", "docs/CONTRACT.md"} {
 		found := regexp.MustCompile(`within (\d+) s of SIGTERM`).FindAllStringSubmatch(docs[doc], -1)
 		if len(found) == 0 {

@@ -39,10 +39,6 @@ type Gateway interface {
 	Lease(opts gateway.LeaseOptions) *gateway.Lease
 }
 
-// finishTimeout bounds the commit and push after the agent succeeded; it
-// runs past JOB_TIMEOUT and shutdown, within ECS's stop timeout.
-const finishTimeout = 15 * time.Second
-
 // Config configures a Handler. Workspaces and Agent are required.
 type Config struct {
 	Workspaces *workspace.Workspaces
@@ -69,7 +65,10 @@ type Config struct {
 	// QuotaEvery is how often the quota is checked during a job; 0 means
 	// DefaultQuotaEvery.
 	QuotaEvery time.Duration
-	Logger     *slog.Logger
+	// Running, when not nil, is where the handler marks the tenants whose
+	// job runs, for others to ask (Running.Busy); nil keeps its own.
+	Running *Running
+	Logger  *slog.Logger
 }
 
 // DefaultQuotaEvery is how often a running job's workspace is measured
@@ -77,18 +76,20 @@ type Config struct {
 // of milliseconds on a local disk, seconds on EFS for a large node_modules.
 const DefaultQuotaEvery = 15 * time.Second
 
-// stopTimeout bounds killing a tenant's leftover processes after a job.
-const stopTimeout = 10 * time.Second
-
 // Handler is the jobs.Handler of init and execute jobs on Astro site workspaces
 // (CONTRACT.md section 3). The worker serialises one user's jobs; different
 // users' jobs run at once.
 type Handler struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	running *Running
+}
 
-	busyMu sync.Mutex
-	busy   map[string]int // tenant keys with a job running, by count
+// Running is the set of tenants with a job running. The zero value is
+// empty and ready; it is safe for concurrent use.
+type Running struct {
+	mu   sync.Mutex
+	busy map[string]int // tenant keys with a job running, by count
 }
 
 // New returns the handler.
@@ -96,7 +97,11 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, busy: map[string]int{}}
+	running := cfg.Running
+	if running == nil {
+		running = &Running{}
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger, running: running}
 }
 
 // Handle runs one job, holding the user's workspace lock meanwhile.
@@ -121,7 +126,7 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 	// server: a process left by an install script or the agent, even one
 	// that left its process group and session, is found by its uid.
 	defer s.stopLeftovers(ctx, u)
-	defer s.enter(u.Tenant.Key)()
+	defer s.running.enter(u.Tenant.Key)()
 	var lease *gateway.Lease
 	if s.cfg.Gateway != nil {
 		// Only an execute runs the agent: only it gets an API credential.
@@ -190,7 +195,7 @@ func (s *Handler) recordOutcome(ctx context.Context, u *workspace.User, job jobs
 // workspace.ErrQuotaExceeded when it holds more than the quota. It runs
 // even when the job's context has ended.
 func (s *Handler) checkQuota(ctx context.Context, u *workspace.User) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
 	defer cancel()
 	if _, err := u.CheckQuota(ctx, s.cfg.Quota); errors.Is(err, workspace.ErrQuotaExceeded) {
 		return err
@@ -246,7 +251,7 @@ func (s *Handler) watchQuota(ctx context.Context, u *workspace.User) (context.Co
 // overQuota discards the job's changes so the workspace is usable again
 // (workspace.Reclaim), and returns the job's quota_exceeded error.
 func (s *Handler) overQuota(ctx context.Context, u *workspace.User, cause error) error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
 	defer cancel()
 	if err := u.Reclaim(rctx, s.cfg.Quota); err != nil {
 		s.log.WarnContext(ctx, "cannot bring the workspace back under its quota", "error", err)
@@ -272,7 +277,7 @@ func (s *Handler) stopLeftovers(ctx context.Context, u *workspace.User) {
 	if s.cfg.Preview != nil {
 		keep = s.cfg.Preview.PIDFor(u.ProjectDir)
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
 	defer cancel()
 	n, err := u.Tenant.Stop(sctx, keep)
 	if err != nil {
@@ -329,7 +334,7 @@ func (s *Handler) revert(ctx context.Context, u *workspace.User, job jobs.Job) (
 	}
 	s.preview(ctx, u, job) // the dev server shows the reverted files
 	resp.Commit, resp.FilesChanged, resp.RevertedCommits = res.SHA, res.Files, res.Reverted
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
 	defer cancel()
 	s.push(ctx, u, job, &resp)
 	s.recordOutcome(ctx, u, job, workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Commit: res.SHA, Reverted: res.Reverted,
@@ -441,7 +446,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	// The agent's work is done: commit and push it even if the job's time
 	// runs out or the worker is stopping now, so a redelivery finds the
 	// commit instead of running the instruction again on top of its edits.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
 	defer cancel()
 	if job.Mode != jobs.ModePlan {
 		commit, err := u.Commit(ctx, job.ThreadID, job.JobID, job.Instruction)
@@ -463,7 +468,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 // failure, and returns the response and failure. The thread's session is
 // recorded, so the next execute resumes it.
 func (s *Handler) keepPartial(ctx context.Context, u *workspace.User, job jobs.Job, resp jobs.Response, record workspace.JobRecord, why string, failure *jobs.Error) (jobs.Response, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
 	defer cancel()
 	if job.Mode != jobs.ModePlan {
 		commit, err := u.CommitPartial(ctx, job.ThreadID, job.JobID, job.Instruction, why)
@@ -545,22 +550,28 @@ func (s *Handler) previewURL(job jobs.Job) string {
 }
 
 // Busy reports whether a job of tenant key ("clientId/userId") runs now.
-func (s *Handler) Busy(key string) bool {
-	s.busyMu.Lock()
-	defer s.busyMu.Unlock()
-	return s.busy[key] > 0
+func (s *Handler) Busy(key string) bool { return s.running.Busy(key) }
+
+// Busy reports whether a job of tenant key ("clientId/userId") runs now.
+func (r *Running) Busy(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.busy[key] > 0
 }
 
 // enter marks a job of tenant key running, until the returned func.
-func (s *Handler) enter(key string) func() {
-	s.busyMu.Lock()
-	s.busy[key]++
-	s.busyMu.Unlock()
+func (r *Running) enter(key string) func() {
+	r.mu.Lock()
+	if r.busy == nil {
+		r.busy = map[string]int{}
+	}
+	r.busy[key]++
+	r.mu.Unlock()
 	return func() {
-		s.busyMu.Lock()
-		defer s.busyMu.Unlock()
-		if s.busy[key]--; s.busy[key] <= 0 {
-			delete(s.busy, key)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.busy[key]--; r.busy[key] <= 0 {
+			delete(r.busy, key)
 		}
 	}
 }
