@@ -1,6 +1,10 @@
 package jobs
 
-import "time"
+import (
+	"context"
+	"sync"
+	"time"
+)
 
 // The shutdown budget: how the time between a stop signal (SIGTERM) and the
 // worker's exit is shared out. ShutdownBudget is the one figure; every other
@@ -34,11 +38,68 @@ const (
 	// SQS call, cut off at the end of ShutdownStop).
 	ShutdownAnswer = 2 * time.Second
 
-	// FinishTimeout bounds each of a job's last steps once its agent is done
-	// or stopped (commit and push, the quota check, the tenant's cleanup),
-	// which run past the job's own end so that work done is not lost: what
-	// is left of ShutdownStop after the drain and the answer, so a job whose
-	// agent finished just before the drain ended is still committed,
-	// pushed and answered inside the stop.
-	FinishTimeout = ShutdownStop - ShutdownDrain - ShutdownAnswer
+	// StopFinishTimeout is what a stop leaves a job's last steps when its
+	// agent finished just as the drain ended: ShutdownStop less the drain
+	// and the answer. In a stop the last steps end within
+	// ShutdownStop - ShutdownAnswer of the signal (Stop.FinishBy), so the
+	// job is still committed, pushed and answered inside the stop.
+	StopFinishTimeout = ShutdownStop - ShutdownDrain - ShutdownAnswer
 )
+
+// The bounds of a job's last steps, which run past the job's own end so
+// that work done is not lost. They hold while the worker runs; once it is
+// stopping, each step also ends by Stop.FinishBy.
+const (
+	// FinishTimeout bounds each of a job's last steps once its agent is done
+	// or stopped: the commit and push, the quota check, the discarding of a
+	// workspace over its quota. A push to a remote host or a du on EFS may
+	// take seconds.
+	FinishTimeout = 15 * time.Second
+	// LeftoversTimeout bounds killing a tenant's leftover processes after a
+	// job.
+	LeftoversTimeout = 10 * time.Second
+)
+
+// Stop is the moment the worker began to stop (a signal, an idle stop),
+// from which the steps that must end inside the shutdown budget measure
+// their time. Make one with NewStop; it is safe for concurrent use.
+type Stop struct {
+	begun context.Context // ends once the stop has begun
+	begin context.CancelFunc
+
+	mu sync.Mutex
+	at time.Time // when the stop began; zero until then
+}
+
+// NewStop returns a stop that has not begun.
+func NewStop() *Stop {
+	begun, begin := context.WithCancel(context.Background())
+	return &Stop{begun: begun, begin: begin}
+}
+
+// Begin marks the stop as begun at at. Only the first call counts.
+func (s *Stop) Begin(at time.Time) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.at.IsZero() {
+		s.at = at
+		s.begin()
+	}
+}
+
+// Begun returns a context that ends once the stop has begun: for
+// context.AfterFunc, or to select on.
+func (s *Stop) Begun() context.Context { return s.begun }
+
+// FinishBy returns when a job's last steps must have ended, the stop having
+// begun: ShutdownStop - ShutdownAnswer after it began, so that the job is
+// answered inside ShutdownStop. It returns false while the stop has not
+// begun.
+func (s *Stop) FinishBy() (deadline time.Time, stopping bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.at.IsZero() {
+		return time.Time{}, false
+	}
+	return s.at.Add(ShutdownStop - ShutdownAnswer), true
+}

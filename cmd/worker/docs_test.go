@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
@@ -58,6 +59,20 @@ func TestDocumentsAgree(t *testing.T) {
 		}
 		if regexp.MustCompile(`stops within \d+ s of SIGTERM`).MatchString(docs[doc]) {
 			t.Errorf("%s: \"stops within N s of SIGTERM\": say \"exits within %d s of SIGTERM\"", doc, exit)
+		}
+	}
+	// A job's last steps, in a run and in a stop, as jobs/shutdown.go bounds
+	// them.
+	secs := func(d time.Duration) int { return int(d.Seconds()) }
+	for _, want := range []string{
+		fmt.Sprintf("gets %d s (`jobs.FinishTimeout`)", secs(jobs.FinishTimeout)),
+		fmt.Sprintf("%d s (`jobs.LeftoversTimeout`)", secs(jobs.LeftoversTimeout)),
+		fmt.Sprintf("end %d s after the signal (the job loop's %d s less the answer's %d s)",
+			secs(jobs.ShutdownStop-jobs.ShutdownAnswer), secs(jobs.ShutdownStop), secs(jobs.ShutdownAnswer)),
+		fmt.Sprintf("still has %d s for them (`jobs.StopFinishTimeout`)", secs(jobs.StopFinishTimeout)),
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(docs["README.md"]), " "), want) {
+			t.Errorf("README.md does not say %q", want)
 		}
 	}
 	grace := number("docker-compose.yml", `stop_grace_period: (\d+)s`)

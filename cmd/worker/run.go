@@ -271,9 +271,13 @@ func (s *server) wire(ctx, svcCtx, runCtx context.Context) error {
 		s.wg.Go(func() { s.keeper.Run(svcCtx) })
 	}
 
+	// The stop begins when runCtx ends (a signal, idle): from then on, a
+	// job's last steps end inside the shutdown budget.
+	stopping := jobs.NewStop()
+	context.AfterFunc(runCtx, func() { stopping.Begin(time.Now()) })
 	running := &site.Running{}
-	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL,
-		Gateway: s.gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Running: running, Logger: log.With("component", "jobs"),
+	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL, Gateway: s.gw,
+		MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Running: running, Stopping: stopping, Logger: log.With("component", "jobs"),
 		Quota: workspace.Quota{Bytes: int64(cfg.TenantDiskMB) << 20, Inodes: int64(cfg.TenantMaxFiles)}}
 	met := metrics.New(opt.Stdout, metrics.Options{Service: "worker", Readable: opt.Stdout == nil, Logger: log})
 	s.lc = &leases{} // LEASE_TABLE: taken once the HTTP port listens

@@ -68,7 +68,12 @@ type Config struct {
 	// Running, when not nil, is where the handler marks the tenants whose
 	// job runs, for others to ask (Running.Busy); nil keeps its own.
 	Running *Running
-	Logger  *slog.Logger
+	// Stopping, when not nil, is the worker's stop: once it has begun, a
+	// job's last steps (see finishContext) end by its FinishBy, inside the
+	// shutdown budget. Nil bounds them by jobs.FinishTimeout and
+	// jobs.LeftoversTimeout alone.
+	Stopping *jobs.Stop
+	Logger   *slog.Logger
 }
 
 // DefaultQuotaEvery is how often a running job's workspace is measured
@@ -195,7 +200,7 @@ func (s *Handler) recordOutcome(ctx context.Context, u *workspace.User, job jobs
 // workspace.ErrQuotaExceeded when it holds more than the quota. It runs
 // even when the job's context has ended.
 func (s *Handler) checkQuota(ctx context.Context, u *workspace.User) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
+	ctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	if _, err := u.CheckQuota(ctx, s.cfg.Quota); errors.Is(err, workspace.ErrQuotaExceeded) {
 		return err
@@ -251,7 +256,7 @@ func (s *Handler) watchQuota(ctx context.Context, u *workspace.User) (context.Co
 // overQuota discards the job's changes so the workspace is usable again
 // (workspace.Reclaim), and returns the job's quota_exceeded error.
 func (s *Handler) overQuota(ctx context.Context, u *workspace.User, cause error) error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
+	rctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	if err := u.Reclaim(rctx, s.cfg.Quota); err != nil {
 		s.log.WarnContext(ctx, "cannot bring the workspace back under its quota", "error", err)
@@ -277,7 +282,7 @@ func (s *Handler) stopLeftovers(ctx context.Context, u *workspace.User) {
 	if s.cfg.Preview != nil {
 		keep = s.cfg.Preview.PIDFor(u.ProjectDir)
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
+	sctx, cancel := s.finishContext(ctx, jobs.LeftoversTimeout)
 	defer cancel()
 	n, err := u.Tenant.Stop(sctx, keep)
 	if err != nil {
@@ -334,7 +339,7 @@ func (s *Handler) revert(ctx context.Context, u *workspace.User, job jobs.Job) (
 	}
 	s.preview(ctx, u, job) // the dev server shows the reverted files
 	resp.Commit, resp.FilesChanged, resp.RevertedCommits = res.SHA, res.Files, res.Reverted
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
+	ctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	s.push(ctx, u, job, &resp)
 	s.recordOutcome(ctx, u, job, workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Commit: res.SHA, Reverted: res.Reverted,
@@ -446,7 +451,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 	// The agent's work is done: commit and push it even if the job's time
 	// runs out or the worker is stopping now, so a redelivery finds the
 	// commit instead of running the instruction again on top of its edits.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
+	ctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	if job.Mode != jobs.ModePlan {
 		commit, err := u.Commit(ctx, job.ThreadID, job.JobID, job.Instruction)
@@ -468,7 +473,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 // failure, and returns the response and failure. The thread's session is
 // recorded, so the next execute resumes it.
 func (s *Handler) keepPartial(ctx context.Context, u *workspace.User, job jobs.Job, resp jobs.Response, record workspace.JobRecord, why string, failure *jobs.Error) (jobs.Response, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.FinishTimeout)
+	ctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	if job.Mode != jobs.ModePlan {
 		commit, err := u.CommitPartial(ctx, job.ThreadID, job.JobID, job.Instruction, why)
