@@ -18,6 +18,8 @@ import (
 	"github.com/awslabs/goformation/v7/cloudformation/ecs"
 	"github.com/awslabs/goformation/v7/intrinsics"
 	"github.com/moby/buildkit/frontend/dockerfile/instructions"
+
+	"github.com/webordinary/claude-code-astro/jobs"
 )
 
 // templateFile is the CloudFormation template, relative to the repository root.
@@ -637,7 +639,7 @@ func TestTemplateTaskDefinition(t *testing.T) {
 		t.Errorf("container health check %v, want the image's HEALTHCHECK %q", c.HealthCheck, imageHealth)
 	}
 	if c.StopTimeout == nil || *c.StopTimeout < 30 || *c.StopTimeout > 120 {
-		t.Errorf("container stopTimeout %v, want 30..120 s (the worker stops within 25 s; Fargate allows up to 120)", c.StopTimeout)
+		t.Errorf("container stopTimeout %v, want 30..120 s (the worker exits within %s of SIGTERM, jobs.ShutdownBudget; Fargate allows up to 120)", c.StopTimeout, jobs.ShutdownBudget)
 	}
 	if c.LinuxParameters == nil || c.LinuxParameters.InitProcessEnabled == nil || !*c.LinuxParameters.InitProcessEnabled {
 		t.Error("container linuxParameters.initProcessEnabled is not true")

@@ -101,18 +101,18 @@ type Config struct {
 	CallTimeout time.Duration
 	// StopBudget bounds the whole stop: Run returns within it of its
 	// context's end, even with SQS failing (its calls are cut off then).
-	// Default DefaultStopBudget; at least DrainTimeout plus 2 s.
+	// Default DefaultStopBudget; at least DrainTimeout plus
+	// jobs.ShutdownAnswer.
 	StopBudget time.Duration
 }
 
-// DefaultStopBudget is Run's stop budget: inside the 18 s the binary gives
-// it, itself inside ECS's stop timeout.
-const DefaultStopBudget = 15 * time.Second
+// DefaultStopBudget is Run's stop budget, the shutdown budget's share for
+// the job loop (jobs.ShutdownStop).
+const DefaultStopBudget = jobs.ShutdownStop
 
-// DefaultDrainTimeout leaves running jobs 8 s to finish after a stop: with
-// the agent's stop (a few seconds) and the releases, Run returns within
-// ECS's stop timeout.
-const DefaultDrainTimeout = 8 * time.Second
+// DefaultDrainTimeout is how long running jobs may go on after a stop, the
+// shutdown budget's drain (jobs.ShutdownDrain).
+const DefaultDrainTimeout = jobs.ShutdownDrain
 
 // errShuttingDown is the cause of the jobs' context when a stop cancels
 // them: their messages are released, not answered.
@@ -224,7 +224,7 @@ func New(client SQSClient, cfg Config) (*Worker, error) {
 	if cfg.StopBudget <= 0 {
 		cfg.StopBudget = DefaultStopBudget
 	}
-	cfg.StopBudget = max(cfg.StopBudget, cfg.DrainTimeout+2*time.Second)
+	cfg.StopBudget = max(cfg.StopBudget, cfg.DrainTimeout+jobs.ShutdownAnswer)
 	w := &Worker{
 		sqs:      client,
 		cfg:      cfg,

@@ -7,6 +7,7 @@
 // uid from package sandbox):
 //
 //	Root/                  worker 0711 (tenants may pass through, not list)
+//	  .previews/           worker 0700: {previewId} names its user (Config.PreviewID)
 //	  {clientId}/          worker 0711
 //	    {userId}/          worker, group tenant, 0710
 //	      metadata.json    worker 0600: created, repoUrl (the one of the first init), lockfile hash
@@ -62,6 +63,12 @@ type Config struct {
 	// Tenants can read it and nobody but its owner can write it; the worker
 	// never writes to it.
 	NpmSeedCache string
+	// PreviewID, when set, names each user's preview (preview.ID): the
+	// workspaces then keep an index of the users by it, Root/.previews,
+	// written as each job prepares its user (and at Open for the users
+	// already there), so UserOfPreview finds a user without listing the
+	// root. Nil keeps no index.
+	PreviewID func(clientID, userID string) string
 	// Redactor masks secrets in captured output. Nil masks URL credentials
 	// only.
 	Redactor *redact.Redactor
@@ -100,7 +107,8 @@ const gitconfig = "[safe]\n\tdirectory = *\n"
 var excludeLines = []string{"node_modules/", "node_modules", ".astro/"}
 
 // Open checks cfg, creates Root when missing (mode 0711: tenants pass
-// through to their own directories, nobody lists it) and finds git.
+// through to their own directories, nobody lists it), finds git and, with
+// Config.PreviewID, indexes the previews of the users already there.
 func Open(cfg Config) (*Workspaces, error) {
 	if cfg.Root == "" {
 		return nil, errors.New("open workspaces: empty root")
@@ -154,7 +162,11 @@ func Open(cfg Config) (*Workspaces, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Workspaces{cfg: cfg, root: root, git: git, exclude: exclude, gitconfig: global, redactor: red, log: log}, nil
+	w := &Workspaces{cfg: cfg, root: root, git: git, exclude: exclude, gitconfig: global, redactor: red, log: log}
+	if err := w.indexExisting(); err != nil {
+		return nil, fmt.Errorf("open workspaces: %w", err)
+	}
+	return w, nil
 }
 
 // reachable checks that tenant uids can pass through every directory above
@@ -285,6 +297,9 @@ func (u *User) Prepare() error {
 		if err := os.Lchown(u.Dir, -1, int(u.Tenant.GID)); err != nil {
 			return fmt.Errorf("prepare the workspace: %w", err)
 		}
+	}
+	if err := u.ws.indexPreview(u.ClientID, u.UserID); err != nil {
+		return fmt.Errorf("prepare the workspace: %w", err)
 	}
 	if !exists(u.HomeDir) {
 		// A new home gets its tmp/ while it is still the worker's (the

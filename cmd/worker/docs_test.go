@@ -11,9 +11,11 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/config"
 	"github.com/webordinary/claude-code-astro/internal/testkit/repo"
+	"github.com/webordinary/claude-code-astro/jobs"
 )
 
 // TestDocumentsAgree: the README, the compose file, infra/README.md, the
@@ -44,7 +46,7 @@ func TestDocumentsAgree(t *testing.T) {
 
 	// The stop: SIGTERM to exit, as the code bounds it, inside the grace
 	// the compose file and ECS give.
-	exit := int(exitBudget.Seconds())
+	exit := int(jobs.ShutdownBudget.Seconds())
 	for _, doc := range []string{"README.md", "docker-compose.yml", "infra/README.md", "infra/worker.yaml", "docs/CONTRACT.md"} {
 		found := regexp.MustCompile(`within (\d+) s of SIGTERM`).FindAllStringSubmatch(docs[doc], -1)
 		if len(found) == 0 {
@@ -57,6 +59,20 @@ func TestDocumentsAgree(t *testing.T) {
 		}
 		if regexp.MustCompile(`stops within \d+ s of SIGTERM`).MatchString(docs[doc]) {
 			t.Errorf("%s: \"stops within N s of SIGTERM\": say \"exits within %d s of SIGTERM\"", doc, exit)
+		}
+	}
+	// A job's last steps, in a run and in a stop, as jobs/shutdown.go bounds
+	// them.
+	secs := func(d time.Duration) int { return int(d.Seconds()) }
+	for _, want := range []string{
+		fmt.Sprintf("gets %d s (`jobs.FinishTimeout`)", secs(jobs.FinishTimeout)),
+		fmt.Sprintf("%d s (`jobs.LeftoversTimeout`)", secs(jobs.LeftoversTimeout)),
+		fmt.Sprintf("end %d s after the signal (the job loop's %d s less the answer's %d s)",
+			secs(jobs.ShutdownStop-jobs.ShutdownAnswer), secs(jobs.ShutdownStop), secs(jobs.ShutdownAnswer)),
+		fmt.Sprintf("still has %d s for them (`jobs.StopFinishTimeout`)", secs(jobs.StopFinishTimeout)),
+	} {
+		if !strings.Contains(strings.Join(strings.Fields(docs["README.md"]), " "), want) {
+			t.Errorf("README.md does not say %q", want)
 		}
 	}
 	grace := number("docker-compose.yml", `stop_grace_period: (\d+)s`)

@@ -5,11 +5,8 @@ import (
 	"crypto/rand"
 	"errors"
 	"fmt"
-	"io/fs"
 	"log/slog"
 	"net/url"
-	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -17,9 +14,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 
 	"github.com/webordinary/claude-code-astro/internal/config"
-	"github.com/webordinary/claude-code-astro/internal/ident"
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/internal/secrets"
+	"github.com/webordinary/claude-code-astro/jobs"
+	"github.com/webordinary/claude-code-astro/jobs/site"
 	"github.com/webordinary/claude-code-astro/preview"
 	"github.com/webordinary/claude-code-astro/workspace"
 )
@@ -35,24 +33,37 @@ type previews struct {
 	sockets preview.Sockets
 }
 
-// newPreviews returns the previews of the users of ws. busy says whether a
-// job of a tenant runs (its processes then outlive a stopped dev server).
-func newPreviews(ctx context.Context, cfg config.Config, awsCfg aws.Config, ws *workspace.Workspaces, path string,
-	busy func(key string) bool, lc *leases, red *redact.Redactor, log *slog.Logger) (*previews, error) {
-	key, err := previewKey(ctx, cfg, awsCfg, red)
+// previewsDeps are what the previews use beyond the configuration.
+type previewsDeps struct {
+	AWS        aws.Config
+	Workspaces *workspace.Workspaces
+	PATH       string
+	// Running says whether a job of a tenant runs (its processes then
+	// outlive a stopped dev server).
+	Running  *site.Running
+	Leases   *leases
+	Redactor *redact.Redactor
+	Logger   *slog.Logger
+}
+
+// newPreviews returns the previews of the users of d.Workspaces.
+func newPreviews(ctx context.Context, cfg config.Config, d previewsDeps) (*previews, error) {
+	key, err := previewKey(ctx, cfg, d.AWS, d.Redactor)
 	if err != nil {
 		return nil, err
 	}
+	ws, lc, log := d.Workspaces, d.Leases, d.Logger
 	p := &previews{tokens: preview.NewTokens(key, cfg.PreviewTokenTTL), base: cfg.PreviewBaseURL}
 	p.servers = preview.NewServers(preview.ServersConfig{
-		BasePort: cfg.AstroPort, PATH: path, MaxServers: cfg.MaxPreviewServers(), IdleAfter: cfg.PreviewIdle,
-		Lookup: func(ctx context.Context, id string) (preview.Target, error) { return lookupPreview(ws, id) },
-		Claim:  lc.claim,
+		BasePort: cfg.AstroPort, PATH: d.PATH, MaxServers: cfg.MaxPreviewServers(), IdleAfter: cfg.PreviewIdle,
+		StopTimeout: jobs.DevServerStopTimeout,
+		Lookup:      func(ctx context.Context, id string) (preview.Target, error) { return lookupPreview(ws, id) },
+		Claim:       lc.claim,
 		Stopped: func(t preview.Target) {
 			if lc.stopped(t) {
 				return // taken over: the tenant's processes are another task's business now
 			}
-			if busy(t.Key) {
+			if d.Running.Busy(t.Key) {
 				return // the job's end stops what the tenant left
 			}
 			client, user, _ := strings.Cut(t.Key, "/")
@@ -113,35 +124,15 @@ func (p *previews) url(clientID, userID string) string {
 // perHost reports whether every preview has its own host name.
 func (p *previews) perHost() bool { return strings.Contains(p.base, config.PreviewPlaceholder) }
 
-// lookupPreview finds the user of preview id on the workspace root: the
-// client and user directories whose ids give id, with a project.
+// lookupPreview finds the user of preview id in the workspaces' index of
+// previews (no walk of the root).
 func lookupPreview(ws *workspace.Workspaces, id string) (preview.Target, error) {
-	clients, err := os.ReadDir(ws.Root())
+	u, err := ws.UserOfPreview(id)
+	if errors.Is(err, workspace.ErrNoPreview) {
+		return preview.Target{}, preview.ErrNoWorkspace
+	}
 	if err != nil {
 		return preview.Target{}, fmt.Errorf("look up preview %s: %w", id, err)
 	}
-	for _, c := range clients {
-		if !c.IsDir() || !ident.ValidID(c.Name()) {
-			continue
-		}
-		users, err := os.ReadDir(filepath.Join(ws.Root(), c.Name()))
-		if err != nil {
-			continue
-		}
-		for _, u := range users {
-			if !u.IsDir() || !ident.ValidID(u.Name()) || preview.ID(c.Name(), u.Name()) != id {
-				continue
-			}
-			user, err := ws.User(c.Name(), u.Name())
-			if err != nil {
-				return preview.Target{}, fmt.Errorf("look up preview %s: %w", id, err)
-			}
-			if _, err := os.Lstat(user.ProjectDir); errors.Is(err, fs.ErrNotExist) {
-				return preview.Target{}, preview.ErrNoWorkspace
-			}
-			return preview.Target{ID: id, Key: user.Tenant.Key, Dir: user.ProjectDir,
-				As: preview.RunAs{Credential: user.Tenant.Credential(), Home: user.HomeDir, Limit: user.Tenant.Limit}}, nil
-		}
-	}
-	return preview.Target{}, preview.ErrNoWorkspace
+	return site.PreviewTarget(u, ""), nil
 }

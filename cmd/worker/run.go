@@ -32,6 +32,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/redact"
 	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/secrets"
+	"github.com/webordinary/claude-code-astro/internal/taskprotect"
 	"github.com/webordinary/claude-code-astro/jobs"
 	"github.com/webordinary/claude-code-astro/jobs/site"
 	"github.com/webordinary/claude-code-astro/preview"
@@ -39,16 +40,7 @@ import (
 	"github.com/webordinary/claude-code-astro/workspace"
 )
 
-// Shutdown budget: ECS gives a task stopTimeout (30 s by default) between
-// SIGTERM and SIGKILL; the worker is done well inside it.
 const (
-	shutdownBudget = 18 * time.Second
-	// closeBudget is what stopping the dev servers and the HTTP port may
-	// take after the job loop.
-	closeBudget = 4 * time.Second
-	// exitBudget bounds SIGTERM to exit: the figure the README, the compose
-	// file, infra/README.md and the task definition give (a test checks).
-	exitBudget     = shutdownBudget + closeBudget
 	awsHTTPTimeout = 40 * time.Second // above the 20 s long poll
 	secretsTimeout = 20 * time.Second
 )
@@ -119,21 +111,84 @@ type serveOptions struct {
 }
 
 // serve runs the worker: secrets, workspaces, agent, preview, the HTTP port
-// and the job loop, until ctx ends or the worker is idle.
+// and the job loop, until ctx ends or the worker is idle; then it stops
+// within jobs.ShutdownBudget.
 func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	red := redact.New()
-	log := logging.New(opt.Stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat, Redactor: red})
+	s := &server{cfg: cfg, opt: opt, red: red,
+		log: logging.New(opt.Stderr, logging.Options{Level: cfg.LogLevel, Format: cfg.LogFormat, Redactor: red})}
+	// runCtx ends at a stop (a signal, idle): the worker stops receiving.
+	// What running jobs use (the secrets, the gateway, the dev servers'
+	// janitor) lives on in svcCtx until the worker has drained them.
+	runCtx, stop := context.WithCancel(ctx)
+	defer stop()
+	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
+	defer s.waitServices(stopServices)
 
-	// The tenant boundary first: as root, the worker keeps only what it
-	// needs to start tenant processes, before anything else runs. (Logged
-	// once the configuration is known to be good: a bad one gets one line.)
-	var confined *sandbox.Confinement
+	if err := s.confine(ctx); err != nil {
+		return err
+	}
+	if err := s.startGateway(ctx, svcCtx); err != nil {
+		return err
+	}
+	if err := s.wire(ctx, svcCtx, runCtx); err != nil {
+		return err
+	}
+	if err := s.listen(ctx, svcCtx, runCtx); err != nil {
+		return err
+	}
+	s.announce()
+	if cfg.AutoShutdown > 0 {
+		s.wg.Go(func() { idleStop(runCtx, stop, cfg, s.service, opt.AWS, s.activity, s.log) })
+	}
+	runErr := s.run(runCtx, svcCtx)
+	stop()
+	stopServices() // the jobs are done (or abandoned): nothing uses them now
+	s.close(ctx)
+	return runErr
+}
+
+// server is one run of the worker: what serve wires, and what its stop
+// takes down. Its steps run in the order serve calls them.
+type server struct {
+	cfg config.Config
+	opt serveOptions
+	red *redact.Redactor
+	log *slog.Logger
+
+	confined  *sandbox.Confinement // nil when not root
+	sb        *sandbox.Sandbox
+	claudeBin string // the Claude Code CLI tenants run
+	gw        *gateway.Gateway
+	ws        *workspace.Workspaces
+	activity  *idle.Tracker
+	service   bool // an ECS service task
+	keeper    *taskprotect.Keeper
+	lc        *leases
+	pv        *previews // nil with ASTRO_DEV_MODE=false
+	w         *worker.Worker
+	ln        net.Listener
+	srv       *http.Server
+
+	// wg holds every background loop; servicesDone are closed once the
+	// services (the gateway, the status socket) have stopped.
+	wg           sync.WaitGroup
+	servicesDone []<-chan struct{}
+}
+
+// confine sets the tenant boundary first: as root, the worker keeps only
+// what it needs to start tenant processes, before anything else runs. (It
+// is logged once the configuration is known to be good: a bad one gets one
+// line.) What tenant processes run must be within their reach: the CLI is
+// copied where it is when it is not.
+func (s *server) confine(ctx context.Context) error {
+	cfg := s.cfg
 	if os.Geteuid() == 0 {
 		c, err := sandbox.Confine(sandbox.Limits{MaxProcs: uint64(cfg.TenantMaxProcs), MaxFileBytes: uint64(cfg.TenantMaxFileMB) << 20})
 		if err != nil {
 			return err
 		}
-		confined = &c
+		s.confined = &c
 	} else if err := sandbox.SetNotDumpable(); err != nil {
 		return err
 	}
@@ -144,104 +199,129 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	}
 	if sb.Privileged() && cfg.TenantMaxPorts > 0 {
 		ports, err := portcap.New(portcap.Config{MinUID: cfg.TenantUIDs.Min, MaxUID: cfg.TenantUIDs.Max,
-			Max: cfg.TenantMaxPorts, Logger: log.With("component", "portcap")})
+			Max: cfg.TenantMaxPorts, Logger: s.log.With("component", "portcap")})
 		if err != nil {
 			return fmt.Errorf("bound the tenants' ports (TENANT_MAX_PORTS, TENANT_UIDS): %w", err)
 		}
 		go ports.Run(ctx)
 	}
-	// What tenant processes run must be within their reach; the CLI is
-	// copied where it is when it is not.
-	claudeBin := cfg.ClaudeBin
+	s.sb, s.claudeBin = sb, cfg.ClaudeBin
 	if sb.Privileged() {
-		if claudeBin, err = tenantTools(ctx, cfg, opt.PATH, log); err != nil {
+		if s.claudeBin, err = tenantTools(ctx, cfg, s.opt.PATH, s.log); err != nil {
 			return err
 		}
 	}
+	return nil
+}
 
-	apiKey, token, err := resolveSecrets(ctx, cfg, opt.AWS, red, log)
+// startGateway reads the API key and the git token (see resolveSecrets),
+// keeps them fresh, and starts the gateway that lends them to jobs, all
+// until svcCtx ends.
+func (s *server) startGateway(ctx, svcCtx context.Context) error {
+	cfg := s.cfg
+	apiKey, token, err := resolveSecrets(ctx, cfg, s.opt.AWS, s.red, s.log)
 	if err != nil {
 		return err
 	}
 	if apiKey.Value() == "" {
-		log.Warn("no ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID: execute jobs will fail")
+		s.log.Warn("no ANTHROPIC_API_KEY or ANTHROPIC_API_KEY_SECRET_ID: execute jobs will fail")
 	}
-
-	// runCtx ends at a stop (a signal, idle): the worker stops receiving.
-	// What running jobs use (the secrets, the gateway, the dev servers'
-	// janitor) lives on in svcCtx until the worker has drained them.
-	runCtx, stop := context.WithCancel(ctx)
-	defer stop()
-	svcCtx, stopServices := context.WithCancel(context.WithoutCancel(ctx))
-	defer stopServices()
-	var wg sync.WaitGroup
-	wg.Go(func() { apiKey.Keep(svcCtx, cfg.SecretRefresh) })
-	wg.Go(func() { token.Keep(svcCtx, cfg.SecretRefresh) })
-	gw := gateway.New(gateway.Config{APIUpstream: cfg.AnthropicBaseURL, APIKey: apiKey, GitToken: token,
-		TokenHosts: cfg.GitTokenHosts, Pricing: cfg.ClaudePricing, Logger: log.With("component", "gateway")})
-	gwDone, err := gw.Listen(svcCtx)
+	s.wg.Go(func() { apiKey.Keep(svcCtx, cfg.SecretRefresh) })
+	s.wg.Go(func() { token.Keep(svcCtx, cfg.SecretRefresh) })
+	s.gw = gateway.New(gateway.Config{APIUpstream: cfg.AnthropicBaseURL, APIKey: apiKey, GitToken: token,
+		TokenHosts: cfg.GitTokenHosts, Pricing: cfg.ClaudePricing, Logger: s.log.With("component", "gateway")})
+	done, err := s.gw.Listen(svcCtx)
 	if err != nil {
 		return err
 	}
-	defer func() {
-		stopServices()
-		<-gwDone
-	}()
+	s.servicesDone = append(s.servicesDone, done)
+	return nil
+}
 
-	ws, err := workspace.Open(workspace.Config{
-		Root: cfg.WorkspacePath, Sandbox: sb, AuthorName: cfg.GitAuthorName, AuthorEmail: cfg.GitAuthorEmail, NpmSeedCache: cfg.NpmCacheDir,
-		PATH: opt.PATH, Redactor: red, Logger: log.With("component", "workspace"),
-	})
+// waitServices stops the services and waits for them: serve's last step,
+// whichever way it returns.
+func (s *server) waitServices(stopServices context.CancelFunc) {
+	stopServices()
+	for i := len(s.servicesDone) - 1; i >= 0; i-- {
+		<-s.servicesDone[i]
+	}
+}
+
+// wire builds what runs jobs: the workspaces, the agent, the previews, the
+// site handler and the job loop, with the task's protection and metrics.
+func (s *server) wire(ctx, svcCtx, runCtx context.Context) error {
+	cfg, opt, log := s.cfg, s.opt, s.log
+	wsCfg := workspace.Config{
+		Root: cfg.WorkspacePath, Sandbox: s.sb, AuthorName: cfg.GitAuthorName, AuthorEmail: cfg.GitAuthorEmail, NpmSeedCache: cfg.NpmCacheDir,
+		PATH: opt.PATH, Redactor: s.red, Logger: log.With("component", "workspace"),
+	}
+	// Every worker keeps the index of users by preview id (cold previews
+	// are looked up in it), whether it serves previews or not: a worker
+	// with the preview on may take any user over.
+	wsCfg.PreviewID = preview.ID
+	ws, err := workspace.Open(wsCfg)
 	if err != nil {
 		return fmt.Errorf("WORKSPACE_PATH: %w", err)
 	}
+	s.ws = ws
 	runner := agent.NewRunner(agent.Config{
-		Bin: claudeBin, Model: cfg.ClaudeModel, MaxTurns: cfg.ClaudeMaxTurns,
-		BaseURL: gw.BaseURL() + "/anthropic", PATH: opt.PATH, Redactor: red, Logger: log.With("component", "agent"),
+		Bin: s.claudeBin, Model: cfg.ClaudeModel, MaxTurns: cfg.ClaudeMaxTurns,
+		BaseURL: s.gw.BaseURL() + "/anthropic", PATH: opt.PATH, Redactor: s.red, Logger: log.With("component", "agent"),
 	})
-	activity := idle.New(cfg.AutoShutdown)
-	service := inService(ctx, cfg, log)
-	keeper := protection(cfg, service, log)
-	jobActivity := activities{activity}
-	if keeper != nil {
-		jobActivity = append(jobActivity, keeper)
-		wg.Go(func() { keeper.Run(svcCtx) })
+	s.activity = idle.New(cfg.AutoShutdown)
+	s.service = inService(ctx, cfg, log)
+	s.keeper = protection(cfg, s.service, log)
+	jobActivity := activities{s.activity}
+	if s.keeper != nil {
+		jobActivity = append(jobActivity, s.keeper)
+		s.wg.Go(func() { s.keeper.Run(svcCtx) })
 	}
 
-	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL,
-		Gateway: gw, MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Logger: log.With("component", "jobs"),
+	// The stop begins when runCtx ends (a signal, idle): from then on, a
+	// job's last steps end inside the shutdown budget.
+	stopping := jobs.NewStop()
+	context.AfterFunc(runCtx, func() { stopping.Begin(time.Now()) })
+	running := &site.Running{}
+	siteCfg := site.Config{Workspaces: ws, Agent: runner, DefaultRepoURL: cfg.RepoURL, Gateway: s.gw,
+		MaxBudgetUSD: cfg.ClaudeMaxBudgetUSD, Running: running, Stopping: stopping, Logger: log.With("component", "jobs"),
 		Quota: workspace.Quota{Bytes: int64(cfg.TenantDiskMB) << 20, Inodes: int64(cfg.TenantMaxFiles)}}
-	var handler *site.Handler
-	var pv *previews
 	met := metrics.New(opt.Stdout, metrics.Options{Service: "worker", Readable: opt.Stdout == nil, Logger: log})
-	lc := &leases{} // LEASE_TABLE: taken once the HTTP port listens
+	s.lc = &leases{} // LEASE_TABLE: taken once the HTTP port listens
 	if cfg.AstroDevMode {
-		pv, err = newPreviews(ctx, cfg, opt.AWS, ws, opt.PATH, func(key string) bool { return handler.Busy(key) }, lc, red, log)
+		s.pv, err = newPreviews(ctx, cfg, previewsDeps{AWS: opt.AWS, Workspaces: ws, PATH: opt.PATH, Running: running,
+			Leases: s.lc, Redactor: s.red, Logger: log})
 		if err != nil {
 			return err
 		}
-		siteCfg.Preview, siteCfg.PreviewURL = jobPreviewer{Servers: pv.servers, leases: lc, metrics: met}, pv.url
-		wg.Go(func() { pv.servers.Run(svcCtx) })
+		siteCfg.Preview, siteCfg.PreviewURL = jobPreviewer{Servers: s.pv.servers, leases: s.lc, metrics: met}, s.pv.url
+		s.wg.Go(func() { s.pv.servers.Run(svcCtx) })
 	}
-	handler = site.New(siteCfg)
 
-	sqsClient := sqs.NewFromConfig(opt.AWS)
-	w, err := worker.New(sqsClient, worker.Config{
+	s.w, err = worker.New(sqs.NewFromConfig(opt.AWS), worker.Config{
 		JobQueueURL: cfg.JobQueueURL, ResponseQueueURL: cfg.ResponseQueueURL,
-		Handler: handler, Ledger: ledger.New(cfg.WorkspacePath), Activity: jobActivity, Redactor: red,
+		Handler: site.New(siteCfg), Ledger: ledger.New(cfg.WorkspacePath), Activity: jobActivity, Redactor: s.red,
 		Logger: log, MaxConcurrentUsers: cfg.MaxConcurrentUsers, JobTimeout: cfg.JobTimeout, Answered: met.Answered,
+		DrainTimeout: jobs.ShutdownDrain, StopBudget: jobs.ShutdownStop,
 	})
 	if err != nil {
 		return err
 	}
-	wg.Go(func() { met.Every(runCtx, time.Minute, func() []metrics.Value { return taskGauges(cfg, w, pv, lc) }) })
+	s.wg.Go(func() {
+		met.Every(runCtx, time.Minute, func() []metrics.Value { return taskGauges(cfg, s.w, s.pv, s.lc) })
+	})
+	return nil
+}
 
+// listen opens the status socket and the HTTP port, then takes the
+// previews' leases (LEASE_TABLE), which name the port.
+func (s *server) listen(ctx, svcCtx, runCtx context.Context) error {
+	cfg, log := s.cfg, s.log
 	statusSocket := cfg.StatusSocket
 	if statusSocket == "" {
 		statusSocket = DefaultStatusSocket()
 	}
 	statusDone, err := listenStatus(svcCtx, statusSocket, func() healthReport {
-		rep := report(cfg, w, pv, activity, true)
+		rep := report(cfg, s.w, s.pv, s.activity, true)
 		rep.Status = "ok"
 		if len(rep.Problems) > 0 {
 			rep.Status = "unhealthy"
@@ -251,107 +331,117 @@ func serve(ctx context.Context, cfg config.Config, opt serveOptions) error {
 	if err != nil {
 		return err
 	}
-	defer func() {
-		stopServices()
-		<-statusDone
-	}()
-	ln, err := net.Listen("tcp", cfg.HTTPAddr)
-	if err != nil {
+	s.servicesDone = append(s.servicesDone, statusDone)
+	if s.ln, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
 	}
-	srv := &http.Server{
-		Handler:           routes(cfg, w, pv, activity, log),
+	s.srv = &http.Server{
+		Handler:           routes(cfg, s.w, s.pv, s.activity, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
-	wg.Go(func() {
-		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+	s.wg.Go(func() {
+		if err := s.srv.Serve(s.ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 			log.Error("HTTP server failed", "error", err)
 		}
 	})
-	if pv != nil {
-		holder, err := lc.start(ctx, cfg, opt.AWS, ln.Addr().String(), keeper, func(id string) {
-			lc.lost(id)
-			// The open pages first: 1012 makes Vite's client poll (through
-			// the router, to the new owner) and reload.
-			if n := pv.sockets.Close(id, closeServiceRestart, "the preview moved to another worker"); n > 0 {
-				log.Info("closed the preview's sockets: the pages reload from its new worker", "preview", id, "sockets", n)
-			}
-			sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-			defer cancel()
-			if err := pv.servers.Stop(sctx, id); err != nil {
-				log.Warn("stop the dev server of a preview taken over", "preview", id, "error", err)
-			}
-		}, log)
-		if err != nil {
-			srv.Close()
-			return err
-		}
-		if holder != nil {
-			wg.Go(func() { holder.Run(svcCtx) })
-			// A stop ends the leases at once: routers then wake the
-			// previews on other workers while this one drains.
-			wg.Go(func() {
-				<-runCtx.Done()
-				cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-				defer cancel()
-				holder.Close(cctx)
-			})
-		}
+	if s.pv == nil {
+		return nil
 	}
-	if confined != nil {
-		log.Info("worker confined: tenants run under uids of their own", "capabilities", confined.Caps, "tenant_uids", cfg.TenantUIDs.String(),
-			"tenant_max_procs", confined.MaxProcs, "tenant_max_file_bytes", confined.MaxFileBytes)
+	holder, err := s.lc.start(ctx, cfg, s.opt.AWS, s.ln.Addr().String(), s.keeper, func(id string) { s.leaseLost(ctx, id) }, log)
+	if err != nil {
+		s.srv.Close()
+		return err
+	}
+	if holder != nil {
+		s.wg.Go(func() { holder.Run(svcCtx) })
+		// A stop ends the leases at once: routers then wake the
+		// previews on other workers while this one drains.
+		s.wg.Go(func() {
+			<-runCtx.Done()
+			cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			defer cancel()
+			holder.Close(cctx)
+		})
+	}
+	return nil
+}
+
+// leaseLost gives up preview id, whose lease another worker took over.
+func (s *server) leaseLost(ctx context.Context, id string) {
+	s.lc.lost(id)
+	// The open pages first: 1012 makes Vite's client poll (through the
+	// router, to the new owner) and reload.
+	if n := s.pv.sockets.Close(id, closeServiceRestart, "the preview moved to another worker"); n > 0 {
+		s.log.Info("closed the preview's sockets: the pages reload from its new worker", "preview", id, "sockets", n)
+	}
+	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+	defer cancel()
+	if err := s.pv.servers.Stop(sctx, id); err != nil {
+		s.log.Warn("stop the dev server of a preview taken over", "preview", id, "error", err)
+	}
+}
+
+// announce logs how the worker runs, and tells opt.Ready.
+func (s *server) announce() {
+	cfg, log := s.cfg, s.log
+	if c := s.confined; c != nil {
+		log.Info("worker confined: tenants run under uids of their own", "capabilities", c.Caps, "tenant_uids", cfg.TenantUIDs.String(),
+			"tenant_max_procs", c.MaxProcs, "tenant_max_file_bytes", c.MaxFileBytes)
 	} else {
 		log.Warn("the worker is not root, so it cannot run tenants under uids of their own: it serves ONE tenant (the first job's client/user) and refuses others",
 			"uid", os.Geteuid())
 	}
-	log.Info("listening", "http_addr", ln.Addr().String(), "preview", cfg.AstroDevMode, "version", version(), "ecs_service", service)
-	if opt.Ready != nil {
-		opt.Ready(ln.Addr().String(), claudeBin)
+	addr := s.ln.Addr().String()
+	log.Info("listening", "http_addr", addr, "preview", cfg.AstroDevMode, "version", version(), "ecs_service", s.service)
+	if s.opt.Ready != nil {
+		s.opt.Ready(addr, s.claudeBin)
 	}
+}
 
-	if cfg.AutoShutdown > 0 {
-		wg.Go(func() { idleStop(runCtx, stop, cfg, service, opt.AWS, activity, log) })
-	}
+// run runs the job loop until it fails or runCtx ends; then it waits for
+// the loop's stop, at most jobs.ShutdownLoop.
+func (s *server) run(runCtx, svcCtx context.Context) error {
 	done := make(chan error, 1)
-	go func() { done <- w.Run(runCtx) }()
-	wg.Go(func() {
+	go func() { done <- s.w.Run(runCtx) }()
+	s.wg.Go(func() {
 		select {
-		case <-opt.Hurry:
-			log.Warn("asked again to stop: stopping the running jobs now")
-			w.Hurry()
+		case <-s.opt.Hurry:
+			s.log.Warn("asked again to stop: stopping the running jobs now")
+			s.w.Hurry()
 		case <-svcCtx.Done():
 		}
 	})
-
-	var runErr error
 	select {
-	case runErr = <-done:
+	case err := <-done:
+		return err
 	case <-runCtx.Done():
-		log.Info("shutting down")
-		select {
-		case runErr = <-done:
-		case <-time.After(shutdownBudget):
-			log.Error("the job loop did not stop in time; exiting anyway", "budget", shutdownBudget.String())
-		}
 	}
-	stop()
-	stopServices() // the jobs are done (or abandoned): nothing uses them now
+	s.log.Info("shutting down")
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(jobs.ShutdownLoop):
+		s.log.Error("the job loop did not stop in time; exiting anyway", "budget", jobs.ShutdownLoop.String())
+		return nil
+	}
+}
 
-	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), closeBudget)
+// close stops the dev servers and the HTTP port within
+// jobs.ShutdownClose, and waits for the background loops.
+func (s *server) close(ctx context.Context) {
+	closeCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), jobs.ShutdownClose)
 	defer cancel()
-	if pv != nil {
-		if err := pv.servers.Close(closeCtx); err != nil {
-			log.Warn("stop the dev servers", "error", err)
+	if s.pv != nil {
+		if err := s.pv.servers.Close(closeCtx); err != nil {
+			s.log.Warn("stop the dev servers", "error", err)
 		}
 	}
-	if err := srv.Shutdown(closeCtx); err != nil {
-		srv.Close()
+	if err := s.srv.Shutdown(closeCtx); err != nil {
+		s.srv.Close()
 	}
-	wg.Wait()
-	log.Info("worker exited")
-	return runErr
+	s.wg.Wait()
+	s.log.Info("worker exited")
 }
 
 // resolveSecrets returns the API key and the git token, given in the

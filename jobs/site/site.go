@@ -39,10 +39,6 @@ type Gateway interface {
 	Lease(opts gateway.LeaseOptions) *gateway.Lease
 }
 
-// finishTimeout bounds the commit and push after the agent succeeded; it
-// runs past JOB_TIMEOUT and shutdown, within ECS's stop timeout.
-const finishTimeout = 15 * time.Second
-
 // Config configures a Handler. Workspaces and Agent are required.
 type Config struct {
 	Workspaces *workspace.Workspaces
@@ -69,7 +65,15 @@ type Config struct {
 	// QuotaEvery is how often the quota is checked during a job; 0 means
 	// DefaultQuotaEvery.
 	QuotaEvery time.Duration
-	Logger     *slog.Logger
+	// Running, when not nil, is where the handler marks the tenants whose
+	// job runs, for others to ask (Running.Busy); nil keeps its own.
+	Running *Running
+	// Stopping, when not nil, is the worker's stop: once it has begun, a
+	// job's last steps (see finishContext) end by its FinishBy, inside the
+	// shutdown budget. Nil bounds them by jobs.FinishTimeout and
+	// jobs.LeftoversTimeout alone.
+	Stopping *jobs.Stop
+	Logger   *slog.Logger
 }
 
 // DefaultQuotaEvery is how often a running job's workspace is measured
@@ -77,18 +81,20 @@ type Config struct {
 // of milliseconds on a local disk, seconds on EFS for a large node_modules.
 const DefaultQuotaEvery = 15 * time.Second
 
-// stopTimeout bounds killing a tenant's leftover processes after a job.
-const stopTimeout = 10 * time.Second
-
 // Handler is the jobs.Handler of init and execute jobs on Astro site workspaces
 // (CONTRACT.md section 3). The worker serialises one user's jobs; different
 // users' jobs run at once.
 type Handler struct {
-	cfg Config
-	log *slog.Logger
+	cfg     Config
+	log     *slog.Logger
+	running *Running
+}
 
-	busyMu sync.Mutex
-	busy   map[string]int // tenant keys with a job running, by count
+// Running is the set of tenants with a job running. The zero value is
+// empty and ready; it is safe for concurrent use.
+type Running struct {
+	mu   sync.Mutex
+	busy map[string]int // tenant keys with a job running, by count
 }
 
 // New returns the handler.
@@ -96,7 +102,11 @@ func New(cfg Config) *Handler {
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Handler{cfg: cfg, log: cfg.Logger, busy: map[string]int{}}
+	running := cfg.Running
+	if running == nil {
+		running = &Running{}
+	}
+	return &Handler{cfg: cfg, log: cfg.Logger, running: running}
 }
 
 // Handle runs one job, holding the user's workspace lock meanwhile.
@@ -121,7 +131,7 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 	// server: a process left by an install script or the agent, even one
 	// that left its process group and session, is found by its uid.
 	defer s.stopLeftovers(ctx, u)
-	defer s.enter(u.Tenant.Key)()
+	defer s.running.enter(u.Tenant.Key)()
 	var lease *gateway.Lease
 	if s.cfg.Gateway != nil {
 		// Only an execute runs the agent: only it gets an API credential.
@@ -160,11 +170,29 @@ func (s *Handler) Handle(ctx context.Context, job jobs.Job, progress jobs.Progre
 // failed, discards its changes and returns its quota_exceeded error.
 func (s *Handler) failQuota(ctx context.Context, u *workspace.User, job jobs.Job, record workspace.JobRecord, cause error) error {
 	err := s.overQuota(ctx, u, cause)
-	record.Status, record.ErrorCode, record.FinishedAt = "failed", string(jobs.CodeQuotaExceeded), time.Now().UTC()
-	if _, rerr := u.RecordJob(job.ThreadID, record); rerr != nil {
-		s.log.WarnContext(ctx, "cannot record the job", "error", rerr)
-	}
+	s.recordOutcome(ctx, u, job, record, jobs.Response{}, jobs.CodeQuotaExceeded)
 	return err
+}
+
+// recordOutcome records how the job ended in its thread: succeeded when
+// code is "" (an error code the record holds stays), else failed with code; pushed when resp's push landed; its
+// finish time now (and its start too when it has none). A record that
+// cannot be written is logged, not the job's failure: the job's commit,
+// which FindJobCommit finds, is what keeps a redelivery from running it
+// again.
+func (s *Handler) recordOutcome(ctx context.Context, u *workspace.User, job jobs.Job, record workspace.JobRecord, resp jobs.Response, code jobs.Code) {
+	record.Status = "succeeded"
+	if code != "" {
+		record.Status, record.ErrorCode = "failed", string(code)
+	}
+	record.Pushed = resp.Pushed != nil && *resp.Pushed
+	record.FinishedAt = time.Now().UTC()
+	if record.StartedAt.IsZero() {
+		record.StartedAt = record.FinishedAt
+	}
+	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
+		s.log.WarnContext(ctx, "cannot record the job", "error", err)
+	}
 }
 
 // checkQuota measures the user's workspace once more after the agent ran
@@ -172,7 +200,7 @@ func (s *Handler) failQuota(ctx context.Context, u *workspace.User, job jobs.Job
 // workspace.ErrQuotaExceeded when it holds more than the quota. It runs
 // even when the job's context has ended.
 func (s *Handler) checkQuota(ctx context.Context, u *workspace.User) error {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	if _, err := u.CheckQuota(ctx, s.cfg.Quota); errors.Is(err, workspace.ErrQuotaExceeded) {
 		return err
@@ -228,7 +256,7 @@ func (s *Handler) watchQuota(ctx context.Context, u *workspace.User) (context.Co
 // overQuota discards the job's changes so the workspace is usable again
 // (workspace.Reclaim), and returns the job's quota_exceeded error.
 func (s *Handler) overQuota(ctx context.Context, u *workspace.User, cause error) error {
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	rctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	if err := u.Reclaim(rctx, s.cfg.Quota); err != nil {
 		s.log.WarnContext(ctx, "cannot bring the workspace back under its quota", "error", err)
@@ -254,7 +282,7 @@ func (s *Handler) stopLeftovers(ctx context.Context, u *workspace.User) {
 	if s.cfg.Preview != nil {
 		keep = s.cfg.Preview.PIDFor(u.ProjectDir)
 	}
-	sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), stopTimeout)
+	sctx, cancel := s.finishContext(ctx, jobs.LeftoversTimeout)
 	defer cancel()
 	n, err := u.Tenant.Stop(sctx, keep)
 	if err != nil {
@@ -311,14 +339,11 @@ func (s *Handler) revert(ctx context.Context, u *workspace.User, job jobs.Job) (
 	}
 	s.preview(ctx, u, job) // the dev server shows the reverted files
 	resp.Commit, resp.FilesChanged, resp.RevertedCommits = res.SHA, res.Files, res.Reverted
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	s.push(ctx, u, job, &resp)
-	record := workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Commit: res.SHA, Reverted: res.Reverted,
-		Pushed: resp.Pushed != nil && *resp.Pushed, Status: "succeeded", StartedAt: started, FinishedAt: time.Now().UTC()}
-	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-		s.log.WarnContext(ctx, "cannot record the job", "error", err)
-	}
+	s.recordOutcome(ctx, u, job, workspace.JobRecord{JobID: job.JobID, Type: string(job.Type), Commit: res.SHA, Reverted: res.Reverted,
+		StartedAt: started}, resp, "")
 	return resp, nil
 }
 
@@ -356,15 +381,8 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 			resp.Claude = &jobs.ClaudeResult{SessionID: rec.SessionID, CostUSD: rec.CostUSD}
 		}
 		s.push(ctx, u, job, &resp)
-		rec.JobID, rec.Type, rec.Commit, rec.Status = job.JobID, string(job.Type), sha, "succeeded"
-		rec.Pushed = resp.Pushed != nil && *resp.Pushed
-		rec.FinishedAt = time.Now().UTC()
-		if rec.StartedAt.IsZero() {
-			rec.StartedAt = rec.FinishedAt
-		}
-		if _, err := u.RecordJob(job.ThreadID, rec); err != nil {
-			s.log.WarnContext(ctx, "cannot record the job", "error", err)
-		}
+		rec.JobID, rec.Type, rec.Commit = job.JobID, string(job.Type), sha
+		s.recordOutcome(ctx, u, job, rec, resp, "")
 		return resp, nil
 	}
 
@@ -428,18 +446,15 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 		// Changes the agent made stay in the working tree, uncommitted: a
 		// retry of the job sees them, and a switch to another thread saves
 		// them on this thread's branch.
-		code := classify(runErr)
-		record.Status, record.ErrorCode, record.FinishedAt = "failed", string(jobs.ErrorBodyOf(code).Code), time.Now().UTC()
-		if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-			s.log.WarnContext(ctx, "cannot record the job", "error", err)
-		}
-		return resp, code
+		failure := classify(runErr)
+		s.recordOutcome(ctx, u, job, record, jobs.Response{}, jobs.ErrorBodyOf(failure).Code)
+		return resp, failure
 	}
 
 	// The agent's work is done: commit and push it even if the job's time
 	// runs out or the worker is stopping now, so a redelivery finds the
 	// commit instead of running the instruction again on top of its edits.
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	if job.Mode != jobs.ModePlan {
 		commit, err := u.Commit(ctx, job.ThreadID, job.JobID, job.Instruction)
@@ -452,11 +467,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 		// lands now.
 		s.push(ctx, u, job, &resp)
 	}
-	record.Pushed = resp.Pushed != nil && *resp.Pushed
-	record.Status, record.FinishedAt = "succeeded", time.Now().UTC()
-	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-		s.log.WarnContext(ctx, "cannot record the job", "error", err)
-	}
+	s.recordOutcome(ctx, u, job, record, resp, "")
 	return resp, nil
 }
 
@@ -465,7 +476,7 @@ func (s *Handler) execute(ctx context.Context, u *workspace.User, job jobs.Job, 
 // failure, and returns the response and failure. The thread's session is
 // recorded, so the next execute resumes it.
 func (s *Handler) keepPartial(ctx context.Context, u *workspace.User, job jobs.Job, resp jobs.Response, record workspace.JobRecord, why string, failure *jobs.Error) (jobs.Response, error) {
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), finishTimeout)
+	ctx, cancel := s.finishContext(ctx, jobs.FinishTimeout)
 	defer cancel()
 	if job.Mode != jobs.ModePlan {
 		commit, err := u.CommitPartial(ctx, job.ThreadID, job.JobID, job.Instruction, why)
@@ -477,11 +488,7 @@ func (s *Handler) keepPartial(ctx context.Context, u *workspace.User, job jobs.J
 			s.push(ctx, u, job, &resp)
 		}
 	}
-	record.Pushed = resp.Pushed != nil && *resp.Pushed
-	record.Status, record.ErrorCode, record.FinishedAt = "failed", string(failure.Code), time.Now().UTC()
-	if _, err := u.RecordJob(job.ThreadID, record); err != nil {
-		s.log.WarnContext(ctx, "cannot record the job", "error", err)
-	}
+	s.recordOutcome(ctx, u, job, record, resp, failure.Code)
 	return resp, failure
 }
 
@@ -516,9 +523,7 @@ func (s *Handler) servePreview(ctx context.Context, u *workspace.User, job jobs.
 		}
 		resp.Branch = branch
 	}
-	t := preview.Target{ID: preview.ID(job.ClientID, job.UserID), Key: u.Tenant.Key, ThreadID: job.ThreadID,
-		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir, Limit: u.Tenant.Limit}}
-	if err := s.cfg.Preview.Target(ctx, t); err != nil {
+	if err := s.cfg.Preview.Target(ctx, PreviewTarget(u, job.ThreadID)); err != nil {
 		return jobs.Response{}, jobs.Errorf(jobs.CodeInternal, "start the preview: %v", err)
 	}
 	resp.PreviewURL = s.previewURL(job)
@@ -532,9 +537,7 @@ func (s *Handler) preview(ctx context.Context, u *workspace.User, job jobs.Job) 
 	if s.cfg.Preview == nil {
 		return
 	}
-	t := preview.Target{ID: preview.ID(job.ClientID, job.UserID), Key: u.Tenant.Key, ThreadID: job.ThreadID,
-		Dir: u.ProjectDir, As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir, Limit: u.Tenant.Limit}}
-	if err := s.cfg.Preview.Target(ctx, t); err != nil {
+	if err := s.cfg.Preview.Target(ctx, PreviewTarget(u, job.ThreadID)); err != nil {
 		s.log.WarnContext(ctx, "preview not serving", "error", err)
 	}
 }
@@ -551,6 +554,13 @@ func (s *Handler) previewWhile(ctx context.Context, u *workspace.User, job jobs.
 	return func() { <-done }
 }
 
+// PreviewTarget is what serves u's preview: its project, run as its tenant,
+// on threadID ("" for the thread the workspace has checked out).
+func PreviewTarget(u *workspace.User, threadID string) preview.Target {
+	return preview.Target{ID: preview.ID(u.ClientID, u.UserID), Key: u.Tenant.Key, ThreadID: threadID, Dir: u.ProjectDir,
+		As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir, Limit: u.Tenant.Limit}}
+}
+
 // previewURL returns the job's user's previewUrl, "" without one.
 func (s *Handler) previewURL(job jobs.Job) string {
 	if s.cfg.PreviewURL == nil {
@@ -560,22 +570,28 @@ func (s *Handler) previewURL(job jobs.Job) string {
 }
 
 // Busy reports whether a job of tenant key ("clientId/userId") runs now.
-func (s *Handler) Busy(key string) bool {
-	s.busyMu.Lock()
-	defer s.busyMu.Unlock()
-	return s.busy[key] > 0
+func (s *Handler) Busy(key string) bool { return s.running.Busy(key) }
+
+// Busy reports whether a job of tenant key ("clientId/userId") runs now.
+func (r *Running) Busy(key string) bool {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.busy[key] > 0
 }
 
 // enter marks a job of tenant key running, until the returned func.
-func (s *Handler) enter(key string) func() {
-	s.busyMu.Lock()
-	s.busy[key]++
-	s.busyMu.Unlock()
+func (r *Running) enter(key string) func() {
+	r.mu.Lock()
+	if r.busy == nil {
+		r.busy = map[string]int{}
+	}
+	r.busy[key]++
+	r.mu.Unlock()
 	return func() {
-		s.busyMu.Lock()
-		defer s.busyMu.Unlock()
-		if s.busy[key]--; s.busy[key] <= 0 {
-			delete(s.busy, key)
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		if r.busy[key]--; r.busy[key] <= 0 {
+			delete(r.busy, key)
 		}
 	}
 }
