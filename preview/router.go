@@ -335,8 +335,8 @@ func (rt *Router) watch(ctx context.Context, id, addr string) (context.Context, 
 	}
 }
 
-// watchLease reads preview id's lease every CacheTTL for as long as w has
-// an open socket, and ends the sockets that go to an address the lease no
+// watchLease reads preview id's lease every CacheTTL (from the table, not
+// the cache, which it refreshes) for as long as w has an open socket, and ends the sockets that go to an address the lease no
 // longer names (another owner, or none).
 func (rt *Router) watchLease(id string, w *watched) {
 	every := max(rt.cfg.CacheTTL, 100*time.Millisecond)
@@ -351,7 +351,7 @@ func (rt *Router) watchLease(id string, w *watched) {
 		}
 		rt.mu.Unlock()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		l, found, err := rt.lookup(ctx, id)
+		l, found, err := rt.read(ctx, id)
 		cancel()
 		if err != nil {
 			rt.log.Warn("cannot read a preview lease for its open sockets", "preview", id, "error", err)
@@ -394,6 +394,12 @@ func (rt *Router) lookup(ctx context.Context, id string) (lease.Lease, bool, err
 	if ok && now.Sub(c.read) < ttl {
 		return c.l, c.found, nil
 	}
+	return rt.read(ctx, id)
+}
+
+// read reads preview id's lease from the table, and caches what it read.
+func (rt *Router) read(ctx context.Context, id string) (lease.Lease, bool, error) {
+	now := rt.now()
 	ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
 	defer cancel()
 	l, found, err := rt.cfg.Leases.Get(ctx, id)

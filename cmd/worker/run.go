@@ -321,7 +321,7 @@ func (s *server) listen(ctx, svcCtx, runCtx context.Context) error {
 		statusSocket = DefaultStatusSocket()
 	}
 	statusDone, err := listenStatus(svcCtx, statusSocket, func() healthReport {
-		rep := report(cfg, s.w, s.pv, s.activity, true)
+		rep := report(cfg, s.w, s.pv, s.activity, !s.service, true)
 		rep.Status = "ok"
 		if len(rep.Problems) > 0 {
 			rep.Status = "unhealthy"
@@ -336,7 +336,7 @@ func (s *server) listen(ctx, svcCtx, runCtx context.Context) error {
 		return fmt.Errorf("HTTP_ADDR: %w", err)
 	}
 	s.srv = &http.Server{
-		Handler:           routes(cfg, s.w, s.pv, s.activity, log),
+		Handler:           routes(cfg, s.w, s.pv, s.activity, !s.service, log),
 		ReadHeaderTimeout: 10 * time.Second,
 		ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 	}
@@ -472,10 +472,10 @@ func resolveSecrets(ctx context.Context, cfg config.Config, awsCfg aws.Config, r
 
 // routes is the one HTTP port: /health, and the previews for everything
 // else, each behind its preview token.
-func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, log *slog.Logger) http.Handler {
+func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, idleStops bool, log *slog.Logger) http.Handler {
 	mux := http.NewServeMux()
 	mux.Handle("/health", healthHandler(func() healthReport {
-		return report(cfg, w, pv, activity, false)
+		return report(cfg, w, pv, activity, idleStops, false)
 	}))
 	if pv != nil {
 		proxy := preview.NewProxy(preview.ProxyConfig{Servers: pv.servers, Activity: activity, ViewMax: cfg.PreviewViewMax, Logger: log.With("component", "proxy")})
@@ -490,14 +490,16 @@ func routes(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tr
 
 // report builds /health's body; detailed adds what only `worker status`
 // may see: the tenants, their paths and branches, the dev servers.
-func report(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, detailed bool) healthReport {
+// idleStops is false in an ECS service, where an idle worker does not stop
+// (the service scales in): no idleShutdownAt then.
+func report(cfg config.Config, w *worker.Worker, pv *previews, activity *idle.Tracker, idleStops, detailed bool) healthReport {
 	st := w.Stats()
 	r := healthReport{
 		Version:        version(),
 		Jobs:           jobCounts{InFlight: st.InFlight, Succeeded: st.Succeeded, Failed: st.Failed},
 		LastActivityAt: timePtr(activity.LastActivity()),
 	}
-	if d, ok := activity.Deadline(); ok {
+	if d, ok := activity.Deadline(); ok && idleStops {
 		r.IdleShutdownAt = timePtr(d)
 	}
 	r.Retrying = w.Retrying()

@@ -50,6 +50,22 @@ type takeoverFleet struct {
 	routerURL string // http://{preview}.preview.test:PORT/ without {preview}: its port
 	wakeTo    atomic.Int32
 	wakes     atomic.Int32
+	router    atomic.Pointer[preview.Router]
+}
+
+// newRouter puts a new router on the router's port: one that has woken
+// nothing yet (a router wakes a preview at most once per 30 s, and the
+// wake rounds follow each other closer than that).
+func (f *takeoverFleet) newRouter(b *testing.B) {
+	f.router.Store(preview.NewRouter(preview.RouterConfig{
+		Tokens: preview.NewTokens([]byte(takeoverSecret), 0), Domain: ".preview.test", Leases: f.table,
+		Wake: func(ctx context.Context, client, user string) error {
+			n := f.wakes.Add(1)
+			return sendJob(ctx, f.queues[f.wakeTo.Load()], jobs.Job{Type: jobs.TypePreview,
+				JobID: "wake-" + strconv.Itoa(int(n)), ClientID: client, UserID: user})
+		},
+		Logger: quietLogger(b),
+	}))
 }
 
 const takeoverSecret = "bench takeover preview key"
@@ -64,16 +80,9 @@ func newTakeoverFleet(b *testing.B, e *env) *takeoverFleet {
 		b.Fatal(err)
 	}
 	port := strconv.Itoa(ln.Addr().(*net.TCPAddr).Port)
-	rt := preview.NewRouter(preview.RouterConfig{
-		Tokens: preview.NewTokens([]byte(takeoverSecret), 0), Domain: ".preview.test", Leases: f.table,
-		Wake: func(ctx context.Context, client, user string) error {
-			n := f.wakes.Add(1)
-			return sendJob(ctx, f.queues[f.wakeTo.Load()], jobs.Job{Type: jobs.TypePreview,
-				JobID: "wake-" + strconv.Itoa(int(n)), ClientID: client, UserID: user})
-		},
-		Logger: quietLogger(b),
-	})
-	srv := &http.Server{Handler: rt, ReadHeaderTimeout: 10 * time.Second}
+	f.newRouter(b)
+	srv := &http.Server{ReadHeaderTimeout: 10 * time.Second,
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { f.router.Load().ServeHTTP(w, r) })}
 	go func() { _ = srv.Serve(ln) }()
 	b.Cleanup(func() { _ = srv.Close() })
 	f.routerURL = "http://{preview}.preview.test:" + port + "/"
@@ -171,12 +180,14 @@ func benchTakeover(b *testing.B, e *env) {
 		f.api.SetScript(fakeanthropic.EditFile(page, `<h1 id="title">`+heading+`</h1>`, `<h1 id="title">`+next+`</h1>`, "Done: "+next)...)
 		connected := countConsole(br, "[vite] connected")
 		start := time.Now()
+		tl := f.timeline(b, user, to, start)
 		job := execJob(fmt.Sprintf("takeover-%d", i), user, "Change the heading to "+next)
 		if err := sendJob(context.Background(), f.queues[to], job); err != nil {
 			b.Fatal(err)
 		}
 		br.WaitText("#title", next, 2*time.Minute)
 		took = append(took, time.Since(start))
+		b.Logf("takeover %d: the edit showed at %s; %s", i, Ms(time.Since(start)), tl())
 		if countConsole(br, "[vite] connected") > connected {
 			reconnectedFirst++
 		}
@@ -208,10 +219,13 @@ func benchTakeover(b *testing.B, e *env) {
 		if o := f.owner(b, user); o != -1 {
 			b.Fatalf("wake %d: alice's lease still worker %d's after its worker stopped", i, o)
 		}
+		f.newRouter(b)
 		start := time.Now()
+		tl := f.timeline(b, user, to, start)
 		br.Open(strings.ReplaceAll(f.routerURL, "{preview}", preview.ID("acme", user)))
 		br.WaitText("#title", heading, 2*time.Minute)
 		d := time.Since(start)
+		b.Logf("wake %d: the page showed at %s; %s", i, Ms(d), tl())
 		if o := f.owner(b, user); o != to {
 			b.Fatalf("wake %d: alice's lease is worker %d's, want %d's", i, o, to)
 		}
@@ -233,6 +247,29 @@ func benchTakeover(b *testing.B, e *env) {
 	}
 	cold := wake(rounds)
 	e.table.Info("18f", Ms(cold))
+}
+
+// timeline watches, from start, when user's lease moves to worker to, and
+// returns a func that stops watching and says when.
+func (f *takeoverFleet) timeline(b *testing.B, user string, to int, start time.Time) func() string {
+	done := make(chan struct{})
+	var moved atomic.Int64
+	go func() {
+		for {
+			select {
+			case <-done:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if moved.Load() == 0 && f.owner(b, user) == to {
+				moved.Store(int64(time.Since(start)))
+			}
+		}
+	}()
+	return func() string {
+		close(done)
+		return "the lease moved at " + Ms(time.Duration(moved.Load()))
+	}
 }
 
 // countConsole counts br's console messages that contain substr.

@@ -16,7 +16,8 @@ import (
 // TestServiceTaskProtects: a worker in an ECS service
 // (said by ECS_TASK_MODE, or by the task metadata's ServiceName) protects
 // its task from scale-in while a job runs and clears the protection after;
-// idle, it neither calls StopTask nor exits: the service's scaler decides.
+// idle, it neither calls StopTask nor exits (nor names a time it would,
+// on /health): the service's scaler decides.
 func TestServiceTaskProtects(t *testing.T) {
 	tests := []struct {
 		name, mode, serviceName string
@@ -64,8 +65,8 @@ func TestServiceTaskProtects(t *testing.T) {
 			if status, reason := h.emu.DescribeTask(t, cluster, task); status == "STOPPED" {
 				t.Errorf("the task was stopped (%q) in a service", reason)
 			}
-			if code, _ := p.health(); code != http.StatusOK {
-				t.Errorf("/health %d while idle in a service", code)
+			if code, body := p.health(); code != http.StatusOK || body["idleShutdownAt"] != nil {
+				t.Errorf("/health %d, idleShutdownAt %v while idle in a service: want 200 and none (the task does not stop itself)", code, body["idleShutdownAt"])
 			}
 		})
 	}
