@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -41,22 +42,15 @@ func TestAgentEditsUpdateThePageInPlace(t *testing.T) {
 		t.Run(s.Name, func(t *testing.T) {
 			site := s.Prepare(t)
 			var devLog logbuf.Buffer
-			ds := preview.NewDevServer(preview.DevServerConfig{
-				Port: previewtest.FreePort(t), PATH: s.PATH(t), Home: t.TempDir(),
-				Logger:       slog.New(slog.NewTextHandler(&devLog, nil)),
-				ReadyTimeout: 60 * time.Second,
-			})
-			t.Cleanup(func() {
-				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-				defer cancel()
-				_ = ds.Close(ctx)
-			})
-			target(t, ds, site)
+			p := newSitePreview(t, s, site, preview.ServersConfig{Logger: slog.New(slog.NewTextHandler(&devLog, nil))}, nil)
+			p.start(t)
 			const publicHost = "preview.example.com"
 			b := browser.Start(t, browser.MapHost(publicHost))
-			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Logger: testLogger(t)}))
-			public := *base
-			public.Host = publicHost + ":" + base.Port()
+			public, err := url.Parse(p.link())
+			if err != nil {
+				t.Fatal(err)
+			}
+			public.Host = publicHost + ":" + p.base.Port()
 			b.Open(public.String())
 			b.WaitText("#title", heading, 30*time.Second)
 			b.WaitConsole(viteConnected, 1, 15*time.Second)
@@ -189,11 +183,10 @@ func TestDevServerIgnoresCLITempFiles(t *testing.T) {
 	for _, s := range previewtest.Sites() {
 		t.Run(s.Name, func(t *testing.T) {
 			site := s.Prepare(t)
-			ds := newDevServerFor(t, s)
-			target(t, ds, site)
+			p := newSitePreview(t, s, site, preview.ServersConfig{}, nil)
+			p.start(t)
 			b := browser.Start(t)
-			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Logger: testLogger(t)}))
-			b.Open(base.String())
+			b.Open(p.link())
 			b.WaitText("#title", heading, 30*time.Second)
 			b.WaitConsole(viteConnected, 1, 15*time.Second)
 			setMarker(t, b)

@@ -1,6 +1,7 @@
 package preview_test
 
 import (
+	"net/url"
 	"syscall"
 	"testing"
 	"time"
@@ -24,15 +25,18 @@ func TestBrowserShowsEdit(t *testing.T) {
 			site := s.Prepare(t)
 			const publicHost = "preview.example.com"
 			b := browser.Start(t, browser.MapHost(publicHost))
-			ds := newDevServerFor(t, s)
 			var act counter
-			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Activity: &act, Logger: testLogger(t)}))
-			target(t, ds, site)
+			p := newSitePreview(t, s, site, preview.ServersConfig{}, &act)
+			p.start(t)
 
 			// The browser knows the preview by a public name, as a customer would:
 			// Host and Origin are preview.example.com, which Vite alone refuses.
-			public := *base
-			public.Host = publicHost + ":" + base.Port()
+			// It opens the previewUrl, whose token the Gate turns into a cookie.
+			public, err := url.Parse(p.link())
+			if err != nil {
+				t.Fatal(err)
+			}
+			public.Host = publicHost + ":" + p.base.Port()
 			b.Open(public.String())
 			b.WaitText("#title", heading, 30*time.Second)
 			// Vite's client in the page opens its HMR socket through the proxy, and
@@ -51,13 +55,13 @@ func TestBrowserShowsEdit(t *testing.T) {
 			// The dev server dies and comes back: the open page's Vite client finds
 			// it again through the proxy (which answers 503 meanwhile), reloads, and
 			// later edits keep showing.
-			old := ds.PID()
+			old := p.pid()
 			if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
 				t.Fatalf("kill dev server group %d: %v", old, err)
 			}
 			wait.For(t, 60*time.Second, "the restarted dev server to be ready", func() bool {
-				pid := ds.PID()
-				return pid != 0 && pid != old && ds.State() == preview.StateReady
+				pid := p.pid()
+				return pid != 0 && pid != old && p.state() == preview.StateReady
 			})
 			b.WaitConsole(viteConnected, 2, 30*time.Second)
 			setHeading(t, site, "Edited after a restart")

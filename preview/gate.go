@@ -58,9 +58,8 @@ func PreviewID(ctx context.Context) (string, bool) {
 	return id, ok
 }
 
-// WithPreviewID returns ctx naming preview id, as a Gate does (for serving
-// a Proxy without a Gate in tests).
-func WithPreviewID(ctx context.Context, id string) context.Context {
+// withPreviewID returns ctx naming preview id.
+func withPreviewID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, previewIDKey{}, id)
 }
 
@@ -92,7 +91,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			http.Redirect(w, r, to.String(), http.StatusFound)
 			return
 		}
-		g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), c.ID), token, c)))
+		g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(withPreviewID(r.Context(), c.ID), token, c)))
 		return
 	}
 	cookie, c, ok := g.fromCookies(r, want)
@@ -100,7 +99,7 @@ func (g *Gate) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		g.refuse(w, r, "no valid preview token or cookie for this preview")
 		return
 	}
-	g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(WithPreviewID(r.Context(), c.ID), cookie, c)))
+	g.cfg.Next.ServeHTTP(w, r.WithContext(withCredential(withPreviewID(r.Context(), c.ID), cookie, c)))
 }
 
 // fromCookies returns the preview a request's cookies open: every preview

@@ -3,7 +3,6 @@ package preview
 import (
 	"context"
 	"crypto/rand"
-	_ "embed" // the dev server launcher
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -11,7 +10,6 @@ import (
 	"net/http"
 	"net/url"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/procfs"
@@ -36,18 +34,9 @@ import (
 // from the proxy to the dev server.
 const SecretHeader = "X-Webordinary-Dev-Secret"
 
-// The launcher's environment variables.
-const (
-	secretEnv = "WEBORDINARY_DEV_SECRET"
-	portEnv   = "WEBORDINARY_DEV_PORT"
-)
-
 // ErrForeignListener means that the socket answering on a dev server's
 // port belongs to another uid than the dev server's.
 var ErrForeignListener = errors.New("the dev server's port is answered by another user's process")
-
-//go:embed devserver.mjs
-var launcherJS []byte
 
 // guard is what protects one dev server process: its secret, and the uid
 // that must own the socket answering on its port.
@@ -69,10 +58,9 @@ func newGuard(as RunAs) (*guard, error) {
 	return &guard{secret: hex.EncodeToString(b[:]), uid: uid}, nil
 }
 
-// Upstream is a dev server the Proxy forwards to: its address and, for a
-// DevServer's (see DevServer.Upstream), the secret the proxy adds to every
-// request and the uid that must own the socket answering there. An Upstream
-// made of a URL alone is forwarded to unchecked.
+// Upstream is a dev server the Proxy forwards to (see Servers.View): its
+// address, the secret the proxy adds to every request and the uid that must
+// own the socket answering there.
 type Upstream struct {
 	URL   *url.URL
 	guard *guard
@@ -139,49 +127,9 @@ func checkOwner(conn net.Conn, uid uint32) error {
 	}
 }
 
-// writeLauncher writes the dev server launcher into a new directory that
-// only root (the worker) may change and everyone may read, and returns its
-// path and the function that removes it.
-func writeLauncher() (string, func(), error) {
-	dir, err := os.MkdirTemp("", "webordinary-devserver-")
-	if err != nil {
-		return "", nil, fmt.Errorf("write the dev server launcher: %w", err)
-	}
-	remove := func() { _ = os.RemoveAll(dir) } // a leftover in the temporary directory is harmless
-	path := filepath.Join(dir, "devserver.mjs")
-	if err := os.Chmod(dir, 0o755); err != nil {
-		remove()
-		return "", nil, fmt.Errorf("write the dev server launcher: %w", err)
-	}
-	if err := os.WriteFile(path, launcherJS, 0o644); err != nil {
-		remove()
-		return "", nil, fmt.Errorf("write the dev server launcher: %w", err)
-	}
-	if err := os.Chmod(path, 0o644); err != nil { // the worker's umask is 077
-		remove()
-		return "", nil, fmt.Errorf("write the dev server launcher: %w", err)
-	}
-	return path, remove, nil
-}
-
-// lookPath finds an executable name in pathList (a PATH value), not in the
-// worker's own PATH.
-func lookPath(name, pathList string) (string, error) {
-	for _, dir := range filepath.SplitList(pathList) {
-		if dir == "" {
-			continue
-		}
-		p := filepath.Join(dir, name)
-		if fi, err := os.Stat(p); err == nil && fi.Mode().IsRegular() && fi.Mode().Perm()&0o111 != 0 {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("find %s in %s: %w", name, pathList, os.ErrNotExist)
-}
-
 // Header returns the headers the Proxy adds to every request to u: the dev
-// server's secret. For benchmarks and tests that reach a dev server of
-// their own without the proxy; nil for an Upstream without a secret.
+// server's secret. For benchmarks and tests that reach a dev server
+// without the proxy; nil for the zero Upstream.
 func (u Upstream) Header() http.Header {
 	if u.guard == nil {
 		return nil

@@ -30,47 +30,121 @@ func testLogger(tb testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(tb.Output(), &slog.HandlerOptions{Level: level}))
 }
 
-// newDevServer returns a DevServer on a free port with a temporary HOME,
-// closed (and checked to leave no process) when the test ends.
-func newDevServer(tb testing.TB) *preview.DevServer {
-	tb.Helper()
-	return newDevServerFor(tb, previewtest.Default())
+// sitePreview is one user's preview of a site, served as the worker serves
+// it: their dev server run by Servers, behind the Proxy and a Gate that
+// serves every preview on one host (the token names the preview).
+type sitePreview struct {
+	*preview.Servers
+	target preview.Target
+	base   *url.URL // the Gate
+	tokens *preview.Tokens
+	cookie string // a token of the preview, as the Gate's cookie holds it
 }
 
-// newDevServerFor is newDevServer for a dev server of site (its node).
-func newDevServerFor(tb testing.TB, site previewtest.Site) *preview.DevServer {
-	tb.Helper()
-	ds := preview.NewDevServer(preview.DevServerConfig{
-		Port:         previewtest.FreePort(tb),
-		PATH:         site.PATH(tb),
-		Home:         tb.TempDir(),
-		Logger:       testLogger(tb),
-		ReadyTimeout: 60 * time.Second,
-		MinBackoff:   100 * time.Millisecond,
-		MaxBackoff:   2 * time.Second,
-	})
-	tb.Cleanup(func() {
-		pid := ds.PID()
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := ds.Close(ctx); err != nil {
-			tb.Errorf("close dev server: %v", err)
-		}
-		if pid != 0 && groupAlive(pid) {
-			tb.Errorf("process group %d still alive after Close", pid)
-		}
-	})
-	return ds
+// newSitePreview returns the preview of the site in dir, its dev server not
+// started (Lookup finds it for a page load), with act told of every
+// request. cfg is newServers's; its zero PATH means site's node.
+func newSitePreview(t *testing.T, site previewtest.Site, dir string, cfg preview.ServersConfig, act preview.Activity) *sitePreview {
+	t.Helper()
+	if cfg.PATH == "" {
+		cfg.PATH = site.PATH(t)
+	}
+	target := preview.Target{ID: preview.ID("acme", "alice"), Key: "acme/alice", Dir: dir, As: preview.RunAs{Home: t.TempDir()}}
+	s, _ := newServers(t, cfg, user{name: "alice", target: target})
+	base, tokens := serveGated(t, preview.ProxyConfig{Servers: s, Activity: act, Logger: testLogger(t)}, false)
+	return &sitePreview{Servers: s, target: target, base: base, tokens: tokens, cookie: tokens.Issue(target.ID)}
 }
 
-// target points ds at dir, failing the test if it does not get ready.
-func target(tb testing.TB, ds *preview.DevServer, dir string) {
+// serveGated serves a Proxy of cfg behind a Gate, one host name per preview
+// or one host for all, and returns its base URL and the tokens that open
+// it.
+func serveGated(tb testing.TB, cfg preview.ProxyConfig, perHost bool) (*url.URL, *preview.Tokens) {
+	tb.Helper()
+	tokens := preview.NewTokens([]byte("preview test key"), time.Hour)
+	return serveProxy(tb, preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: perHost, Next: preview.NewProxy(cfg)})), tokens
+}
+
+// start starts the preview's dev server (a job's Target), failing the test
+// if it does not get ready.
+func (p *sitePreview) start(tb testing.TB) {
+	tb.Helper()
+	p.startIn(tb, p.target.Dir)
+}
+
+// startIn is start with the dev server serving dir: a re-target when it
+// served another directory.
+func (p *sitePreview) startIn(tb testing.TB, dir string) {
 	tb.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := ds.Target(ctx, dir); err != nil {
+	t := p.target
+	t.Dir = dir
+	if err := p.Target(ctx, t); err != nil {
 		tb.Fatalf("target %s: %v", dir, err)
 	}
+}
+
+// info describes the preview's dev server; ok is false when none runs.
+func (p *sitePreview) info() (info preview.ServerInfo, ok bool) {
+	for _, i := range p.List() {
+		if i.ID == p.target.ID {
+			return i, true
+		}
+	}
+	return preview.ServerInfo{}, false
+}
+
+// pid is the dev server's process id, 0 when none runs.
+func (p *sitePreview) pid() int {
+	i, _ := p.info()
+	return i.PID
+}
+
+// state is the dev server's state, stopped when none runs.
+func (p *sitePreview) state() string {
+	i, ok := p.info()
+	if !ok {
+		return preview.StateStopped
+	}
+	return i.State
+}
+
+// upstream is the dev server's address and whether it is ready.
+func (p *sitePreview) upstream() (preview.Upstream, bool) {
+	up, ok, done := p.View(p.target.ID)
+	done()
+	return up, ok
+}
+
+// header is what a browser that opened the previewUrl sends: the cookie,
+// and the Host header host when not empty.
+func (p *sitePreview) header(host string) http.Header {
+	return previewtest.Header(host, p.cookie)
+}
+
+// get fetches path through the Gate as such a browser, under host when not
+// empty.
+func (p *sitePreview) get(tb testing.TB, path, host string) (int, http.Header, string) {
+	tb.Helper()
+	return previewtest.GetWith(tb, p.base.JoinPath(path).String(), p.header(host))
+}
+
+// fetch is get of a request the page makes by itself (a script), which
+// does not start a dev server that does not run.
+func (p *sitePreview) fetch(tb testing.TB, path string) (int, http.Header, string) {
+	tb.Helper()
+	h := p.header("")
+	h.Set("Sec-Fetch-Dest", "script")
+	return previewtest.GetWith(tb, p.base.JoinPath(path).String(), h)
+}
+
+// link is the previewUrl of the preview: the Gate's URL with a token, which
+// a browser exchanges for the cookie.
+func (p *sitePreview) link() string {
+	u := *p.base
+	u.Path = "/"
+	u.RawQuery = url.Values{preview.TokenParam: {p.cookie}}.Encode()
+	return u.String()
 }
 
 // groupAlive reports whether any process of group pgid is alive.

@@ -21,28 +21,35 @@ import (
 	"github.com/webordinary/claude-code-astro/preview/previewtest"
 )
 
+// TestProxyStartingPage: while a preview's dev server is not ready, or does
+// not answer, every request gets the "starting" page that retries by
+// itself, and Vite's HMR socket is closed with 1012.
 func TestProxyStartingPage(t *testing.T) {
 	deadPort := previewtest.FreePort(t) // nothing listens there
 	dead := &url.URL{Scheme: "http", Host: net.JoinHostPort("127.0.0.1", strconv.Itoa(deadPort))}
-	idle := preview.NewDevServer(preview.DevServerConfig{Port: previewtest.FreePort(t)})
 
 	tests := []struct {
-		name     string
-		upstream func() (preview.Upstream, bool)
+		name  string
+		setup func(t *testing.T, p *sitePreview) // before the requests
 	}{
-		{"no upstream", nil},
-		{"upstream not ready", func() (preview.Upstream, bool) { return preview.Upstream{}, false }},
-		{"dev server never targeted", idle.Upstream},
-		{"upstream unreachable", func() (preview.Upstream, bool) { return preview.Upstream{URL: dead}, true }},
+		// The page load starts it (Lookup finds it), in the background.
+		{"dev server not started", func(*testing.T, *sitePreview) {}},
+		{"dev server failed to start", func(t *testing.T, p *sitePreview) {
+			if err := p.Target(context.Background(), p.target); !errors.Is(err, os.ErrNotExist) {
+				t.Fatalf("Target of a project without astro = %v, want os.ErrNotExist", err)
+			}
+		}},
+		{"dev server unreachable", func(t *testing.T, p *sitePreview) {
+			preview.ServeStandIn(t, p.Servers, p.target.ID, dead)
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var act counter
-			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{
-				Upstream: tt.upstream, Activity: &act, Logger: testLogger(t),
-			}))
+			p := newSitePreview(t, previewtest.Default(), t.TempDir(), preview.ServersConfig{}, &act) // no astro there
+			tt.setup(t, p)
 
-			status, h, body := previewtest.Get(t, base.JoinPath("/some/page").String(), "preview.example.com")
+			status, h, body := p.get(t, "/some/page", "preview.example.com")
 			if status != http.StatusServiceUnavailable {
 				t.Errorf("status = %d, want 503", status)
 			}
@@ -61,10 +68,7 @@ func TestProxyStartingPage(t *testing.T) {
 			// Vite's HMR socket is opened and closed at once with 1012
 			// (service restart): the page's client polls and reloads when
 			// the dev server answers, instead of never updating again.
-			wsURL := *base
-			wsURL.Scheme = "ws"
-			dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{"vite-hmr"}}
-			conn, _, err := dialer.Dial(wsURL.String(), nil)
+			conn, _, err := previewtest.DialWSWith(p.base, p.header(""), "vite-hmr", "")
 			if err != nil {
 				t.Fatalf("HMR socket with no dev server: %v, want it opened and closed", err)
 			}
@@ -82,108 +86,151 @@ func TestProxyStartingPage(t *testing.T) {
 	}
 }
 
-func TestDevServerStartFailures(t *testing.T) {
+func TestServersStartFailures(t *testing.T) {
 	tests := []struct {
 		name    string
-		setup   func(t *testing.T) (port int, dir string)
+		cfg     func(t *testing.T, held *int) preview.ServersConfig
+		dir     func(t *testing.T) string
 		wantErr error
 	}{
 		{
+			// Another process takes every port a dev server finds free before
+			// it listens there: it moves to another port, up to a bound, then
+			// fails.
 			name: "port in use",
-			setup: func(t *testing.T) (int, string) {
-				l, err := net.Listen("tcp", "127.0.0.1:0")
-				if err != nil {
-					t.Fatal(err)
-				}
-				t.Cleanup(func() { l.Close() })
-				return l.Addr().(*net.TCPAddr).Port, t.TempDir()
+			cfg: func(t *testing.T, held *int) preview.ServersConfig {
+				return preview.ServersConfig{BeforeStart: func(port int) {
+					l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
+					if err != nil {
+						t.Errorf("take port %d: %v", port, err)
+						return
+					}
+					t.Cleanup(func() { l.Close() })
+					go func() { // hang up on the readiness probe at once
+						for {
+							c, err := l.Accept()
+							if err != nil {
+								return
+							}
+							c.Close()
+						}
+					}()
+					*held = port
+				}}
 			},
+			dir:     portBoundSite,
 			wantErr: preview.ErrPortInUse,
 		},
 		{
-			name: "no astro executable",
-			setup: func(t *testing.T) (int, string) {
-				return previewtest.FreePort(t), t.TempDir()
-			},
+			name:    "no astro executable",
+			cfg:     func(*testing.T, *int) preview.ServersConfig { return preview.ServersConfig{} },
+			dir:     func(t *testing.T) string { return t.TempDir() },
 			wantErr: os.ErrNotExist,
 		},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			port, dir := tt.setup(t)
-			ds := preview.NewDevServer(preview.DevServerConfig{Port: port, Home: t.TempDir(), Logger: testLogger(t)})
-			t.Cleanup(func() {
-				if err := ds.Close(context.Background()); err != nil {
-					t.Errorf("close: %v", err)
-				}
-			})
-			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+			var held int
+			p := newSitePreview(t, previewtest.Default(), tt.dir(t), tt.cfg(t, &held), nil)
+			ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 			defer cancel()
-			err := ds.Target(ctx, dir)
+			err := p.Target(ctx, p.target)
 			if !errors.Is(err, tt.wantErr) {
 				t.Fatalf("Target error = %v, want %v", err, tt.wantErr)
 			}
-			if tt.wantErr == preview.ErrPortInUse && !strings.Contains(err.Error(), strconv.Itoa(port)) {
-				t.Errorf("error %q does not name port %d", err, port)
+			if tt.wantErr == preview.ErrPortInUse && !strings.Contains(err.Error(), strconv.Itoa(held)) {
+				t.Errorf("error %q does not name port %d", err, held)
 			}
-			if got := ds.State(); got != preview.StateFailed {
+			if got := p.state(); got != preview.StateFailed {
 				t.Errorf("State = %q, want %q", got, preview.StateFailed)
 			}
-			if _, ok := ds.URL(); ok {
-				t.Error("URL reports ready after a failed start")
+			if _, ok := p.upstream(); ok {
+				t.Error("View reports ready after a failed start")
 			}
 		})
 	}
 }
 
-func TestDevServerClosed(t *testing.T) {
-	ds := preview.NewDevServer(preview.DevServerConfig{Port: previewtest.FreePort(t)})
-	if got := ds.State(); got != preview.StateStopped {
+// portBoundSite returns a project whose astro only listens where the
+// launcher asks, and fails as Vite with strictPort does when it cannot: it
+// says the port is in use and exits. (Each of the attempts of the port-in-use
+// test would otherwise start a real Astro.)
+func portBoundSite(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	files := map[string]string{
+		"package.json":                    `{"name":"site","private":true,"type":"module"}`,
+		"node_modules/astro/package.json": `{"name":"astro","version":"0.0.0","type":"module","main":"./index.js"}`,
+		"node_modules/astro/index.js": `import http from 'node:http';
+export async function dev({ server: { host, port } }) {
+  const srv = http.createServer((req, res) => res.end('stand-in'));
+  srv.on('error', () => { console.error('Error: Port ' + port + ' is already in use'); process.exit(1); });
+  srv.listen(port, host);
+}
+`,
+	}
+	for name, content := range files {
+		path := filepath.Join(dir, filepath.FromSlash(name))
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func TestServersClosed(t *testing.T) {
+	p := newSitePreview(t, previewtest.Default(), t.TempDir(), preview.ServersConfig{}, nil)
+	if got := p.state(); got != preview.StateStopped {
 		t.Errorf("State before Target = %q, want stopped", got)
 	}
-	if err := ds.Close(context.Background()); err != nil {
+	if err := p.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	if err := ds.Target(context.Background(), t.TempDir()); !errors.Is(err, preview.ErrClosed) {
+	if err := p.Target(context.Background(), p.target); !errors.Is(err, preview.ErrClosed) {
 		t.Errorf("Target after Close = %v, want ErrClosed", err)
+	}
+	if err := p.Ensure(context.Background(), p.target.ID); !errors.Is(err, preview.ErrClosed) {
+		t.Errorf("Ensure after Close = %v, want ErrClosed", err)
 	}
 }
 
-// TestDevServerProxy runs one real Astro dev server behind the Proxy and
-// checks, in order, what the live preview needs.
+// TestDevServerProxy runs one real Astro dev server behind the Gate and the
+// Proxy and checks, in order, what the live preview needs.
 func TestDevServerProxy(t *testing.T) {
 	for _, s := range previewtest.Sites() {
 		t.Run(s.Name, func(t *testing.T) {
 			site := s.Prepare(t)
-			ds := newDevServerFor(t, s)
 			var act counter
-			base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Activity: &act, Logger: testLogger(t)}))
+			p := newSitePreview(t, s, site, preview.ServersConfig{}, &act)
 
 			// Before Target: the starting page.
-			if status, _, _ := previewtest.Get(t, base.String(), ""); status != http.StatusServiceUnavailable {
+			if status, _, _ := p.fetch(t, "/"); status != http.StatusServiceUnavailable {
 				t.Fatalf("before Target: status %d, want 503", status)
 			}
 
-			target(t, ds, site)
+			p.start(t)
 
 			t.Run("ready", func(t *testing.T) {
-				if got := ds.State(); got != preview.StateReady {
+				if got := p.state(); got != preview.StateReady {
 					t.Errorf("State = %q, want ready", got)
 				}
-				u, ok := ds.URL()
-				if !ok || u.Hostname() != "127.0.0.1" {
-					t.Errorf("URL = %v, %v; want a loopback URL", u, ok)
+				up, ok := p.upstream()
+				if !ok || up.URL.Hostname() != "127.0.0.1" {
+					t.Errorf("View = %v, %v; want a loopback URL", up.URL, ok)
 				}
-				if got := ds.ProjectDir(); got != site {
-					t.Errorf("ProjectDir = %q, want %q", got, site)
+				if info, _ := p.info(); info.Dir != site {
+					t.Errorf("Dir = %q, want %q", info.Dir, site)
 				}
-				if ds.PID() <= 0 {
-					t.Errorf("PID = %d", ds.PID())
+				if p.pid() <= 0 {
+					t.Errorf("PID = %d", p.pid())
 				}
 			})
 
 			t.Run("page through the proxy", func(t *testing.T) {
-				status, _, body := previewtest.Get(t, base.String(), "")
+				status, _, body := p.get(t, "/", "")
 				if status != http.StatusOK || !strings.Contains(body, heading) {
 					t.Fatalf("status %d, heading found %v", status, strings.Contains(body, heading))
 				}
@@ -191,13 +238,13 @@ func TestDevServerProxy(t *testing.T) {
 
 			t.Run("public host name", func(t *testing.T) {
 				const host = "preview.example.com"
-				status, _, body := previewtest.Get(t, base.String(), host)
+				status, _, body := p.get(t, "/", host)
 				if status != http.StatusOK || !strings.Contains(body, heading) {
 					t.Errorf("through the proxy with Host %s: status %d, heading found %v", host, status, strings.Contains(body, heading))
 				}
 				// Vite itself refuses that host (even with the dev server's secret):
 				// the proxy's Host rewrite is what works.
-				up, _ := ds.Upstream()
+				up, _ := p.upstream()
 				h := up.Header()
 				h.Set("Host", host)
 				status, _, body = previewtest.GetWith(t, up.URL.String(), h)
@@ -207,9 +254,9 @@ func TestDevServerProxy(t *testing.T) {
 			})
 
 			t.Run("target same dir is a no-op", func(t *testing.T) {
-				pid := ds.PID()
-				target(t, ds, site)
-				if got := ds.PID(); got != pid {
+				pid := p.pid()
+				p.start(t)
+				if got := p.pid(); got != pid {
 					t.Errorf("PID changed from %d to %d", pid, got)
 				}
 			})
@@ -217,7 +264,7 @@ func TestDevServerProxy(t *testing.T) {
 			t.Run("hmr websocket through the proxy", func(t *testing.T) {
 				// A browser-like socket: Origin and token (so the query string must
 				// reach Vite), subprotocol vite-hmr, public Host.
-				sock := previewtest.DialHMR(t, base, "preview.example.com")
+				sock := previewtest.DialHMRWith(t, p.base, p.header("preview.example.com"))
 				sock.Next(t, 10*time.Second, "connected")
 
 				wait.For(t, 5*time.Second, "only the socket to be open", func() bool { return act.open.Load() == 1 })
@@ -226,7 +273,7 @@ func TestDevServerProxy(t *testing.T) {
 				m := sock.Next(t, 15*time.Second, "update", "full-reload")
 				t.Logf("HMR message after the edit: %s", m.Raw)
 
-				status, _, body := previewtest.Get(t, base.String(), "")
+				status, _, body := p.get(t, "/", "")
 				if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
 					t.Errorf("page after the edit: status %d, new heading found %v", status, strings.Contains(body, "Edited over HMR"))
 				}
@@ -242,7 +289,7 @@ func TestDevServerProxy(t *testing.T) {
 				// answers such a socket by closing it with 1012, as for a page of
 				// a dev server that restarted (whose token is stale): never with
 				// Vite's "connected".
-				conn, _, err := previewtest.DialWS(base, "", "vite-hmr", "")
+				conn, _, err := previewtest.DialWSWith(p.base, p.header(""), "vite-hmr", "")
 				if err != nil {
 					t.Fatalf("dial: %v", err)
 				}
@@ -254,38 +301,38 @@ func TestDevServerProxy(t *testing.T) {
 			})
 
 			t.Run("restart after the dev server is killed", func(t *testing.T) {
-				old := ds.PID()
+				old := p.pid()
 				if err := syscall.Kill(-old, syscall.SIGKILL); err != nil {
 					t.Fatalf("kill process group %d: %v", old, err)
 				}
 				wait.For(t, 60*time.Second, "a new dev server to be ready", func() bool {
-					pid := ds.PID()
-					return pid != 0 && pid != old && ds.State() == preview.StateReady
+					pid := p.pid()
+					return pid != 0 && pid != old && p.state() == preview.StateReady
 				})
 				if groupAlive(old) {
 					t.Errorf("old process group %d still alive", old)
 				}
-				status, _, body := previewtest.Get(t, base.String(), "")
+				status, _, body := p.get(t, "/", "")
 				if status != http.StatusOK || !strings.Contains(body, "Edited over HMR") {
 					t.Errorf("after the restart: status %d, heading found %v", status, strings.Contains(body, "Edited over HMR"))
 				}
 			})
 
-			t.Run("close leaves no process", func(t *testing.T) {
-				pid := ds.PID()
+			t.Run("stop leaves no process", func(t *testing.T) {
+				pid := p.pid()
 				ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 				defer cancel()
-				if err := ds.Close(ctx); err != nil {
+				if err := p.Stop(ctx, p.target.ID); err != nil {
 					t.Fatal(err)
 				}
 				if groupAlive(pid) {
-					t.Errorf("process group %d alive after Close", pid)
+					t.Errorf("process group %d alive after Stop", pid)
 				}
-				if got := ds.State(); got != preview.StateStopped {
+				if got := p.state(); got != preview.StateStopped {
 					t.Errorf("State = %q, want stopped", got)
 				}
-				if status, _, _ := previewtest.Get(t, base.String(), ""); status != http.StatusServiceUnavailable {
-					t.Errorf("after Close: status %d, want 503", status)
+				if status, _, _ := p.fetch(t, "/"); status != http.StatusServiceUnavailable {
+					t.Errorf("after Stop: status %d, want 503", status)
 				}
 			})
 		})
@@ -296,23 +343,22 @@ func TestDevServerRetarget(t *testing.T) {
 	first := previewtest.PrepareSite(t)
 	second := previewtest.PrepareSite(t)
 	setHeading(t, second, "Second Site")
-	ds := newDevServer(t)
-	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Logger: testLogger(t)}))
+	p := newSitePreview(t, previewtest.Default(), first, preview.ServersConfig{}, nil)
 
-	target(t, ds, first)
-	firstPID := ds.PID()
-	if _, _, body := previewtest.Get(t, base.String(), ""); !strings.Contains(body, heading) {
+	p.start(t)
+	firstPID := p.pid()
+	if _, _, body := p.get(t, "/", ""); !strings.Contains(body, heading) {
 		t.Fatal("first site not served")
 	}
 
-	target(t, ds, second)
+	p.startIn(t, second)
 	if groupAlive(firstPID) {
 		t.Errorf("first dev server's group %d still alive after re-target", firstPID)
 	}
-	if got := ds.ProjectDir(); got != second {
-		t.Errorf("ProjectDir = %q, want %q", got, second)
+	if info, _ := p.info(); info.Dir != second {
+		t.Errorf("Dir = %q, want %q", info.Dir, second)
 	}
-	status, _, body := previewtest.Get(t, base.String(), "")
+	status, _, body := p.get(t, "/", "")
 	if status != http.StatusOK || !strings.Contains(body, "Second Site") {
 		t.Errorf("after re-target: status %d, second heading found %v", status, strings.Contains(body, "Second Site"))
 	}
@@ -333,12 +379,11 @@ func TestHMRSocketThatCannotReachItsDevServerMakesThePageReload(t *testing.T) {
 	first := previewtest.PrepareSite(t)
 	second := previewtest.PrepareSite(t)
 	setHeading(t, second, "Second Site")
-	ds := newDevServer(t)
-	base := serveProxy(t, preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Logger: testLogger(t)}))
+	p := newSitePreview(t, previewtest.Default(), first, preview.ServersConfig{}, nil)
 
 	wantRestart := func(what, token string) {
 		t.Helper()
-		conn, resp, err := previewtest.DialWS(base, "", "vite-hmr", token)
+		conn, resp, err := previewtest.DialWSWith(p.base, p.header(""), "vite-hmr", token)
 		if err != nil {
 			status := 0
 			if resp != nil {
@@ -358,7 +403,7 @@ func TestHMRSocketThatCannotReachItsDevServerMakesThePageReload(t *testing.T) {
 	}
 	wantPing := func(what string, ok bool) {
 		t.Helper()
-		conn, resp, err := previewtest.DialWS(base, "", "vite-ping", "")
+		conn, resp, err := previewtest.DialWSWith(p.base, p.header(""), "vite-ping", "")
 		if err == nil {
 			conn.Close()
 		}
@@ -374,18 +419,18 @@ func TestHMRSocketThatCannotReachItsDevServerMakesThePageReload(t *testing.T) {
 	wantRestart("no dev server yet", "any-token")
 	wantPing("no dev server yet", false)
 
-	target(t, ds, first)
-	firstToken := previewtest.WSToken(t, base)
-	live := previewtest.DialHMR(t, base, "")
+	p.start(t)
+	firstToken := previewtest.WSTokenWith(t, p.base, p.header(""))
+	live := previewtest.DialHMRWith(t, p.base, p.header(""))
 	if m := live.Next(t, 15*time.Second, "connected"); m.Type != "connected" {
 		t.Fatalf("first HMR socket: %+v", m)
 	}
 	wantPing("first dev server ready", true)
 
-	target(t, ds, second)
+	p.startIn(t, second)
 	wantRestart("the first page's token at the second dev server", firstToken)
 	wantPing("second dev server ready", true)
-	fresh := previewtest.DialHMR(t, base, "")
+	fresh := previewtest.DialHMRWith(t, p.base, p.header(""))
 	if m := fresh.Next(t, 15*time.Second, "connected"); m.Type != "connected" {
 		t.Fatalf("HMR socket with the second dev server's token: %+v", m)
 	}
@@ -405,40 +450,31 @@ func TestDevServerCrashLoop(t *testing.T) {
 	if err := os.WriteFile(configPath, []byte("throw new Error('broken config for the test');\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	ds := preview.NewDevServer(preview.DevServerConfig{
-		Port:         previewtest.FreePort(t),
-		PATH:         previewtest.NodePATH(t),
-		Home:         t.TempDir(),
-		Logger:       testLogger(t),
+	p := newSitePreview(t, previewtest.Default(), site, preview.ServersConfig{
 		ReadyTimeout: 90 * time.Second,
 		MinBackoff:   time.Hour, // only a Target can cut it short
 		MaxBackoff:   time.Hour,
-	})
-	t.Cleanup(func() {
-		if err := ds.Close(context.Background()); err != nil {
-			t.Errorf("close: %v", err)
-		}
-	})
+	}, nil)
 
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- ds.Target(ctx, site) }()
+	go func() { done <- p.Target(ctx, p.target) }()
 	wait.For(t, 60*time.Second, "the broken dev server to die and wait for a restart", func() bool {
-		return ds.State() == preview.StateRestarting && ds.PID() == 0
+		return p.state() == preview.StateRestarting && p.pid() == 0
 	})
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Target on a crashing project = %v, want context.Canceled", err)
 	}
-	if _, ok := ds.URL(); ok {
-		t.Error("URL ready while the dev server crashes")
+	if _, ok := p.upstream(); ok {
+		t.Error("View ready while the dev server crashes")
 	}
 
 	if err := os.WriteFile(configPath, good, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	target(t, ds, site) // would wait an hour without the kick
-	if got := ds.State(); got != preview.StateReady {
+	p.start(t) // would wait an hour without the kick
+	if got := p.state(); got != preview.StateReady {
 		t.Errorf("State = %q, want ready", got)
 	}
 }

@@ -31,14 +31,11 @@ const DefaultRetryAfter = 2 * time.Second
 
 // ProxyConfig configures a Proxy.
 type ProxyConfig struct {
-	// Servers, when set, routes each request to the dev server of its
-	// preview (PreviewID in the request's context, as a Gate sets it),
-	// starting one that does not run.
+	// Servers runs the dev servers: each request goes to the one of its
+	// preview (PreviewID in the request's context, as a Gate sets it), and a
+	// page load of a preview whose dev server does not run starts it.
+	// Required.
 	Servers *Servers
-	// Upstream, without Servers, returns the one dev server to proxy to and
-	// whether it is ready; DevServer.Upstream fits. Nil, or not ready, serves
-	// the "starting" page.
-	Upstream func() (Upstream, bool)
 	// Activity, if not nil, is told about every request.
 	Activity Activity
 	// ViewMax (PREVIEW_VIEW_MAX) is how long after its browser's last page
@@ -55,7 +52,7 @@ type ProxyConfig struct {
 }
 
 // Proxy is the live preview: an http.Handler that forwards every request,
-// WebSocket upgrades included, to the dev server that Upstream names. It
+// WebSocket upgrades included, to the dev server of its preview. It
 // rewrites the Host header to the dev server's own address, which Vite
 // requires, so the preview works under any public host name; it keeps the
 // path, query string and WebSocket subprotocol. While no dev server is ready
@@ -65,7 +62,6 @@ type ProxyConfig struct {
 // use absolute paths. Create it with NewProxy; it is safe for concurrent use.
 type Proxy struct {
 	servers    *Servers
-	upstream   func() (Upstream, bool)
 	activity   Activity
 	views      *views
 	log        *slog.Logger
@@ -82,14 +78,10 @@ type upstreamKey struct{}
 func NewProxy(cfg ProxyConfig) *Proxy {
 	p := &Proxy{
 		servers:    cfg.Servers,
-		upstream:   cfg.Upstream,
 		activity:   cfg.Activity,
 		views:      newViews(cfg.ViewMax),
 		log:        cfg.Logger,
 		retryAfter: cfg.RetryAfter,
-	}
-	if p.upstream == nil {
-		p.upstream = func() (Upstream, bool) { return Upstream{}, false }
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -143,10 +135,6 @@ var errHMRRefused = errors.New("the dev server refused the HMR socket")
 // route returns the dev server of the request's preview, and the function
 // that ends the view.
 func (p *Proxy) route(r *http.Request) (Upstream, bool, func()) {
-	if p.servers == nil {
-		up, ok := p.upstream()
-		return up, ok, func() {}
-	}
 	id, ok := PreviewID(r.Context())
 	if !ok {
 		return Upstream{}, false, func() {}
@@ -252,7 +240,7 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	if !ok || up.URL == nil {
-		if p.servers != nil && isPageLoad(r) {
+		if isPageLoad(r) {
 			id, _ := PreviewID(r.Context())
 			if err := p.servers.Ensure(r.Context(), id); err != nil {
 				p.log.DebugContext(r.Context(), "no preview to start", "preview", id, "error", err)

@@ -79,13 +79,15 @@ func (r *recorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
 // behind a middleware that wraps the ResponseWriter.
 func TestProxyRewrite(t *testing.T) {
 	up := echoUpstream(t)
-	proxy := preview.NewProxy(preview.ProxyConfig{
-		Upstream: func() (preview.Upstream, bool) { return preview.Upstream{URL: up}, true },
-		Logger:   testLogger(t),
-	})
-	base := serveProxy(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	servers, _ := newServers(t, preview.ServersConfig{})
+	id := preview.ID("acme", "alice")
+	preview.ServeStandIn(t, servers, id, up)
+	proxy := preview.NewProxy(preview.ProxyConfig{Servers: servers, Logger: testLogger(t)})
+	tokens := preview.NewTokens([]byte("proxy test key"), time.Hour)
+	base := serveProxy(t, preview.NewGate(preview.GateConfig{Tokens: tokens, Next: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		proxy.ServeHTTP(&recorder{ResponseWriter: w}, r)
-	}))
+	})}))
+	cookie := tokens.Issue(id)
 	const public = "preview.example.com"
 	const query = "token=abc-123&x=1"
 
@@ -94,7 +96,7 @@ func TestProxyRewrite(t *testing.T) {
 		run  func(t *testing.T) seen
 	}{
 		{"plain request", func(t *testing.T) seen {
-			status, _, body := previewtest.Get(t, base.String()+"/src/pages/index.astro?"+query, public)
+			status, _, body := previewtest.GetWith(t, base.String()+"/src/pages/index.astro?"+query, previewtest.Header(public, cookie))
 			if status != http.StatusOK {
 				t.Fatalf("status %d", status)
 			}
@@ -107,7 +109,9 @@ func TestProxyRewrite(t *testing.T) {
 		{"websocket upgrade", func(t *testing.T) seen {
 			wsURL := "ws://" + base.Host + "/?" + query
 			dialer := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{"vite-hmr"}}
-			conn, _, err := dialer.Dial(wsURL, http.Header{"Host": {public}, "Origin": {"http://" + public}})
+			h := previewtest.Header(public, cookie)
+			h.Set("Origin", "http://"+public)
+			conn, _, err := dialer.Dial(wsURL, h)
 			if err != nil {
 				t.Fatalf("dial through the proxy: %v", err)
 			}

@@ -50,9 +50,12 @@ type ServersConfig struct {
 	// they fall back to the kernel's ephemeral ports. Default
 	// DefaultPortRange.
 	PortRange int
-	// BeforeStart is passed to every DevServer: a test hook.
+	// BeforeStart, when set, is called with a dev server's port after the
+	// worker found it free and before the dev server listens on it: a test
+	// hook to take the port in that window.
 	BeforeStart func(port int)
-	// PATH is the dev servers' PATH (where they find node).
+	// PATH is the dev servers' PATH (where they find node). Default
+	// sandbox.DefaultPATH.
 	PATH string
 	// MaxServers is how many dev servers run at once (PREVIEW_MAX_SERVERS);
 	// past it the least recently viewed one stops. 0 means
@@ -75,7 +78,11 @@ type ServersConfig struct {
 	Stopped func(Target)
 	// Logger receives the dev servers' output and lifecycle. Nil discards.
 	Logger *slog.Logger
-	// Passed to every DevServer (see DevServerConfig).
+	// How long Target waits for a dev server to answer, the least and most
+	// pause before restarting one that died (doubling after each quick
+	// death), and how long a stopping one gets after SIGTERM before its
+	// process group is killed. Defaults DefaultReadyTimeout,
+	// DefaultMinBackoff, DefaultMaxBackoff, DefaultStopTimeout.
 	ReadyTimeout, MinBackoff, MaxBackoff, StopTimeout time.Duration
 }
 
@@ -98,7 +105,7 @@ type Servers struct {
 // server is one user's dev server.
 type server struct {
 	target     Target
-	ds         *DevServer
+	ds         *devServer
 	lastViewed time.Time
 	targeting  int // Target calls under way: not idle while they wait
 	viewing    int // requests and WebSockets under way: not idle either
@@ -133,7 +140,11 @@ func NewServers(cfg ServersConfig) *Servers {
 
 // Target makes t's user's dev server serve t.Dir as t.As, starting it (and
 // stopping the least recently viewed one past MaxServers) when it does not
-// run, and waits until it answers, as DevServer.Target does.
+// run, and waits until it answers. A dev server of t.ID serving another
+// directory, or as another tenant, is re-targeted. It returns an error when
+// the dev server failed to start, ctx ended, ReadyTimeout passed or another
+// Target re-targeted it; one still starting keeps starting in the
+// background.
 func (s *Servers) Target(ctx context.Context, t Target) error {
 	if s.cfg.Claim != nil {
 		if err := s.cfg.Claim(ctx, t); err != nil {
@@ -152,7 +163,7 @@ func (s *Servers) Target(ctx context.Context, t Target) error {
 			s.mu.Unlock()
 			return fmt.Errorf("start the preview of %s: %w", t.Key, err)
 		}
-		e = &server{ds: NewDevServer(DevServerConfig{
+		e = &server{ds: newDevServer(devServerConfig{
 			Port: port, PATH: s.cfg.PATH, Logger: s.log.With("preview", t.ID),
 			ReadyTimeout: s.cfg.ReadyTimeout, MinBackoff: s.cfg.MinBackoff, MaxBackoff: s.cfg.MaxBackoff, StopTimeout: s.cfg.StopTimeout,
 			PickPort: s.freePort, BeforeStart: s.cfg.BeforeStart,
@@ -165,7 +176,7 @@ func (s *Servers) Target(ctx context.Context, t Target) error {
 	evicted := s.evictLocked(t.ID)
 	s.mu.Unlock()
 	s.stopInBackground(evicted, "more than PREVIEW_MAX_SERVERS dev servers")
-	err := e.ds.TargetAs(ctx, t.Dir, t.As)
+	err := e.ds.Target(ctx, t.Dir, t.As)
 	s.mu.Lock()
 	e.targeting--
 	e.lastViewed = time.Now() // idle counts from when it serves
@@ -307,7 +318,7 @@ func (s *Servers) PIDFor(dir string) int {
 func (s *Servers) List() []ServerInfo {
 	s.mu.Lock()
 	out := make([]ServerInfo, 0, len(s.byID))
-	dss := make([]*DevServer, 0, len(s.byID))
+	dss := make([]*devServer, 0, len(s.byID))
 	for _, e := range s.byID {
 		out = append(out, ServerInfo{Target: e.target, LastViewed: e.lastViewed})
 		dss = append(dss, e.ds)

@@ -76,8 +76,15 @@ func newServers(t *testing.T, cfg preview.ServersConfig, users ...user) (*previe
 	if cfg.PATH == "" {
 		cfg.PATH = previewtest.Default().PATH(t)
 	}
-	cfg.Logger = testLogger(t)
-	cfg.ReadyTimeout, cfg.MinBackoff, cfg.MaxBackoff = 60*time.Second, 100*time.Millisecond, 2*time.Second
+	if cfg.Logger == nil {
+		cfg.Logger = testLogger(t)
+	}
+	if cfg.ReadyTimeout == 0 {
+		cfg.ReadyTimeout = 60 * time.Second
+	}
+	if cfg.MinBackoff == 0 {
+		cfg.MinBackoff, cfg.MaxBackoff = 100*time.Millisecond, 2*time.Second
+	}
 	cfg.Lookup = func(_ context.Context, id string) (preview.Target, error) {
 		stopped.mu.Lock()
 		stopped.lookups[id]++
@@ -111,9 +118,7 @@ func newServers(t *testing.T, cfg preview.ServersConfig, users ...user) (*previe
 // base URL and the tokens that open it.
 func gated(t *testing.T, s *preview.Servers) (*url.URL, *preview.Tokens) {
 	t.Helper()
-	tokens := preview.NewTokens([]byte("servers test key"), time.Hour)
-	proxy := preview.NewProxy(preview.ProxyConfig{Servers: s, Logger: testLogger(t), RetryAfter: 200 * time.Millisecond})
-	return serveProxy(t, preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: true, Next: proxy})), tokens
+	return serveGated(t, preview.ProxyConfig{Servers: s, Logger: testLogger(t), RetryAfter: 200 * time.Millisecond}, true)
 }
 
 // getAs fetches path of u's preview with a cookie holding a valid token, as

@@ -38,9 +38,13 @@ func TestSocketsCloseWith1012(t *testing.T) {
 	}))
 	defer backend.Close()
 	up, _ := url.Parse(backend.URL)
+	servers, _ := newServers(t, preview.ServersConfig{})
+	for _, user := range []string{"alice", "bob"} {
+		preview.ServeStandIn(t, servers, preview.ID("acme", user), up)
+	}
 	tokens := preview.NewTokens([]byte("k"), time.Hour)
 	var sockets preview.Sockets
-	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: func() (preview.Upstream, bool) { return preview.Upstream{URL: up}, true }})
+	proxy := preview.NewProxy(preview.ProxyConfig{Servers: servers})
 	srv := httptest.NewServer(preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: true, Next: sockets.Wrap(proxy)}))
 	defer srv.Close()
 
@@ -92,18 +96,18 @@ func TestBrowserReloadsAfter1012(t *testing.T) {
 		t.Run(s.Name, func(t *testing.T) {
 			site := s.Prepare(t)
 			b := browser.Start(t)
-			ds := newDevServerFor(t, s)
 			var sockets preview.Sockets
-			proxy := preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream, Logger: testLogger(t)})
-			base := serveProxy(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-				sockets.Wrap(proxy).ServeHTTP(w, r.WithContext(preview.WithPreviewID(r.Context(), "p")))
-			}))
-			target(t, ds, site)
-			b.Open(base.String())
+			servers, _ := newServers(t, preview.ServersConfig{PATH: s.PATH(t)})
+			tokens := preview.NewTokens([]byte("k"), time.Hour)
+			proxy := preview.NewProxy(preview.ProxyConfig{Servers: servers, Logger: testLogger(t)})
+			base := serveProxy(t, preview.NewGate(preview.GateConfig{Tokens: tokens, Next: sockets.Wrap(proxy)}))
+			target := preview.Target{ID: preview.ID("acme", "alice"), Key: "acme/alice", Dir: site}
+			targetServers(t, servers, target)
+			b.Open(base.String() + "/?" + preview.TokenParam + "=" + tokens.Issue(target.ID))
 			b.WaitText("#title", heading, 30*time.Second)
 			b.WaitConsole(viteConnected, 1, 15*time.Second)
 			wait.For(t, 10*time.Second, "the page's HMR socket to be recorded", func() bool {
-				return sockets.Close("p", websocket.CloseServiceRestart, "the preview moved") == 1
+				return sockets.Close(target.ID, websocket.CloseServiceRestart, "the preview moved") == 1
 			})
 			took := time.Now()
 			b.WaitConsole(viteConnected, 2, 30*time.Second)

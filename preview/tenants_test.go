@@ -109,7 +109,7 @@ func runAs(t *testing.T, tn tenant, script string, args ...string) string {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, nodeBin(t), append([]string{"-e", script}, args...)...)
 	cmd.Dir = tn.home
-	cmd.Env = []string{"HOME=" + tn.home, "PATH=" + preview.DefaultPATH}
+	cmd.Env = []string{"HOME=" + tn.home, "PATH=" + sandbox.DefaultPATH}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: tn.cred()}
 	out, err := cmd.CombinedOutput()
 	if err != nil {

@@ -17,11 +17,13 @@ import (
 // returns its URL, the preview id and a cookie for it.
 func gatedEcho(t *testing.T, up *url.URL, ttl, viewMax time.Duration, activity preview.Activity) (base *url.URL, cookie string) {
 	t.Helper()
+	id := preview.ID("acme", "u1")
+	servers, _ := newServers(t, preview.ServersConfig{})
+	preview.ServeStandIn(t, servers, id, up)
 	tokens := preview.NewTokens([]byte("views-test-secret"), ttl)
-	proxy := preview.NewProxy(preview.ProxyConfig{Upstream: func() (preview.Upstream, bool) { return preview.Upstream{URL: up}, true },
-		Activity: activity, ViewMax: viewMax, Logger: testLogger(t)})
+	proxy := preview.NewProxy(preview.ProxyConfig{Servers: servers, Activity: activity, ViewMax: viewMax, Logger: testLogger(t)})
 	base = serveProxy(t, preview.NewGate(preview.GateConfig{Tokens: tokens, Next: proxy}))
-	return base, tokens.Issue(preview.ID("acme", "u1"))
+	return base, tokens.Issue(id)
 }
 
 // dialHMR opens an HMR socket through base with cookie, and checks it

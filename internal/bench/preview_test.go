@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net"
-	"net/http"
 	"net/http/httptest"
 	"net/url"
 	"os"
@@ -42,18 +41,11 @@ const (
 func benchPreview(b *testing.B, e *env) {
 	site := previewtest.PrepareSite(b)
 	page := filepath.Join(site, "src", "pages", "index.astro")
-	ds := preview.NewDevServer(preview.DevServerConfig{
-		Port: previewtest.FreePort(b), PATH: previewtest.NodePATH(b), Home: b.TempDir(), Logger: quietLogger(b),
-		ReadyTimeout: 90 * time.Second,
-	})
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := ds.Close(ctx); err != nil {
-			b.Errorf("close the dev server: %v", err)
-		}
-	})
-	srv := httptest.NewServer(preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream}))
+	servers := newBenchServers(b)
+	tokens := preview.NewTokens([]byte("bench preview key"), time.Hour)
+	target := preview.Target{ID: preview.ID("acme", "alice"), Key: "acme/alice", Dir: site, As: preview.RunAs{Home: b.TempDir()}}
+	h := previewtest.Header("", tokens.Issue(target.ID)) // a browser that opened the previewUrl
+	srv := httptest.NewServer(preview.NewGate(preview.GateConfig{Tokens: tokens, Next: preview.NewProxy(preview.ProxyConfig{Servers: servers})}))
 	b.Cleanup(srv.Close)
 	base, err := url.Parse(srv.URL)
 	if err != nil {
@@ -61,20 +53,21 @@ func benchPreview(b *testing.B, e *env) {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
 	defer cancel()
-	if err := ds.Target(ctx, site); err != nil {
+	if err := servers.Target(ctx, target); err != nil {
 		b.Fatalf("start the dev server: %v", err)
 	}
-	up, ok := ds.Upstream()
+	up, ok, viewed := servers.View(target.ID)
+	viewed()
 	if !ok {
-		b.Fatal("the dev server has no URL after Target")
+		b.Fatal("the dev server is not ready after Target")
 	}
 	direct := up.URL
 
 	// 8: one socket straight to Vite and one through the proxy, both open
 	// during the same edits, so each edit gives a pair.
-	getPage(b, base.String())
+	getPageWith(b, base, h)
 	viaVite := previewtest.DialHMRWith(b, direct, up.Header()) // with the dev server's secret, as the proxy sends it
-	viaProxy := previewtest.DialHMR(b, base, "")
+	viaProxy := previewtest.DialHMRWith(b, base, h)
 	viaVite.Next(b, 10*time.Second, "connected")
 	viaProxy.Next(b, 10*time.Second, "connected")
 	var dDirect, dProxy, overhead []time.Duration
@@ -88,7 +81,7 @@ func benchPreview(b *testing.B, e *env) {
 		overhead = append(overhead, mp.At.Sub(md.At))
 		// A reloading browser requests the page again; Vite reports changes
 		// only to modules it has served since the last reload.
-		getPage(b, base.String())
+		getPageWith(b, base, h)
 		viaVite.Drain(30 * time.Millisecond)
 		viaProxy.Drain(0)
 		time.Sleep(time.Until(start.Add(editGap)))
@@ -106,7 +99,7 @@ func benchPreview(b *testing.B, e *env) {
 	// updated in place (the dev server launcher's page script), not
 	// reloaded: its HMR socket stays open from one edit to the next.
 	br := browser.Start(b)
-	br.Open(base.String())
+	br.Open(base.String() + "/?" + preview.TokenParam + "=" + tokens.Issue(target.ID))
 	br.WaitConsole(viteConnected, 1, 15*time.Second)
 	var dom []time.Duration
 	for i := range browserEdits {
@@ -269,12 +262,20 @@ for (let i = 0; i < 300; i++) {
 if (ok !== 300000) process.exit(1);
 `
 
-// getPage fetches u, failing unless it answers 200.
-func getPage(tb testing.TB, u string) string {
-	tb.Helper()
-	status, _, body := previewtest.Get(tb, u, "")
-	if status != http.StatusOK {
-		tb.Fatalf("GET %s: status %d", u, status)
-	}
-	return body
+// newBenchServers returns Servers for one dev server of the example site at
+// a time, closed when the benchmark ends.
+func newBenchServers(b *testing.B) *preview.Servers {
+	b.Helper()
+	servers := preview.NewServers(preview.ServersConfig{
+		BasePort: previewtest.FreePort(b), PATH: previewtest.NodePATH(b), Logger: quietLogger(b),
+		ReadyTimeout: 90 * time.Second,
+	})
+	b.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if err := servers.Close(ctx); err != nil {
+			b.Errorf("close the dev servers: %v", err)
+		}
+	})
+	return servers
 }

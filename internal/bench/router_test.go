@@ -47,23 +47,13 @@ func (c *countedLeases) Get(ctx context.Context, id string) (lease.Lease, bool, 
 func benchRouter(b *testing.B, e *env) {
 	site := previewtest.PrepareSite(b)
 	page := filepath.Join(site, "src", "pages", "index.astro")
-	ds := preview.NewDevServer(preview.DevServerConfig{
-		Port: previewtest.FreePort(b), PATH: previewtest.NodePATH(b), Home: b.TempDir(), Logger: quietLogger(b),
-		ReadyTimeout: 90 * time.Second,
-	})
-	b.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := ds.Close(ctx); err != nil {
-			b.Errorf("close the dev server: %v", err)
-		}
-	})
+	servers := newBenchServers(b)
 	tokens := preview.NewTokens([]byte("bench fleet key"), time.Hour)
 	const domain = ".preview.bench"
 	id := preview.ID("acme", "alice")
 	host := id + domain
 	worker := httptest.NewServer(preview.NewGate(preview.GateConfig{Tokens: tokens, PerHost: true,
-		Next: preview.NewProxy(preview.ProxyConfig{Upstream: ds.Upstream})}))
+		Next: preview.NewProxy(preview.ProxyConfig{Servers: servers})}))
 	b.Cleanup(worker.Close)
 
 	emu := sqstest.Start(b)
@@ -77,7 +67,7 @@ func benchRouter(b *testing.B, e *env) {
 	}
 	router := httptest.NewServer(preview.NewRouter(preview.RouterConfig{Tokens: tokens, Domain: domain, Leases: leases}))
 	b.Cleanup(router.Close)
-	if err := ds.Target(ctx, site); err != nil {
+	if err := servers.Target(ctx, preview.Target{ID: id, Key: "acme/alice", Dir: site, As: preview.RunAs{Home: b.TempDir()}}); err != nil {
 		b.Fatalf("start the dev server: %v", err)
 	}
 	viaWorker, _ := url.Parse(worker.URL)

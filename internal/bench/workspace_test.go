@@ -130,16 +130,17 @@ func benchSiteWorkspace(b *testing.B, e *env) {
 	var cold time.Duration
 	var warm []time.Duration
 	for i := range warmStarts + 1 {
-		ds := preview.NewDevServer(preview.DevServerConfig{
-			Port: previewtest.FreePort(b), PATH: previewtest.NodePATH(b), Home: b.TempDir(), Logger: quietLogger(b),
+		servers := preview.NewServers(preview.ServersConfig{
+			BasePort: previewtest.FreePort(b), PATH: previewtest.NodePATH(b), Logger: quietLogger(b),
 			ReadyTimeout: 90 * time.Second,
 		})
 		start := time.Now()
 		resume()
-		err := ds.TargetAs(ctx, u.ProjectDir, preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir})
+		err := servers.Target(ctx, preview.Target{ID: preview.ID("acme", "alice"), Key: u.Tenant.Key, Dir: u.ProjectDir,
+			As: preview.RunAs{Credential: u.Tenant.Credential(), Home: u.HomeDir}})
 		took := time.Since(start)
 		closeCtx, cancelClose := context.WithTimeout(context.Background(), 30*time.Second)
-		cerr := ds.Close(closeCtx)
+		cerr := servers.Close(closeCtx)
 		cancelClose()
 		if err != nil {
 			b.Fatalf("dev server start %d: %v", i, err)

@@ -14,6 +14,7 @@ import (
 
 	"github.com/gorilla/websocket"
 
+	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/preview"
 )
 
@@ -74,7 +75,7 @@ func NodePATH(tb testing.TB) string {
 	if err != nil {
 		tb.Fatalf("node is missing (%v): install Node.js 20", err)
 	}
-	return filepath.Dir(node) + ":" + preview.DefaultPATH
+	return filepath.Dir(node) + ":" + sandbox.DefaultPATH
 }
 
 // WSToken reads the HMR token that Vite puts in /@vite/client, as a

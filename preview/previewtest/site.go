@@ -22,8 +22,8 @@ import (
 	"testing"
 
 	"github.com/webordinary/claude-code-astro/internal/procfs"
+	"github.com/webordinary/claude-code-astro/internal/sandbox"
 	"github.com/webordinary/claude-code-astro/internal/testkit/node22"
-	"github.com/webordinary/claude-code-astro/preview"
 )
 
 // InstallHint is the command that installs the example site's dependencies,
@@ -81,7 +81,7 @@ func (s Site) Dir(tb testing.TB) string {
 func (s Site) PATH(tb testing.TB) string {
 	tb.Helper()
 	if s.node22 {
-		return node22.BinDir(tb) + ":" + preview.DefaultPATH
+		return node22.BinDir(tb) + ":" + sandbox.DefaultPATH
 	}
 	return NodePATH(tb)
 }
