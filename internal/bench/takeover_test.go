@@ -178,7 +178,7 @@ func benchTakeover(b *testing.B, e *env) {
 		}
 		next := fmt.Sprintf("Taken over, round %d", i)
 		f.api.SetScript(fakeanthropic.EditFile(page, `<h1 id="title">`+heading+`</h1>`, `<h1 id="title">`+next+`</h1>`, "Done: "+next)...)
-		connected := countConsole(br, "[vite] connected")
+		connected := br.CountConsole("[vite] connected")
 		start := time.Now()
 		tl := f.timeline(b, user, to, start)
 		job := execJob(fmt.Sprintf("takeover-%d", i), user, "Change the heading to "+next)
@@ -188,7 +188,7 @@ func benchTakeover(b *testing.B, e *env) {
 		br.WaitText("#title", next, 2*time.Minute)
 		took = append(took, time.Since(start))
 		b.Logf("takeover %d: the edit showed at %s; %s", i, Ms(time.Since(start)), tl())
-		if countConsole(br, "[vite] connected") > connected {
+		if br.CountConsole("[vite] connected") > connected {
 			reconnectedFirst++
 		}
 		if r := f.responses.wait(b, job.JobID, 3*time.Minute); r.resp.Status != jobs.StatusSucceeded {
@@ -271,17 +271,6 @@ func (f *takeoverFleet) timeline(b *testing.B, user string, to int, start time.T
 		close(done)
 		return "the lease moved at " + Ms(time.Duration(moved.Load()))
 	}
-}
-
-// countConsole counts br's console messages that contain substr.
-func countConsole(br *browser.Browser, substr string) int {
-	n := 0
-	for _, m := range br.Console() {
-		if strings.Contains(m.Text, substr) {
-			n++
-		}
-	}
-	return n
 }
 
 // isDone reports whether p has exited.

@@ -80,7 +80,7 @@ func TestPreviewsPerUser(t *testing.T) {
 	for _, turn := range [][2]string{{"alice", "bob"}, {"bob", "alice"}} {
 		u, other := turn[0], turn[1]
 		to := u + "'s own heading"
-		loadsBefore := countConsole(pages[other], viteConnected)
+		loadsBefore := pages[other].CountConsole(viteConnected)
 		h.send(headingJob("edit-"+u, u, "t-"+u, h.projectDir(u)+"/src/pages/index.astro", heading[u], to))
 		if r := h.final("edit-"+u, 3*time.Minute); r.Status != jobs.StatusSucceeded || r.Commit == "" {
 			t.Fatalf("execute for %s: %+v %+v", u, r, r.Error)
@@ -94,7 +94,7 @@ func TestPreviewsPerUser(t *testing.T) {
 		} else if seen != heading[other] {
 			t.Errorf("%s's page shows %q, want %q", other, seen, heading[other])
 		}
-		if n := countConsole(pages[other], viteConnected); n != loadsBefore {
+		if n := pages[other].CountConsole(viteConnected); n != loadsBefore {
 			t.Errorf("%s's page reloaded (%d HMR connections, was %d) for %s's edit", other, n, loadsBefore, u)
 		}
 	}
@@ -275,15 +275,4 @@ func dialHMR(t *testing.T, h *harness, user, cookie string) int {
 		return 0
 	}
 	return resp.StatusCode
-}
-
-// countConsole counts the console messages of b that contain substr.
-func countConsole(b *browser.Browser, substr string) int {
-	n := 0
-	for _, m := range b.Console() {
-		if strings.Contains(m.Text, substr) {
-			n++
-		}
-	}
-	return n
 }

@@ -156,7 +156,7 @@ func TestFleetRoutesEachPreviewToItsWorker(t *testing.T) {
 
 	t.Run("a job on another worker moves the lease and the open page follows", func(t *testing.T) {
 		before := f.lease(t, "alice")
-		connectedBefore := countConsole(pages["alice"], viteConnected)
+		connectedBefore := pages["alice"].CountConsole(viteConnected)
 		page := h.projectDir("alice") + "/src/pages/index.astro"
 		start := time.Now()
 		f.run(t, 2, headingJob("edit-alice", "alice", "t-alice", page, "Welcome to Example Site", "Alice on worker three"))
@@ -180,13 +180,13 @@ func TestFleetRoutesEachPreviewToItsWorker(t *testing.T) {
 		closed := strings.Contains(f.workers[0].logs.String(), `"msg":"closed the preview's sockets`)
 		moved := strings.Contains(f.router.logs.String(), `"msg":"the preview's lease moved`)
 		t.Logf("worker 0 closed alice's open socket with 1012: %v; the router closed it when the lease moved: %v; alice's page connected its HMR socket %d times",
-			closed, moved, countConsole(pages["alice"], viteConnected))
+			closed, moved, pages["alice"].CountConsole(viteConnected))
 		// The page follows the new owner by itself: its HMR socket comes
 		// back (through the router, to worker 2), and an edit written now,
 		// which only worker 2's dev server watches (worker 0's stopped),
 		// shows without a reload.
 		wait.For(t, 30*time.Second, "alice's page to reconnect its HMR socket", func() bool {
-			return countConsole(pages["alice"], viteConnected) >= connectedBefore+1
+			return pages["alice"].CountConsole(viteConnected) >= connectedBefore+1
 		})
 		current, err := os.ReadFile(page)
 		if err != nil {

@@ -159,6 +159,24 @@ func (b *Browser) Console() []chromedp.ConsoleMessage {
 	return slices.Clone(b.console)
 }
 
+// CountConsole counts the console messages so far that contain substr.
+func (b *Browser) CountConsole(substr string) int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.countLocked(substr)
+}
+
+// countLocked is CountConsole with b.mu held.
+func (b *Browser) countLocked(substr string) int {
+	n := 0
+	for _, m := range b.console {
+		if strings.Contains(m.Text, substr) {
+			n++
+		}
+	}
+	return n
+}
+
 // WaitConsole waits until at least n console messages contain substr (Vite's
 // client logs "[vite] connected." once its HMR socket is open, on every page
 // load). It fails the test when timeout passes first.
@@ -168,12 +186,7 @@ func (b *Browser) WaitConsole(substr string, n int, timeout time.Duration) {
 	defer t.Stop()
 	for {
 		b.mu.Lock()
-		count := 0
-		for _, m := range b.console {
-			if strings.Contains(m.Text, substr) {
-				count++
-			}
-		}
+		count := b.countLocked(substr)
 		changed := b.consoleC
 		b.mu.Unlock()
 		if count >= n {
