@@ -20,10 +20,10 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"syscall"
 	"time"
 
 	"github.com/webordinary/claude-code-astro/internal/procfs"
+	"github.com/webordinary/claude-code-astro/internal/sandbox"
 )
 
 // DefaultEvery is the pause between two looks.
@@ -117,7 +117,7 @@ func (c *Cap) Enforce(ctx context.Context) ([]Violation, error) {
 		if len(inodes) <= c.cfg.Max || ctx.Err() != nil {
 			continue
 		}
-		killed, err := killAll(uid)
+		killed, err := stopAll(ctx, uid)
 		if err != nil {
 			errs = append(errs, err)
 		}
@@ -129,25 +129,15 @@ func (c *Cap) Enforce(ctx context.Context) ([]Violation, error) {
 	return out, errors.Join(errs...)
 }
 
-// killAll kills every process of uid. Which of them hold the sockets is not
+// killTimeout bounds the stop of one tenant's processes.
+const killTimeout = 5 * time.Second
+
+// stopAll kills every process of uid (sandbox.StopUID: round after round, so
+// one forked meanwhile goes too). Which of them hold the sockets is not
 // known: a worker without CAP_SYS_PTRACE (it drops it) may not read another
 // uid's file descriptors.
-func killAll(uid uint32) (int, error) {
-	procs, ok := procfs.OfUID(uid)
-	if !ok {
-		return 0, errors.New("read the process table: /proc is not readable")
-	}
-	killed := 0
-	for _, p := range procs {
-		// Checked again just before the kill: pid may have been reused.
-		if u, ok := procfs.UID(p.PID); !ok || u != uid {
-			continue
-		}
-		if err := syscall.Kill(p.PID, syscall.SIGKILL); err == nil {
-			killed++
-		} else if !errors.Is(err, syscall.ESRCH) {
-			return killed, fmt.Errorf("kill process %d of uid %d: %w", p.PID, uid, err)
-		}
-	}
-	return killed, nil
+func stopAll(ctx context.Context, uid uint32) (int, error) {
+	ctx, cancel := context.WithTimeout(ctx, killTimeout)
+	defer cancel()
+	return sandbox.StopUID(ctx, uid)
 }
