@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -201,7 +202,7 @@ func benchTakeover(b *testing.B, e *env) {
 	}
 	med := Median(took)
 	e.table.Check("18d", fmt.Sprintf("%s median of %d (from %s to %s); the page had reconnected to the new owner when the edit showed in %d of %d",
-		Ms(med), rounds, Ms(minOf(took)), Ms(maxOf(took)), reconnectedFirst, rounds), med < takeoverGoal)
+		Ms(med), rounds, Ms(slices.Min(took)), Ms(slices.Max(took)), reconnectedFirst, rounds), med < takeoverGoal)
 	b.ReportMetric(med.Seconds(), "takeover-s")
 
 	// 18e and 18f: wakes. The owner stops; the page is loaded again.
@@ -237,7 +238,7 @@ func benchTakeover(b *testing.B, e *env) {
 		warm = append(warm, wake(i))
 	}
 	med = Median(warm)
-	e.table.Check("18e", fmt.Sprintf("%s median of %d (from %s to %s)", Ms(med), rounds, Ms(minOf(warm)), Ms(maxOf(warm))), med < wakeGoal)
+	e.table.Check("18e", fmt.Sprintf("%s median of %d (from %s to %s)", Ms(med), rounds, Ms(slices.Min(warm)), Ms(slices.Max(warm))), med < wakeGoal)
 	b.ReportMetric(med.Seconds(), "wake-warm-s")
 
 	for _, cache := range []string{filepath.Join(project, "node_modules", ".vite"), filepath.Join(project, ".astro")} {
@@ -281,20 +282,4 @@ func isDone(p *workerProc) bool {
 	default:
 		return false
 	}
-}
-
-func minOf(ds []time.Duration) time.Duration {
-	m := ds[0]
-	for _, d := range ds {
-		m = min(m, d)
-	}
-	return m
-}
-
-func maxOf(ds []time.Duration) time.Duration {
-	m := ds[0]
-	for _, d := range ds {
-		m = max(m, d)
-	}
-	return m
 }
