@@ -70,6 +70,22 @@ func NewMain() *Main {
 // errUsage reports bad arguments; the usage was already printed.
 var errUsage = errors.New("usage")
 
+// parseNoArgs parses the arguments of command, which takes none: -h prints
+// usage, and any argument prints it and is errUsage.
+func parseNoArgs(stderr io.Writer, command, usage string, args []string) error {
+	fs := flag.NewFlagSet(command, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.Usage = func() { fmt.Fprintln(stderr, usage) }
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		fs.Usage()
+		return errUsage
+	}
+	return nil
+}
+
 // Run runs the subcommand args name and returns the exit code.
 func (m *Main) Run(ctx context.Context, args []string) int {
 	cmd := "run"

@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -37,17 +36,8 @@ type RouterCommand struct {
 // Run reads the router's configuration from the environment and serves
 // until a signal.
 func (c *RouterCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("worker router", flag.ContinueOnError)
-	fs.SetOutput(c.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(c.Stderr, "Usage: worker router\n\nRoutes each preview host to the worker serving it, with HTTP_ADDR, PREVIEW_BASE_URL, PREVIEW_SECRET (or PREVIEW_SECRET_SECRET_ID), LEASE_TABLE and JOB_QUEUE_URL from the environment (see README.md, \"Fleet\").")
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(c.Stderr, "worker router", "Usage: worker router\n\nRoutes each preview host to the worker serving it, with HTTP_ADDR, PREVIEW_BASE_URL, PREVIEW_SECRET (or PREVIEW_SECRET_SECRET_ID), LEASE_TABLE and JOB_QUEUE_URL from the environment (see README.md, \"Fleet\").", args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
 	}
 	cfg, err := config.RouterFromEnv(c.Getenv)
 	if err != nil {

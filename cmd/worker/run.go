@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"log/slog"
@@ -53,17 +52,8 @@ type RunCommand struct {
 // Run reads the configuration from the environment and serves until a
 // signal, or until it has been idle for AUTO_SHUTDOWN_MINUTES.
 func (c *RunCommand) Run(ctx context.Context, args []string) error {
-	fs := flag.NewFlagSet("worker run", flag.ContinueOnError)
-	fs.SetOutput(c.Stderr)
-	fs.Usage = func() {
-		fmt.Fprintln(c.Stderr, "Usage: worker run\n\nRuns the worker with the configuration in the environment (see README.md).")
-	}
-	if err := fs.Parse(args); err != nil {
+	if err := parseNoArgs(c.Stderr, "worker run", "Usage: worker run\n\nRuns the worker with the configuration in the environment (see README.md).", args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		fs.Usage()
-		return errUsage
 	}
 	cfg, err := config.FromEnv(c.Getenv)
 	if err != nil {
