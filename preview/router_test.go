@@ -126,6 +126,17 @@ func (e *routerEnv) do(t *testing.T, id, path string, cookie *http.Cookie, heade
 	return resp
 }
 
+// dialThroughRouter opens an HMR socket for preview id's host through the router at
+// routerURL, with cookie.
+func dialThroughRouter(routerURL, id string, cookie *http.Cookie) (*websocket.Conn, error) {
+	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{"vite-hmr"},
+		NetDialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, network, strings.TrimPrefix(routerURL, "http://"))
+		}}
+	conn, _, err := d.Dial("ws://"+id+routerDomain+"/", http.Header{"Cookie": {cookie.String()}})
+	return conn, err
+}
+
 func (e *routerEnv) lease(t *testing.T, client, user string) lease.Lease {
 	t.Helper()
 	l, err := e.table.Take(context.Background(), lease.Lease{Preview: preview.ID(client, user), ClientID: client, UserID: user,
@@ -210,11 +221,7 @@ func TestRouterForwardsToTheOwner(t *testing.T) {
 	}
 
 	// The HMR socket, through the router and the worker's gate.
-	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{"vite-hmr"},
-		NetDialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-			return (&net.Dialer{}).DialContext(ctx, network, strings.TrimPrefix(e.router.URL, "http://"))
-		}}
-	conn, _, err := d.Dial("ws://"+alice+routerDomain+"/", http.Header{"Cookie": {cookie.String()}})
+	conn, err := dialThroughRouter(e.router.URL, alice, cookie)
 	if err != nil {
 		t.Fatalf("HMR socket through the router: %v", err)
 	}
@@ -403,12 +410,8 @@ func TestRouterClosesSocketsWhenTheLeaseMoves(t *testing.T) {
 	}
 	dial := func(user string) (*websocket.Conn, string) {
 		t.Helper()
-		d := websocket.Dialer{HandshakeTimeout: 5 * time.Second, Subprotocols: []string{"vite-hmr"},
-			NetDialContext: func(ctx context.Context, network, _ string) (net.Conn, error) {
-				return (&net.Dialer{}).DialContext(ctx, network, strings.TrimPrefix(router.URL, "http://"))
-			}}
 		cookie := &http.Cookie{Name: preview.CookieName, Value: tokens.IssueFor("acme", user)}
-		conn, _, err := d.Dial("ws://"+preview.ID("acme", user)+routerDomain+"/", http.Header{"Cookie": {cookie.String()}})
+		conn, err := dialThroughRouter(router.URL, preview.ID("acme", user), cookie)
 		if err != nil {
 			t.Fatalf("%s's socket through the router: %v", user, err)
 		}
