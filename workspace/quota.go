@@ -1,6 +1,7 @@
 package workspace
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -47,7 +48,7 @@ func (u *User) DiskUsage(ctx context.Context) (Usage, error) {
 		flag string
 		into *int64
 	}{{"-B1", &use.Bytes}, {"--inodes", &use.Inodes}} {
-		out, err := u.run(ctx, u.Dir, "du", append([]string{"-s", "-c", "-x", m.flag, "--"}, parts...)...)
+		out, err := u.du(ctx, append([]string{"-s", "-c", "-x", m.flag, "--"}, parts...))
 		if err != nil {
 			return Usage{}, fmt.Errorf("measure the workspace: %w", err)
 		}
@@ -58,6 +59,41 @@ func (u *User) DiskUsage(ctx context.Context) (Usage, error) {
 		}
 	}
 	return use, nil
+}
+
+// vanished is how du (LC_ALL=C) ends the line about a file that was
+// removed while it walked: the file is no longer there to count.
+const vanished = ": No such file or directory"
+
+// du runs du as the tenant and returns its standard output. du exits 1 for
+// any file it could not measure; when every file it complains of vanished
+// during the walk (an install writing and removing temporary files beside
+// the measure), its totals are right and are taken. Any other complaint (a
+// directory it may not read) is an error.
+func (u *User) du(ctx context.Context, args []string) (string, error) {
+	cmd := u.command(ctx, u.Dir, u.childEnv(), "du", args...)
+	var out, errOut bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errOut
+	if err := cmd.Run(); err != nil && (ctx.Err() != nil || !onlyVanished(errOut.String())) {
+		tail := errOut.String()
+		if len(tail) > tailSize {
+			tail = "..." + tail[len(tail)-tailSize:]
+		}
+		return "", fmt.Errorf("du %s: %w: %s", strings.Join(args, " "), err, u.ws.redactor.String(tail))
+	}
+	return out.String(), nil
+}
+
+// onlyVanished reports whether every line of du's stderr is about a file
+// that vanished (and there is at least one).
+func onlyVanished(stderr string) bool {
+	lines := strings.Split(strings.TrimSpace(stderr), "\n")
+	for _, l := range lines {
+		if !strings.HasSuffix(l, vanished) {
+			return false
+		}
+	}
+	return len(lines) > 0 && lines[0] != ""
 }
 
 // CheckQuota measures the workspace and returns an error wrapping
