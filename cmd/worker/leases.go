@@ -89,9 +89,6 @@ func (l *leases) get() *lease.Holder {
 
 // claim takes t's user's lease before their dev server starts here.
 func (l *leases) claim(ctx context.Context, t preview.Target) error {
-	l.mu.Lock()
-	delete(l.takenOver, t.ID) // served here again
-	l.mu.Unlock()
 	h := l.get()
 	if h == nil {
 		return nil
@@ -108,8 +105,13 @@ func (l *leases) claim(ctx context.Context, t preview.Target) error {
 	start := time.Now()
 	got, err := take(ctx, t.ID, client, user)
 	if err != nil {
+		// Not served here: a dev server of the user's that stops after
+		// its lease was taken over is still another worker's business.
 		return fmt.Errorf("take the preview lease: %w", err)
 	}
+	l.mu.Lock()
+	delete(l.takenOver, t.ID) // served here again
+	l.mu.Unlock()
 	if byJob && !had && got.Epoch > 1 { // another worker had it before
 		l.mu.Lock()
 		if l.takeovers == nil {
