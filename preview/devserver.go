@@ -322,6 +322,28 @@ func (d *devServer) Close(ctx context.Context) error {
 	return nil
 }
 
+// awaitReady waits until the dev server is ready, whatever its run, and
+// reports true; it reports false when it is stopped, failed or closed, or
+// when ctx ends first. A starting or restarting dev server is waited for.
+func (d *devServer) awaitReady(ctx context.Context) bool {
+	for {
+		d.mu.Lock()
+		state, closed, changed := d.state, d.closed, d.changed
+		d.mu.Unlock()
+		switch {
+		case closed || state == StateStopped || state == StateFailed:
+			return false
+		case state == StateReady:
+			return true
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return false
+		}
+	}
+}
+
 // waitReady waits until the run gen is ready, fails or is replaced.
 func (d *devServer) waitReady(ctx context.Context, gen uint64, dir string) error {
 	timer := time.NewTimer(d.cfg.ReadyTimeout)

@@ -373,8 +373,10 @@ func TestDevServerRetarget(t *testing.T) {
 // socket itself and closes it with 1012 (service restart), after which the
 // client polls with vite-ping and reloads the page: while the dev server is
 // not ready, and when a re-targeted dev server (a new process, with a new
-// token) refuses the old page's token. Pings fail until the dev server is
-// ready, so the page reloads only once it can load.
+// token) refuses the old page's token. A ping fails at once when no dev
+// server runs; one sent while the dev server starts is held and answered
+// once it is ready, so the page reloads as soon as it can load, and only
+// then.
 func TestHMRSocketThatCannotReachItsDevServerMakesThePageReload(t *testing.T) {
 	first := previewtest.PrepareSite(t)
 	second := previewtest.PrepareSite(t)
@@ -419,6 +421,23 @@ func TestHMRSocketThatCannotReachItsDevServerMakesThePageReload(t *testing.T) {
 	wantRestart("no dev server yet", "any-token")
 	wantPing("no dev server yet", false)
 
+	// A ping while the dev server starts: held, then answered once it is
+	// ready.
+	started := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		started <- p.Target(ctx, p.target)
+	}()
+	wait.For(t, 30*time.Second, "the dev server to be starting", func() bool { return p.state() == preview.StateStarting })
+	wantPing("dev server starting", true)
+	if _, ready := p.upstream(); !ready {
+		t.Error("a ping sent while the dev server started was answered before it was ready: the page would reload onto the starting page")
+	}
+	if err := <-started; err != nil {
+		t.Fatalf("start the dev server: %v", err)
+	}
+
 	p.start(t)
 	firstToken := previewtest.WSTokenWith(t, p.base, p.header(""))
 	live := previewtest.DialHMRWith(t, p.base, p.header(""))
@@ -462,6 +481,15 @@ func TestDevServerCrashLoop(t *testing.T) {
 	wait.For(t, 60*time.Second, "the broken dev server to die and wait for a restart", func() bool {
 		return p.state() == preview.StateRestarting && p.pid() == 0
 	})
+	// A ping of the page's Vite client is held for a restarting dev
+	// server only up to PingHold, then refused (the client pings again).
+	held, _ := serveGated(t, preview.ProxyConfig{Servers: p.Servers, Logger: testLogger(t), PingHold: 300 * time.Millisecond}, false)
+	if conn, resp, err := previewtest.DialWSWith(held, p.header(""), "vite-ping", ""); err == nil {
+		conn.Close()
+		t.Error("a ping of a crash-looping dev server was answered")
+	} else if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
+		t.Errorf("a ping of a crash-looping dev server: %v, want 503 after PingHold", err)
+	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {
 		t.Errorf("Target on a crashing project = %v, want context.Canceled", err)

@@ -49,7 +49,15 @@ type ProxyConfig struct {
 	// RetryAfter is how long the "starting" page waits before it retries.
 	// Zero means DefaultRetryAfter.
 	RetryAfter time.Duration
+	// PingHold is how long a ping of Vite's client (see isVitePing) waits
+	// for a dev server that is starting before it gets 503. Zero means
+	// DefaultPingHold.
+	PingHold time.Duration
 }
+
+// DefaultPingHold bounds how long the proxy holds a ping of Vite's client
+// for a starting dev server (ProxyConfig.PingHold).
+const DefaultPingHold = 10 * time.Second
 
 // Proxy is the live preview: an http.Handler that forwards every request,
 // WebSocket upgrades included, to the dev server of its preview. It
@@ -66,6 +74,7 @@ type Proxy struct {
 	views      *views
 	log        *slog.Logger
 	retryAfter time.Duration
+	pingHold   time.Duration
 	page       []byte
 	rp         *httputil.ReverseProxy
 }
@@ -82,12 +91,16 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		views:      newViews(cfg.ViewMax),
 		log:        cfg.Logger,
 		retryAfter: cfg.RetryAfter,
+		pingHold:   cfg.PingHold,
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
 	}
 	if p.retryAfter <= 0 {
 		p.retryAfter = DefaultRetryAfter
+	}
+	if p.pingHold <= 0 {
+		p.pingHold = DefaultPingHold
 	}
 	p.page = startingPage(p.retryAfter)
 	p.rp = &httputil.ReverseProxy{
@@ -128,6 +141,11 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 // server process has its own), so the proxy opens such a socket itself and
 // closes it at once, with code 1012 (service restart): the page reloads when
 // the dev server is back.
+//
+// The client pings once a second. A ping that reaches a dev server that is
+// starting (a takeover or a wake on this worker, a restart) is held until
+// the dev server is ready, up to PingHold, rather than refused: the page
+// reloads the moment it can load, not up to a second later.
 
 // errHMRRefused reports a vite-hmr upgrade the dev server did not accept.
 var errHMRRefused = errors.New("the dev server refused the HMR socket")
@@ -169,13 +187,23 @@ func dropPreviewCookie(r *http.Request) {
 }
 
 // isViteHMR reports whether r opens Vite's HMR socket.
-func isViteHMR(r *http.Request) bool {
+func isViteHMR(r *http.Request) bool { return isViteSocket(r, "vite-hmr") }
+
+// isVitePing reports whether r is a ping of Vite's client, which polls the
+// dev server after its HMR socket closed and reloads the page once a ping
+// is answered: a WebSocket with the subprotocol vite-ping (Vite 5.1 and
+// later; Astro 5 has Vite 6).
+func isVitePing(r *http.Request) bool { return isViteSocket(r, "vite-ping") }
+
+// isViteSocket reports whether r opens a WebSocket with the subprotocol
+// protocol.
+func isViteSocket(r *http.Request, protocol string) bool {
 	if !strings.EqualFold(r.Header.Get("Upgrade"), "websocket") {
 		return false
 	}
 	for _, v := range r.Header.Values("Sec-Websocket-Protocol") {
 		for _, p := range strings.Split(v, ",") {
-			if strings.TrimSpace(p) == "vite-hmr" {
+			if strings.TrimSpace(p) == protocol {
 				return true
 			}
 		}
@@ -239,6 +267,9 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(ctx)
 		}
 	}
+	if (!ok || up.URL == nil) && isVitePing(r) {
+		up, ok = p.holdPing(r)
+	}
 	if !ok || up.URL == nil {
 		if isPageLoad(r) {
 			id, _ := PreviewID(r.Context())
@@ -257,6 +288,24 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	ctx := withGuard(context.WithValue(r.Context(), upstreamKey{}, up), up.guard)
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
+}
+
+// holdPing waits, up to PingHold, for the dev server of r's preview to be
+// ready when one is starting or restarting, and returns it. It returns at
+// once when none runs: a ping starts nothing.
+func (p *Proxy) holdPing(r *http.Request) (Upstream, bool) {
+	id, ok := PreviewID(r.Context())
+	if !ok {
+		return Upstream{}, false
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), p.pingHold)
+	defer cancel()
+	if !p.servers.AwaitReady(ctx, id) {
+		return Upstream{}, false
+	}
+	up, ok, viewed := p.servers.View(id)
+	viewed() // the request's first View counts it until it ends
+	return up, ok
 }
 
 // proxyError logs a failed round trip and answers with the "starting" page:

@@ -212,6 +212,16 @@ func (s *Servers) View(id string) (up Upstream, ready bool, done func()) {
 	return up, ready, done
 }
 
+// AwaitReady waits until preview id's dev server is ready and reports
+// true, or reports false when none runs or starts for id, when it fails or
+// stops, or when ctx ends first.
+func (s *Servers) AwaitReady(ctx context.Context, id string) bool {
+	s.mu.Lock()
+	e := s.byID[id]
+	s.mu.Unlock()
+	return e != nil && e.ds.awaitReady(ctx)
+}
+
 // Ensure starts preview id's dev server in the background when none runs
 // for it (a viewer came back after an idle stop, an eviction or a restart):
 // it looks the preview up now, and returns ErrNoWorkspace when there is
