@@ -375,8 +375,8 @@ func TestDevServerRetarget(t *testing.T) {
 // not ready, and when a re-targeted dev server (a new process, with a new
 // token) refuses the old page's token. A ping fails at once when no dev
 // server runs; one sent while the dev server starts is held and answered
-// once it is ready, so the page reloads as soon as it can load, and only
-// then.
+// once it is ready, as is the starting page's poll, so the page reloads as
+// soon as it can load, and only then.
 func TestHMRSocketThatCannotReachItsDevServerMakesThePageReload(t *testing.T) {
 	first := previewtest.PrepareSite(t)
 	second := previewtest.PrepareSite(t)
@@ -430,9 +430,31 @@ func TestHMRSocketThatCannotReachItsDevServerMakesThePageReload(t *testing.T) {
 		started <- p.Target(ctx, p.target)
 	}()
 	wait.For(t, 30*time.Second, "the dev server to be starting", func() bool { return p.state() == preview.StateStarting })
+	// The starting page's poll, at the same time: held too.
+	polled := make(chan int, 1)
+	go func() {
+		req, err := http.NewRequest(http.MethodHead, p.base.String()+"/", nil)
+		if err != nil {
+			polled <- 0
+			return
+		}
+		req.Header = p.header("")
+		req.Header.Set(preview.WaitHeader, "ready")
+		req.Header.Set("Sec-Fetch-Dest", "empty") // a fetch, not a page load
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			polled <- 0
+			return
+		}
+		resp.Body.Close()
+		polled <- resp.StatusCode
+	}()
 	wantPing("dev server starting", true)
 	if _, ready := p.upstream(); !ready {
 		t.Error("a ping sent while the dev server started was answered before it was ready: the page would reload onto the starting page")
+	}
+	if code := <-polled; code != http.StatusOK {
+		t.Errorf("the starting page's poll sent while the dev server started: status %d, want 200 once it is ready", code)
 	}
 	if err := <-started; err != nil {
 		t.Fatalf("start the dev server: %v", err)
@@ -482,13 +504,13 @@ func TestDevServerCrashLoop(t *testing.T) {
 		return p.state() == preview.StateRestarting && p.pid() == 0
 	})
 	// A ping of the page's Vite client is held for a restarting dev
-	// server only up to PingHold, then refused (the client pings again).
-	held, _ := serveGated(t, preview.ProxyConfig{Servers: p.Servers, Logger: testLogger(t), PingHold: 300 * time.Millisecond}, false)
+	// server only up to PollHold, then refused (the client pings again).
+	held, _ := serveGated(t, preview.ProxyConfig{Servers: p.Servers, Logger: testLogger(t), PollHold: 300 * time.Millisecond}, false)
 	if conn, resp, err := previewtest.DialWSWith(held, p.header(""), "vite-ping", ""); err == nil {
 		conn.Close()
 		t.Error("a ping of a crash-looping dev server was answered")
 	} else if resp == nil || resp.StatusCode != http.StatusServiceUnavailable {
-		t.Errorf("a ping of a crash-looping dev server: %v, want 503 after PingHold", err)
+		t.Errorf("a ping of a crash-looping dev server: %v, want 503 after PollHold", err)
 	}
 	cancel()
 	if err := <-done; !errors.Is(err, context.Canceled) {

@@ -49,15 +49,19 @@ type ProxyConfig struct {
 	// RetryAfter is how long the "starting" page waits before it retries.
 	// Zero means DefaultRetryAfter.
 	RetryAfter time.Duration
-	// PingHold is how long a ping of Vite's client (see isVitePing) waits
-	// for a dev server that is starting before it gets 503. Zero means
-	// DefaultPingHold.
-	PingHold time.Duration
+	// PollHold is how long a poll that waits for the preview (see
+	// waitsForReady) is held for a dev server that is starting before it
+	// gets 503. Zero means DefaultPollHold.
+	PollHold time.Duration
 }
 
-// DefaultPingHold bounds how long the proxy holds a ping of Vite's client
-// for a starting dev server (ProxyConfig.PingHold).
-const DefaultPingHold = 10 * time.Second
+// DefaultPollHold bounds how long the proxy holds a poll for a starting
+// dev server (ProxyConfig.PollHold).
+const DefaultPollHold = 10 * time.Second
+
+// WaitHeader, with the value "ready", marks the starting page's poll (a
+// HEAD of the page), which the proxy holds while the dev server starts.
+const WaitHeader = "X-Preview-Wait"
 
 // Proxy is the live preview: an http.Handler that forwards every request,
 // WebSocket upgrades included, to the dev server of its preview. It
@@ -74,7 +78,7 @@ type Proxy struct {
 	views      *views
 	log        *slog.Logger
 	retryAfter time.Duration
-	pingHold   time.Duration
+	pollHold   time.Duration
 	page       []byte
 	rp         *httputil.ReverseProxy
 }
@@ -91,7 +95,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 		views:      newViews(cfg.ViewMax),
 		log:        cfg.Logger,
 		retryAfter: cfg.RetryAfter,
-		pingHold:   cfg.PingHold,
+		pollHold:   cfg.PollHold,
 	}
 	if p.log == nil {
 		p.log = slog.New(slog.DiscardHandler)
@@ -99,8 +103,8 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 	if p.retryAfter <= 0 {
 		p.retryAfter = DefaultRetryAfter
 	}
-	if p.pingHold <= 0 {
-		p.pingHold = DefaultPingHold
+	if p.pollHold <= 0 {
+		p.pollHold = DefaultPollHold
 	}
 	p.page = startingPage(p.retryAfter)
 	p.rp = &httputil.ReverseProxy{
@@ -112,6 +116,7 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 			// Only the worker's proxy knows the dev server's secret; whatever
 			// the client sent under that name goes.
 			pr.Out.Header.Del(SecretHeader)
+			pr.Out.Header.Del(WaitHeader)
 			if up.guard != nil {
 				pr.Out.Header.Set(SecretHeader, up.guard.secret)
 			}
@@ -142,10 +147,11 @@ func NewProxy(cfg ProxyConfig) *Proxy {
 // closes it at once, with code 1012 (service restart): the page reloads when
 // the dev server is back.
 //
-// The client pings once a second. A ping that reaches a dev server that is
-// starting (a takeover or a wake on this worker, a restart) is held until
-// the dev server is ready, up to PingHold, rather than refused: the page
-// reloads the moment it can load, not up to a second later.
+// The client pings once a second, and the starting page polls every
+// startingPoll. Such a poll that reaches a dev server that is starting (a
+// takeover or a wake on this worker, a restart) is held until the dev
+// server is ready, up to PollHold, rather than refused: the page reloads
+// the moment it can load, not up to a poll later.
 
 // errHMRRefused reports a vite-hmr upgrade the dev server did not accept.
 var errHMRRefused = errors.New("the dev server refused the HMR socket")
@@ -189,11 +195,14 @@ func dropPreviewCookie(r *http.Request) {
 // isViteHMR reports whether r opens Vite's HMR socket.
 func isViteHMR(r *http.Request) bool { return isViteSocket(r, "vite-hmr") }
 
-// isVitePing reports whether r is a ping of Vite's client, which polls the
-// dev server after its HMR socket closed and reloads the page once a ping
-// is answered: a WebSocket with the subprotocol vite-ping (Vite 5.1 and
-// later; Astro 5 has Vite 6).
-func isVitePing(r *http.Request) bool { return isViteSocket(r, "vite-ping") }
+// waitsForReady reports whether r is a poll that waits for the preview to
+// serve, and reloads the page once it is answered: a ping of Vite's client
+// after its HMR socket closed (a WebSocket with the subprotocol vite-ping;
+// Vite 5.1 and later, and Astro 5 has Vite 6), or the starting page's HEAD
+// with WaitHeader.
+func waitsForReady(r *http.Request) bool {
+	return isViteSocket(r, "vite-ping") || r.Method == http.MethodHead && r.Header.Get(WaitHeader) == "ready"
+}
 
 // isViteSocket reports whether r opens a WebSocket with the subprotocol
 // protocol.
@@ -267,8 +276,8 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			r = r.WithContext(ctx)
 		}
 	}
-	if (!ok || up.URL == nil) && isVitePing(r) {
-		up, ok = p.holdPing(r)
+	if (!ok || up.URL == nil) && waitsForReady(r) {
+		up, ok = p.holdPoll(r)
 	}
 	if !ok || up.URL == nil {
 		if isPageLoad(r) {
@@ -290,15 +299,15 @@ func (p *Proxy) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	p.rp.ServeHTTP(w, r.WithContext(ctx))
 }
 
-// holdPing waits, up to PingHold, for the dev server of r's preview to be
+// holdPoll waits, up to PollHold, for the dev server of r's preview to be
 // ready when one is starting or restarting, and returns it. It returns at
-// once when none runs: a ping starts nothing.
-func (p *Proxy) holdPing(r *http.Request) (Upstream, bool) {
+// once when none runs: a poll starts nothing.
+func (p *Proxy) holdPoll(r *http.Request) (Upstream, bool) {
 	id, ok := PreviewID(r.Context())
 	if !ok {
 		return Upstream{}, false
 	}
-	ctx, cancel := context.WithTimeout(r.Context(), p.pingHold)
+	ctx, cancel := context.WithTimeout(r.Context(), p.pollHold)
 	defer cancel()
 	if !p.servers.AwaitReady(ctx, id) {
 		return Upstream{}, false
@@ -336,8 +345,9 @@ func (p *Proxy) serveStarting(w http.ResponseWriter) {
 }
 
 // startingPage is the 503 page. Its script asks for the page again (HEAD,
-// which starts and wakes nothing) every startingPoll and reloads as soon as
-// the answer is not 503, and reloads anyway after 5 x retryAfter (that
+// which starts and wakes nothing, with WaitHeader: a worker holds it while
+// the dev server starts) every startingPoll and reloads as soon as the
+// answer is not 503, and reloads anyway after 5 x retryAfter (that
 // load may wake the preview again); without scripts, a meta refresh
 // reloads it after retryAfter.
 func startingPage(retryAfter time.Duration) []byte {
@@ -360,7 +370,7 @@ func startingPage(retryAfter time.Duration) []byte {
   var start = Date.now();
   function poll() {
     if (Date.now() - start > ` + giveUp + `) { location.reload(); return; }
-    fetch(location.href, { method: 'HEAD', cache: 'no-store', credentials: 'same-origin' })
+    fetch(location.href, { method: 'HEAD', cache: 'no-store', credentials: 'same-origin', headers: { '` + WaitHeader + `': 'ready' } })
       .then(function (r) { if (r.status !== 503) location.reload(); else setTimeout(poll, ` + poll + `); })
       .catch(function () { setTimeout(poll, ` + poll + `); });
   }
