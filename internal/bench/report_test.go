@@ -94,8 +94,8 @@ func specs() []Spec {
 		{ID: "18a", Name: "router: HMR, file write to the first HMR message through router and worker (gate and proxy), against the worker alone, medians of 30 edits", Goal: fmt.Sprintf("< %gx the worker alone", routerGoal)},
 		{ID: "18b", Name: "router: what it adds per request (Vite's client module through router and worker against the worker alone, taking turns), medians of 200", Goal: "< 1 ms"},
 		{ID: "18c", Name: "lease table: DynamoDB calls per preview-hour"},
-		{ID: "18d", Name: "takeover: an execute job sent to the worker that does not serve the user (warm workspace, her page open in Chromium through the router) to the open page showing its edit, median of 3", Goal: "< 5 s"},
-		{ID: "18e", Name: "wake: the serving worker stopped (SIGTERM, its leases ended), a page load through the router to the page served by the other worker (preview job, dev server start), warm workspace, median of 3", Goal: "< 5 s"},
+		{ID: "18d", Name: "takeover: an execute job sent to the worker that does not serve the user (warm workspace, her page open in Chromium through the router) to the open page showing its edit, dev servers and CLI on Node 22 (the image's), median of 3", Goal: "< 5 s"},
+		{ID: "18e", Name: "wake: the serving worker stopped (SIGTERM, its leases ended), a page load through the router to the page served by the other worker (preview job, dev server start), warm workspace, on Node 22, median of 3", Goal: "< 5 s"},
 		{ID: "18f", Name: "wake, cold: the same with Vite's and Astro's caches of the project removed first"},
 	}
 }

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"net"
@@ -18,6 +19,7 @@ import (
 	"github.com/webordinary/claude-code-astro/internal/lease"
 	"github.com/webordinary/claude-code-astro/internal/testkit/browser"
 	"github.com/webordinary/claude-code-astro/internal/testkit/fakeanthropic"
+	"github.com/webordinary/claude-code-astro/internal/testkit/node22"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sandboxtest"
 	"github.com/webordinary/claude-code-astro/internal/testkit/sqstest"
 	"github.com/webordinary/claude-code-astro/jobs"
@@ -158,6 +160,15 @@ func benchTakeover(b *testing.B, e *env) {
 	f := newTakeoverFleet(b, e)
 	const user = "alice"
 	f.run(b, 0, initJob("init", user))
+	// From here on the workers run what they run on ECS on the image's
+	// Node (the Dockerfile's 22, not this machine's): the dev servers and
+	// the CLI. The init ran on this machine's, whose npm trusts the
+	// registry proxy's certificate here.
+	for i := range f.workers {
+		f.workers[i].stop()
+		f.vars[i]["PATH"] = node22.BinDir(b) + ":" + f.vars[i]["PATH"]
+		f.start(b, i)
+	}
 	project := filepath.Join(f.root, "acme", user, "project")
 	page := filepath.Join(project, "src", "pages", "index.astro")
 	br := browser.Start(b, browser.MapHost("*.preview.test"))
@@ -270,8 +281,22 @@ func (f *takeoverFleet) timeline(b *testing.B, user string, to int, start time.T
 	}()
 	return func() string {
 		close(done)
-		return "the lease moved at " + Ms(time.Duration(moved.Load()))
+		return "the lease moved at " + Ms(time.Duration(moved.Load())) + ", the new owner's dev server was ready at " + f.readyAt(to, start)
 	}
+}
+
+// readyAt says when, after start, worker i logged a dev server ready.
+func (f *takeoverFleet) readyAt(i int, start time.Time) string {
+	for line := range strings.Lines(f.workers[i].logs.String()) {
+		var entry struct {
+			Time time.Time `json:"time"`
+			Msg  string    `json:"msg"`
+		}
+		if json.Unmarshal([]byte(line), &entry) == nil && entry.Msg == "dev server ready" && entry.Time.After(start) {
+			return Ms(entry.Time.Sub(start))
+		}
+	}
+	return "(not logged)"
 }
 
 // isDone reports whether p has exited.
