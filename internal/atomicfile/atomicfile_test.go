@@ -50,3 +50,35 @@ func TestWriteKeepsTheOldFileWhenTheRenameFails(t *testing.T) {
 		t.Errorf("the directory holds %d entries after a failed write, want 1: %v", len(entries), entries)
 	}
 }
+
+// TestCreateOnlyWhereNothingIs: Create makes a missing file whole, and
+// leaves one that exists as it is; no temporary is left either way.
+func TestCreateOnlyWhereNothingIs(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "record.json")
+	for _, tc := range []struct {
+		content     string
+		wantCreated bool
+		want        string
+	}{
+		{"first", true, "first"},
+		{"second", false, "first"},
+	} {
+		created, err := Create(path, []byte(tc.content), 0o600)
+		if err != nil || created != tc.wantCreated {
+			t.Fatalf("Create(%q) = %v, %v; want %v", tc.content, created, err, tc.wantCreated)
+		}
+		got, err := os.ReadFile(path)
+		if err != nil || string(got) != tc.want {
+			t.Fatalf("after Create(%q): %q, %v; want %q", tc.content, got, err, tc.want)
+		}
+	}
+	fi, err := os.Stat(path)
+	if err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("mode %v, %v; want 0600", fi.Mode(), err)
+	}
+	entries, _ := os.ReadDir(dir)
+	if len(entries) != 1 {
+		t.Errorf("the directory holds %d entries, want only the file: %v", len(entries), entries)
+	}
+}

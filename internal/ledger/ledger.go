@@ -107,12 +107,25 @@ func (l *Ledger) Put(job jobs.Job, rec Record) error {
 }
 
 // MarkQueued records that a worker holds the job and has not started it,
-// unless the job has a record already (it ran, or runs, elsewhere).
+// unless the job has a record already (it ran, or runs, elsewhere). The
+// record is created only where none exists, in one step: a record the job's
+// start writes meanwhile is never overwritten with "queued".
 func (l *Ledger) MarkQueued(job jobs.Job) error {
-	if _, found, err := l.Get(job); err != nil || found {
+	p, err := l.path(job)
+	if err != nil {
 		return err
 	}
-	return l.Put(job, Record{JobID: job.JobID, State: StateQueued})
+	b, err := json.MarshalIndent(Record{JobID: job.JobID, State: StateQueued}, "", "  ")
+	if err != nil {
+		return fmt.Errorf("encode job record: %w", err)
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", filepath.Dir(p), err)
+	}
+	if _, err := atomicfile.Create(p, b, 0o600); err != nil {
+		return fmt.Errorf("record a waiting job: %w", err)
+	}
+	return nil
 }
 
 // CancelMark is what a cancel leaves for the job it stops.

@@ -3,6 +3,8 @@ package ledger
 import (
 	"os"
 	"path/filepath"
+	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -63,6 +65,33 @@ func TestLedgerCorruptRecordMeansRunAgain(t *testing.T) {
 	}
 	if _, found, err := New(root).Get(job); found || err != nil {
 		t.Errorf("corrupt record: found=%v err=%v, want not found", found, err)
+	}
+}
+
+// TestMarkQueuedNeverOverwritesTheStart: a job marked queued as it waits
+// behind its user's running job can be started by its lane at that very
+// moment. Whichever of the two writes comes first, the record ends up
+// running: a cancel that reads it on another worker must not answer
+// "queued" for a job that runs.
+func TestMarkQueuedNeverOverwritesTheStart(t *testing.T) {
+	l := New(t.TempDir())
+	for i := range 300 {
+		job := jobs.Job{JobID: "j" + strconv.Itoa(i), ClientID: "acme", UserID: "u1"}
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			if err := l.MarkQueued(job); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Go(func() {
+			if err := l.Put(job, Record{JobID: job.JobID, State: StateRunning, Attempts: 1}); err != nil {
+				t.Error(err)
+			}
+		})
+		wg.Wait()
+		if rec, _, err := l.Get(job); err != nil || rec.State != StateRunning {
+			t.Fatalf("round %d: the record is %+v (%v) after the job started, want running", i, rec, err)
+		}
 	}
 }
 
