@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -195,13 +196,20 @@ func newEnv(b *testing.B) *env {
 	return e
 }
 
-// workerBin builds the worker binary once (without -race: its numbers are
-// the product's) and returns its path.
+// productBuild is how the image builds the worker (the Dockerfile's build
+// stage, which TestBenchBuildsTheImagesBinary holds to it): static, stripped,
+// without the embedded emulator of `worker local`. The benchmarks measure
+// that binary, not the larger one `go build` makes for a newcomer.
+var productBuild = []string{"build", "-trimpath", "-ldflags=-s -w", "-tags", "nolocal"}
+
+// workerBin builds the worker binary once, as the image does (without
+// -race: its numbers are the product's), and returns its path.
 func (e *env) workerBin(tb testing.TB) string {
 	tb.Helper()
 	e.buildOnce.Do(func() {
 		e.bin = filepath.Join(e.dir, "worker")
-		cmd := exec.Command("go", "build", "-o", e.bin, "./cmd/worker")
+		cmd := exec.Command("go", append(slices.Clone(productBuild), "-o", e.bin, "./cmd/worker")...)
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		cmd.Dir = e.root
 		out, err := cmd.CombinedOutput()
 		if err != nil {
