@@ -97,7 +97,7 @@ func benchExecute(b *testing.B, e *env) {
 	w.run(b, initJob("init", "bench"), 2*time.Minute)
 	page := w.page("bench")
 
-	bare := newBareCLI(b, e.claudeBin(b), w.api.URL)
+	bare := newBareCLI(b, e.claudeBin(b), w.api.URL, workspacetest.NewGit(b))
 
 	heading := "<h1>Hello</h1>"
 	var overhead, startup, outsideCLI, whole, bareRuns []time.Duration
@@ -140,17 +140,23 @@ func benchExecute(b *testing.B, e *env) {
 // bareCLI is row 7a's baseline: the pinned CLI run as the agent runner runs
 // it (its arguments, an allowlisted environment, the instruction on stdin,
 // one session resumed run after run), straight from this process, with no
-// worker, in a plain copy of the same site.
+// worker, in a plain copy of the same site: a git repository, as the
+// worker's project is (the CLI reads a repository's state as it starts),
+// each run's edit committed after it, as the worker commits a job's.
 type bareCLI struct {
 	bin, dir, page string
 	env            []string
 	session        string
 	runs           int
+	git            *workspacetest.Git
 }
 
-func newBareCLI(b *testing.B, bin, apiURL string) *bareCLI {
+func newBareCLI(b *testing.B, bin, apiURL string, git *workspacetest.Git) *bareCLI {
 	dir := b.TempDir()
 	workspacetest.WriteFiles(b, dir, workspacetest.SiteFiles())
+	git.Run(dir, "init", "--quiet", "--initial-branch=main")
+	git.Run(dir, "add", "--all")
+	git.Run(dir, "commit", "--quiet", "--message=site")
 	home, config, tmp := b.TempDir(), b.TempDir(), b.TempDir()
 	id := make([]byte, 16)
 	if _, err := rand.Read(id); err != nil {
@@ -158,7 +164,7 @@ func newBareCLI(b *testing.B, bin, apiURL string) *bareCLI {
 	}
 	id[6], id[8] = id[6]&0x0f|0x40, id[8]&0x3f|0x80 // a version 4 UUID
 	return &bareCLI{
-		bin: bin, dir: dir, page: filepath.Join(dir, "src", "pages", "index.astro"),
+		bin: bin, dir: dir, page: filepath.Join(dir, "src", "pages", "index.astro"), git: git,
 		session: fmt.Sprintf("%x-%x-%x-%x-%x", id[0:4], id[4:6], id[6:8], id[8:10], id[10:]),
 		env: []string{
 			"PATH=" + os.Getenv("PATH"), "HOME=" + home, "CLAUDE_CONFIG_DIR=" + config,
@@ -196,6 +202,7 @@ func (c *bareCLI) run(b *testing.B, instruction, want string) time.Duration {
 	if page, err := os.ReadFile(c.page); err != nil || !strings.Contains(string(page), want) {
 		b.Fatalf("the bare CLI run did not make its edit (%v): %s\n%s", err, page, out)
 	}
+	c.git.Run(c.dir, "commit", "--quiet", "--all", "--message="+instruction)
 	c.runs++
 	return took
 }

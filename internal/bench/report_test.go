@@ -56,7 +56,7 @@ func specs() []Spec {
 		{ID: "5a", Name: "resumed init on a prepared workspace of the example site, median of 7 (max)", Goal: "< 500 ms"},
 		{ID: "5b", Name: "thread switch + one-file commit on the example site, against a bare `git checkout` + `git commit -a` of the same change in a plain clone, taking turns, medians of 10", Goal: fmt.Sprintf("< %gx bare git", switchGoal)},
 		{ID: "6", Name: "first init of the example site: clone + npm ci from the npm registry, empty npm cache"},
-		{ID: "7a", Name: "execute job, warm workspace: receive to finish, against the bare CLI run (the same arguments, prompt and fake API, no worker) start to exit, taking turns, medians of 5", Goal: fmt.Sprintf("< %gx the bare CLI run", executeGoal)},
+		{ID: "7a", Name: "execute job, warm workspace: receive to finish, against the bare CLI run (the same arguments, prompt and fake API, a git repository, no worker) start to exit, taking turns, medians of 5", Goal: fmt.Sprintf("< %gx the bare CLI run", executeGoal)},
 		{ID: "7e", Name: "same jobs: overhead around the agent, job duration minus the CLI's wall time (start to exit) in the job, median (max)"},
 		{ID: "7b", Name: "same jobs: CLI start-up, start to its init line, median (max)"},
 		{ID: "7c", Name: "same jobs: durationMs minus claude.durationMs (worker overhead + CLI start-up and exit), median"},
