@@ -5,8 +5,9 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
-	"strings"
 	"testing"
+
+	"github.com/moby/buildkit/frontend/dockerfile/shell"
 )
 
 // TestBenchBuildsTheImagesBinary: the benchmarks build the worker as the
@@ -20,34 +21,12 @@ func TestBenchBuildsTheImagesBinary(t *testing.T) {
 	if m == nil {
 		t.Fatal("the Dockerfile has no `CGO_ENABLED=0 go build ... -o ... ./cmd/worker` line")
 	}
-	if got := shellWords(string(m[1])); !slices.Equal(got, productBuild) {
+	// Split as a shell would, by BuildKit's own word lexer (no variables).
+	got, err := shell.NewLex('\\').ProcessWords(string(m[1]), shell.EnvsFromSlice(nil))
+	if err != nil {
+		t.Fatalf("split the Dockerfile's go build: %v", err)
+	}
+	if !slices.Equal(got, productBuild) {
 		t.Errorf("the Dockerfile builds with go %q, the benchmarks with go %q", got, productBuild)
 	}
-}
-
-// shellWords splits a command line as sh does for the plain words and double
-// quotes the Dockerfile uses (no escapes, no variables).
-func shellWords(line string) []string {
-	var words []string
-	var word strings.Builder
-	inWord, quoted := false, false
-	for _, r := range line {
-		switch {
-		case r == '"':
-			quoted, inWord = !quoted, true
-		case r == ' ' && !quoted:
-			if inWord {
-				words = append(words, word.String())
-				word.Reset()
-				inWord = false
-			}
-		default:
-			word.WriteRune(r)
-			inWord = true
-		}
-	}
-	if inWord {
-		words = append(words, word.String())
-	}
-	return words
 }
